@@ -1,0 +1,150 @@
+"""Settings, read once from the environment and passed in explicitly.
+
+Nothing here reads the environment at import time: `Settings.from_env()` is called
+by `bot.__main__` (after python-dotenv has loaded `.env`) and by tests with a dict.
+Every problem raises `ConfigError` whose message is one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_BASE_URL = "https://toapis.com"
+DEFAULT_DATABASE_URL = "sqlite:///data/imagine.db"
+DEFAULT_MODEL = "doubao-seedream-5-0"
+
+_HINT = "see .env.example"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+def _problem(name: str, what: str) -> ConfigError:
+    return ConfigError(f"{name} {what} ({_HINT})")
+
+
+def database_url_for_sqlalchemy(url: str) -> str:
+    """Turn a deployer's DATABASE_URL into an async SQLAlchemy URL.
+
+    Accepts `sqlite:///relative/or/absolute.db`, `postgresql://…` and the
+    Heroku-style `postgres://…`; anything else raises `ValueError`.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or not rest:
+        raise ValueError("must look like sqlite:///path/to/file.db or postgresql://user:pass@host/db")
+    scheme = scheme.lower()
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        path = rest[1:] if rest.startswith("/") else ""
+        if not path:
+            raise ValueError("needs a file path: sqlite:///data/imagine.db")
+        return f"sqlite+aiosqlite:///{path}"
+    if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+        host = urlsplit(f"x://{rest}").hostname
+        if not host and "host=" not in rest:
+            raise ValueError("needs a host: postgresql://user:password@host:5432/dbname")
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(f"has an unsupported scheme {scheme!r}: use sqlite:/// or postgresql://")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bot can be configured with (see `.env.example`)."""
+
+    discord_token: str = field(repr=False)
+    toapis_api_key: str = field(repr=False)
+    toapis_base_url: str = DEFAULT_BASE_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    default_model: str = DEFAULT_MODEL
+    log_level: str = "INFO"
+    dev_guild_id: int | None = None
+    model_catalog_file: Path | None = None
+    job_timeout_seconds: float = 600.0
+    progress_edit_interval: float = 2.0
+    poll_interval_queued: float = 2.5
+    poll_interval_running: float = 4.0
+    discord_api_base_url: str | None = None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return database_url_for_sqlalchemy(self.database_url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from an environment mapping, validating every value."""
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            if value is None:
+                return None
+            value = value.strip()
+            return value or None
+
+        def required(name: str) -> str:
+            value = get(name)
+            if value is None:
+                raise _problem(name, "is missing: set it in the environment or in .env")
+            return value
+
+        def number(name: str, default: float, low: float, high: float) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise _problem(name, f"must be a number, got {raw!r}") from None
+            if not low <= value <= high:
+                raise _problem(name, f"must be between {low:g} and {high:g}, got {raw}")
+            return value
+
+        def base_url(name: str, default: str | None) -> str | None:
+            raw = get(name)
+            if raw is None:
+                return default
+            parts = urlsplit(raw)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise _problem(name, f"must be an http(s) URL, got {raw!r}")
+            return raw.rstrip("/")
+
+        discord_token = required("DISCORD_TOKEN")
+        toapis_api_key = required("TOAPIS_API_KEY")
+
+        database_url = get("DATABASE_URL") or DEFAULT_DATABASE_URL
+        try:
+            database_url_for_sqlalchemy(database_url)
+        except ValueError as exc:
+            raise _problem("DATABASE_URL", str(exc)) from None
+
+        log_level = (get("LOG_LEVEL") or "INFO").upper()
+        if not isinstance(logging.getLevelName(log_level), int):
+            raise _problem("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+
+        dev_guild_raw = get("DEV_GUILD_ID")
+        dev_guild_id = None
+        if dev_guild_raw is not None:
+            if not dev_guild_raw.isdigit():
+                raise _problem("DEV_GUILD_ID", f"must be a server id (digits only), got {dev_guild_raw!r}")
+            dev_guild_id = int(dev_guild_raw)
+
+        catalog_raw = get("MODEL_CATALOG_FILE")
+
+        return cls(
+            discord_token=discord_token,
+            toapis_api_key=toapis_api_key,
+            toapis_base_url=base_url("TOAPIS_BASE_URL", DEFAULT_BASE_URL) or DEFAULT_BASE_URL,
+            database_url=database_url,
+            default_model=get("DEFAULT_MODEL") or DEFAULT_MODEL,
+            log_level=log_level,
+            dev_guild_id=dev_guild_id,
+            model_catalog_file=Path(catalog_raw) if catalog_raw else None,
+            job_timeout_seconds=number("JOB_TIMEOUT_SECONDS", 600.0, 1, 24 * 3600),
+            progress_edit_interval=number("PROGRESS_EDIT_INTERVAL_SECONDS", 2.0, 0.05, 300),
+            poll_interval_queued=number("POLL_INTERVAL_QUEUED_SECONDS", 2.5, 0.01, 60),
+            poll_interval_running=number("POLL_INTERVAL_RUNNING_SECONDS", 4.0, 0.01, 60),
+            discord_api_base_url=base_url("DISCORD_API_BASE_URL", None),
+        )

@@ -1,0 +1,258 @@
+"""Make generated images fit Discord's upload size limit.
+
+Seedream results are JPEGs of several MB each (a 3K 16:9 image is 4096×2304), which can
+exceed the upload limit of a server without boosts. :func:`fit_image` passes an image
+through untouched when it already fits, and otherwise re-encodes it as JPEG at falling
+quality and, as a last resort, downscales it until it fits.
+
+Everything here is synchronous CPU work except :func:`fit_images`, which runs the work in
+a worker thread so the event loop keeps serving Discord. Nothing here imports discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps
+
+log = logging.getLogger(__name__)
+
+# Refuse to decode anything larger than this many pixels. The provider's own ceiling for
+# reference images is 6000×6000 (36 MP) and its largest outputs are far smaller; 48 MP
+# leaves headroom while keeping a decoded RGBA frame under ~200 MB. We check the header
+# ourselves instead of changing the process-wide Image.MAX_IMAGE_PIXELS, which other code
+# (and other threads) may rely on.
+MAX_PIXELS = 48_000_000
+
+# Formats we are willing to decode. Restricting Pillow's plugins keeps exotic decoders
+# (e.g. EPS, which shells out to Ghostscript) away from bytes fetched from the network.
+# (Multi-picture camera JPEGs are opened by the JPEG plugin and reported as "MPO".)
+_ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+# Formats Discord shows inline; these pass through unchanged when they fit.
+_PASSTHROUGH = {
+    "JPEG": (".jpg", "image/jpeg"),
+    "MPO": (".jpg", "image/jpeg"),
+    "PNG": (".png", "image/png"),
+    "WEBP": (".webp", "image/webp"),
+    "GIF": (".gif", "image/gif"),
+}
+
+QUALITY_STEPS = (90, 80, 70, 60, 50)
+DOWNSCALE_QUALITY_STEPS = (80, 60)
+MIN_SIDE = 64
+# Every downscale round shrinks each side by at least this factor, so the loop terminates.
+_MAX_SCALE_PER_ROUND = 0.9
+
+# EXIF orientations that swap width and height when applied (transpose / rotate 90°).
+_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class FittedImage:
+    """An image ready for upload, plus what it looked like before fitting.
+
+    ``width``/``height`` and ``original_width``/``original_height`` are display
+    dimensions (EXIF orientation applied).
+    """
+
+    data: bytes
+    filename: str
+    content_type: str
+    width: int
+    height: int
+    reduced: bool
+    original_bytes: int
+    original_width: int
+    original_height: int
+
+
+class ImageDecodeError(Exception):
+    """The bytes are not an image we can (or are willing to) decode."""
+
+
+class ImageTooLargeError(ValueError):
+    """The image cannot be made to fit the limit without shrinking it to a thumbnail."""
+
+
+def fit_image(data: bytes, *, limit: int, basename: str) -> FittedImage:
+    """Return ``data`` as an image of at most ``limit`` bytes.
+
+    Images that already fit and are JPEG/PNG/WebP/GIF are returned byte-identical with a
+    matching extension. Anything else is flattened to RGB (transparency onto white) and
+    re-encoded as progressive JPEG, first at quality 90→50, then downscaled with LANCZOS
+    and retried at quality 80/60 until it fits. Animated images keep only their first
+    frame when re-encoded.
+
+    Synchronous and CPU-bound: call it through ``asyncio.to_thread``.
+
+    Raises:
+        ImageDecodeError: the bytes are not a decodable image (or are too many pixels).
+        ImageTooLargeError: fitting would need a side below 64 px.
+        ValueError: ``limit`` is not positive.
+    """
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit}")
+    image = _decode(data)
+    display_size = _display_size(image)
+
+    passthrough = _PASSTHROUGH.get(image.format or "")
+    if len(data) <= limit and passthrough is not None:
+        ext, content_type = passthrough
+        return FittedImage(
+            data=data,
+            filename=basename + ext,
+            content_type=content_type,
+            width=display_size[0],
+            height=display_size[1],
+            reduced=False,
+            original_bytes=len(data),
+            original_width=display_size[0],
+            original_height=display_size[1],
+        )
+
+    # Re-encoding drops EXIF, so bake the orientation into the pixels first.
+    rgb = _flatten_to_rgb(ImageOps.exif_transpose(image))
+    encoded, size = _shrink_to_fit(rgb, limit)
+    log.info(
+        "Reduced %s from %s bytes (%sx%s %s) to %s bytes (%sx%s JPEG)",
+        basename,
+        len(data),
+        display_size[0],
+        display_size[1],
+        image.format,
+        len(encoded),
+        size[0],
+        size[1],
+    )
+    return FittedImage(
+        data=encoded,
+        filename=basename + ".jpg",
+        content_type="image/jpeg",
+        width=size[0],
+        height=size[1],
+        reduced=True,
+        original_bytes=len(data),
+        original_width=display_size[0],
+        original_height=display_size[1],
+    )
+
+
+async def fit_images(datas: Sequence[bytes], *, limit: int, basename: str) -> list[FittedImage]:
+    """Fit several images off the event loop, naming them ``{basename}-1``, ``-2``, ….
+
+    Images are processed one at a time so at most one decoded image is in memory.
+    The first failure (ImageDecodeError, ImageTooLargeError) propagates; call
+    :func:`fit_image` per image if partial results are wanted.
+    """
+    fitted: list[FittedImage] = []
+    for i, data in enumerate(datas, start=1):
+        fitted.append(await asyncio.to_thread(fit_image, data, limit=limit, basename=f"{basename}-{i}"))
+    return fitted
+
+
+def format_size(n: int) -> str:
+    """Format a byte count in decimal units: ``"512 bytes"``, ``"87.2 kB"``, ``"12.3 MB"``.
+
+    kB = 1,000 bytes and MB = 1,000,000 bytes (SI), matching how the numbers are labelled.
+    """
+    if n < 1000:
+        return f"{n} bytes"
+    if n < 1_000_000:
+        return f"{n / 1000:.1f} kB"
+    return f"{n / 1_000_000:.1f} MB"
+
+
+def describe_reduction(img: FittedImage) -> str:
+    """Describe what fitting did, e.g. ``"4096×2304, 12.3 MB → 2560×1440 JPEG, 9.8 MB"``.
+
+    Sizes use decimal units (MB = 1,000,000 bytes, see :func:`format_size`). For an image
+    that was not reduced the text is ``"2048×2048, 3.1 MB (unchanged)"``.
+    """
+    before = f"{img.original_width}×{img.original_height}, {format_size(img.original_bytes)}"
+    if not img.reduced:
+        return f"{before} (unchanged)"
+    fmt = img.content_type.removeprefix("image/").upper()
+    return f"{before} → {img.width}×{img.height} {fmt}, {format_size(len(img.data))}"
+
+
+def _decode(data: bytes) -> Image.Image:
+    """Open and fully decode ``data``, turning every failure into ImageDecodeError."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=_ALLOWED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError("image has too many pixels to decode safely") from exc
+    except Exception as exc:
+        # Pillow raises a zoo of exception types for bad input; the message may quote
+        # internals, so report a plain sentence and keep the cause for the log.
+        raise ImageDecodeError("data is not a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF)") from exc
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageDecodeError(f"image is too large to decode safely ({width}×{height} pixels)")
+    try:
+        image.load()
+    except Exception as exc:
+        raise ImageDecodeError(f"{image.format} image is truncated or corrupt") from exc
+    return image
+
+
+def _display_size(image: Image.Image) -> tuple[int, int]:
+    """Size as a viewer shows it: width and height swap for rotated EXIF orientations."""
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION)
+    except Exception:
+        # Broken EXIF is common and harmless here; treat it as "no orientation".
+        orientation = None
+    width, height = image.size
+    return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
+
+
+def _flatten_to_rgb(image: Image.Image) -> Image.Image:
+    """Convert to RGB, compositing any transparency onto white (JPEG has no alpha)."""
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality, optimize=True, progressive=True)
+    return buf.getvalue()
+
+
+def _shrink_to_fit(rgb: Image.Image, limit: int) -> tuple[bytes, tuple[int, int]]:
+    """Return JPEG bytes ≤ limit and their dimensions, trying quality before resolution."""
+    encoded = b""
+    for quality in QUALITY_STEPS:
+        encoded = _encode_jpeg(rgb, quality)
+        log.debug("JPEG q%s at %sx%s: %s bytes", quality, rgb.width, rgb.height, len(encoded))
+        if len(encoded) <= limit:
+            return encoded, rgb.size
+
+    width, height = rgb.size
+    while True:
+        # File size scales roughly with pixel count, so scale each side by sqrt(ratio);
+        # 0.9 leaves margin for JPEG overhead, and the cap guarantees progress.
+        scale = min(_MAX_SCALE_PER_ROUND, math.sqrt(limit / len(encoded)) * 0.9)
+        width, height = int(width * scale), int(height * scale)
+        if min(width, height) < MIN_SIDE:
+            raise ImageTooLargeError(
+                f"cannot fit a {rgb.width}×{rgb.height} image into {format_size(limit)} "
+                f"without shrinking it below {MIN_SIDE} px"
+            )
+        # Always resample from the full-size image so quality does not degrade per round.
+        scaled = rgb.resize((width, height), Image.Resampling.LANCZOS)
+        for quality in DOWNSCALE_QUALITY_STEPS:
+            encoded = _encode_jpeg(scaled, quality)
+            log.debug("JPEG q%s at %sx%s: %s bytes", quality, width, height, len(encoded))
+            if len(encoded) <= limit:
+                return encoded, (width, height)

@@ -1,0 +1,114 @@
+"""Progress shown to members: the visible state of a running job and a throttle for edits.
+
+An edit is only worth sending when something a member can see changed, and a
+chat platform punishes clients that edit too often, so `ProgressThrottle`
+coalesces updates (latest wins) and keeps sends at least `interval` apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+BAR_CELLS = 10
+
+
+class Phase(enum.Enum):
+    """Where a job is, as a member would describe it."""
+
+    QUEUED = "queued"
+    GENERATING = "generating"
+    DOWNLOADING = "downloading"
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Everything a progress message shows. Equal values render identically."""
+
+    phase: Phase
+    percent: int | None = None
+    slow: bool = False  # the image service is answering with errors; we keep trying
+
+
+def progress_bar(percent: int | None, cells: int = BAR_CELLS) -> str:
+    """`▰▰▰▰▱▱▱▱▱▱ 42%`; an unknown percentage shows an empty bar."""
+    value = max(0, min(100, percent or 0))
+    filled = value * cells // 100
+    return "▰" * filled + "▱" * (cells - filled) + f" {value}%"
+
+
+class ProgressThrottle:
+    """Sends progress states through `send`, at most once per `interval`, latest wins.
+
+    `update()` never blocks the caller; a background task does the sending so a
+    slow edit never delays polling. `close()` drops anything still pending and
+    waits for an edit already in flight, so a final message is never overtaken
+    by a stale progress edit.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[JobProgress], Awaitable[None]],
+        *,
+        interval: float,
+        initial: JobProgress | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._send = send
+        self._interval = interval
+        self._clock = clock
+        self._last_sent: JobProgress | None = initial
+        # The placeholder itself counts as the first visible state.
+        self._last_sent_at: float | None = clock() if initial is not None else None
+        self._pending: JobProgress | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def update(self, state: JobProgress) -> None:
+        """Offer the newest state; it is shown unless a newer one replaces it first."""
+        if self._closed:
+            return
+        self._pending = state
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="progress-throttle")
+
+    async def close(self) -> None:
+        """Stop sending; wait for an edit already in flight to finish."""
+        self._closed = True
+        self._pending = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._wake.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _run(self) -> None:
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._last_sent_at is not None:
+                wait = self._last_sent_at + self._interval - self._clock()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            state, self._pending = self._pending, None
+            if self._closed or state is None or state == self._last_sent:
+                continue
+            self._last_sent = state
+            try:
+                await self._send(state)
+            except Exception:
+                # A failed progress edit must never end the job; the next one may succeed.
+                log.warning("progress edit failed", exc_info=True)
+            # Measure the gap from when the edit finished: the next one then arrives at
+            # least `interval` after this one did, however long the request took.
+            self._last_sent_at = self._clock()

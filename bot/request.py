@@ -1,0 +1,119 @@
+"""What a member asked for, validated against the model catalog before anything is paid for.
+
+`build_request` turns raw command options into an `ImagineRequest` or raises
+`RequestError` whose message tells the member exactly what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bot.catalog import Catalog, ModelSpec
+
+# The ratios the image API documents, in the order members see them.
+RATIOS: tuple[str, ...] = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21")
+DEFAULT_RATIO = "1:1"
+MAX_IMAGES = 15
+
+
+class RequestError(Exception):
+    """The request cannot be run as given; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class ImagineRequest:
+    """A validated generation request."""
+
+    prompt: str
+    model: ModelSpec
+    ratio: str
+    n: int
+    resolution: str | None
+    requester_id: int
+    reference_urls: tuple[str, ...] = ()
+
+    def submit_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `ToAPIsClient.submit`."""
+        extra = self.model.request_fields(self.resolution)
+        kwargs: dict[str, Any] = {
+            "model": self.model.id,
+            "prompt": self.prompt,
+            "size": self.ratio,
+            "n": self.n,
+            "image_urls": self.reference_urls,
+        }
+        if extra:
+            kwargs["extra_fields"] = extra
+        return kwargs
+
+
+def _listing(values: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(f"`{v}`" for v in values)
+
+
+def build_request(
+    catalog: Catalog,
+    *,
+    prompt: str,
+    model_id: str,
+    ratio: str | None,
+    n: int | None,
+    resolution: str | None,
+    requester_id: int,
+) -> ImagineRequest:
+    """Validate command options; raise `RequestError` naming what is allowed."""
+    model = catalog.find(model_id)
+    if model is None:
+        names = [m.display_name for m in catalog]
+        raise RequestError(f"Unknown model `{model_id}`. Choose one of: {_listing(names)}.")
+
+    text = (prompt or "").strip()
+    if not text:
+        raise RequestError("Your prompt is empty — describe the image you want to see.")
+    if len(text) > model.max_prompt_length:
+        raise RequestError(
+            f"Your prompt is {len(text):,} characters long; {model.display_name} accepts at most "
+            f"{model.max_prompt_length:,}. Shorten it and try again."
+        )
+
+    ratio = ratio or DEFAULT_RATIO
+    if ratio == "auto":
+        if not model.supports_auto:
+            raise RequestError(
+                f"{model.display_name} does not support the `auto` ratio. "
+                f"Choose one of: {_listing(model.ratios)}."
+            )
+        raise RequestError("The `auto` ratio matches a reference image, so it needs at least one image.")
+    if ratio not in model.ratios:
+        raise RequestError(
+            f"{model.display_name} does not support the ratio `{ratio}`. Choose one of: {_listing(model.ratios)}."
+        )
+
+    count = 1 if n is None else n
+    limit = min(model.max_images, MAX_IMAGES)
+    if not 1 <= count <= limit:
+        raise RequestError(f"{model.display_name} makes 1 to {limit} images per request; you asked for {count}.")
+
+    if resolution is not None:
+        if not model.resolutions:
+            raise RequestError(
+                f"{model.display_name} has no resolution option — leave `resolution` empty, "
+                "or pick a model that has one."
+            )
+        if resolution not in model.resolutions:
+            raise RequestError(
+                f"{model.display_name} does not offer resolution `{resolution}`. "
+                f"Choose one of: {_listing(model.resolutions)}."
+            )
+    else:
+        resolution = model.default_resolution
+
+    return ImagineRequest(
+        prompt=text,
+        model=model,
+        ratio=ratio,
+        n=count,
+        resolution=resolution,
+        requester_id=requester_id,
+    )

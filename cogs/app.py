@@ -1,0 +1,217 @@
+"""The Discord application: the bot class, its start-up, and `--check`.
+
+`build_bot()` is the one construction used by `python -m bot` and by the
+end-to-end tests. `setup_hook` opens the shared resources (database, the one
+ToAPIs HTTP session, the job runner), loads the cogs and registers slash
+commands only when their definitions changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.catalog import Catalog
+from bot.config import Settings
+from bot.jobs import JobRunner, JobTimings
+from bot.registration import CommandRegistry, fingerprint
+from bot.store import Store
+from bot.toapis import ToAPIsClient, ToAPIsError
+from cogs import render
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("cogs.imagine",)
+
+# What the bot needs in a channel: see messages, post and edit results with files and embeds,
+# and reply to its own result message with images past the tenth.
+REQUIRED_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    embed_links=True,
+    attach_files=True,
+    read_message_history=True,
+)
+SCOPES = ("bot", "applications.commands")
+
+
+def use_discord_api(base_url: str | None) -> None:
+    """Point discord.py at another Discord API base (tests and proxies); None keeps Discord's."""
+    if base_url:
+        discord.http.Route.BASE = base_url
+
+
+def invite_url(application_id: int) -> str:
+    return discord.utils.oauth_url(application_id, permissions=REQUIRED_PERMISSIONS, scopes=SCOPES)
+
+
+class ImagineTree(app_commands.CommandTree):
+    """One error handler for every command: a polite ephemeral reply, details only in the log."""
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        command = interaction.command.name if interaction.command else "?"
+        log.error(
+            "command %s failed (guild %s, user %s)",
+            command,
+            interaction.guild_id,
+            interaction.user.id,
+            exc_info=error,
+        )
+        text = "Something went wrong inside the bot. The error was logged; try again in a minute."
+        await send_ephemeral(interaction, text)
+
+
+async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """Reply privately, whether or not the interaction was already answered."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=render.NO_PINGS)
+        else:
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_PINGS)
+    except discord.HTTPException:
+        log.warning("could not send an ephemeral reply to interaction %s", interaction.id, exc_info=True)
+
+
+class ImagineBot(commands.AutoShardedBot):
+    """The bot: settings, catalog and the shared resources every cog uses."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, **options: Any) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            tree_cls=ImagineTree,
+            allowed_mentions=render.NO_PINGS,
+            **options,
+        )
+        self.settings = settings
+        self.catalog = catalog
+        self.store: Store | None = None
+        self.toapis: ToAPIsClient | None = None
+        self._runner: JobRunner | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
+
+    @property
+    def runner(self) -> JobRunner:
+        if self._runner is None:
+            raise RuntimeError("the job runner exists only after setup_hook")
+        return self._runner
+
+    async def setup_hook(self) -> None:
+        self.store = Store.open(self.settings.sqlalchemy_url)
+        await self.store.migrate()
+        self.toapis = ToAPIsClient(self.settings.toapis_base_url, self.settings.toapis_api_key)
+        self._runner = JobRunner(
+            self.toapis,
+            JobTimings(
+                timeout=self.settings.job_timeout_seconds,
+                poll_queued=self.settings.poll_interval_queued,
+                poll_running=self.settings.poll_interval_running,
+                progress_interval=self.settings.progress_edit_interval,
+            ),
+        )
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self.register_commands()
+
+    async def register_commands(self) -> bool:
+        """Sync slash commands if their definitions changed since the last sync; True if synced."""
+        assert self.store is not None and self.application_id is not None
+        guild_id = self.settings.dev_guild_id
+        guild = discord.Object(guild_id) if guild_id is not None else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        definitions = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+        digest = fingerprint(definitions)
+        registry = CommandRegistry(self.store)
+        if await registry.is_current(self.application_id, guild_id, digest):
+            log.info("slash commands unchanged since the last registration; not registering")
+            return False
+        scope = f"server {guild_id}" if guild_id is not None else "all servers"
+        log.info("registering %d slash command(s) for %s", len(definitions), scope)
+        await self.tree.sync(guild=guild)
+        await registry.remember(self.application_id, guild_id, digest)
+        return True
+
+    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        """Run a job in the background, keeping a reference and logging a crash."""
+        task = asyncio.create_task(coro, name=name)
+        self._jobs.add(task)
+        task.add_done_callback(self._job_done)
+        return task
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        self._jobs.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s crashed", task.get_name(), exc_info=task.exception())
+
+    async def close(self) -> None:
+        for task in list(self._jobs):
+            task.cancel()
+        if self._jobs:
+            await asyncio.gather(*self._jobs, return_exceptions=True)
+        if self.toapis is not None:
+            await self.toapis.close()
+        if self.store is not None:
+            await self.store.close()
+        await super().close()
+
+
+def build_bot(settings: Settings, catalog: Catalog, **options: Any) -> ImagineBot:
+    """The bot exactly as `python -m bot` runs it; `options` go to discord.py (tests shorten timeouts)."""
+    use_discord_api(settings.discord_api_base_url)
+    return ImagineBot(settings, catalog, **options)
+
+
+async def run_bot(settings: Settings, catalog: Catalog) -> int:
+    """Run until stopped; returns the process exit code."""
+    bot = build_bot(settings, catalog)
+    try:
+        async with bot:
+            await bot.start(settings.discord_token)
+    except discord.LoginFailure:
+        print("error: DISCORD_TOKEN was rejected by Discord (see .env.example)")
+        return 2
+    except discord.PrivilegedIntentsRequired:
+        print("error: the bot asked for an intent that is not enabled in the Discord developer portal")
+        return 2
+    return 0
+
+
+async def run_check(settings: Settings, catalog: Catalog) -> int:
+    """`python -m bot --check`: prove both credentials work and print the invite URL."""
+    print(f"Settings: OK ({len(catalog)} models, default {settings.default_model})")
+    async with ToAPIsClient(settings.toapis_base_url, settings.toapis_api_key) as client:
+        try:
+            await client.check_key()
+        except ToAPIsError as exc:
+            print(f"error: ToAPIs at {settings.toapis_base_url} did not accept TOAPIS_API_KEY: {exc}")
+            return 1
+    print(f"ToAPIs: the API key works ({settings.toapis_base_url})")
+
+    use_discord_api(settings.discord_api_base_url)
+    client = discord.Client(intents=discord.Intents.none())
+    try:
+        await client.login(settings.discord_token)
+        app = await client.application_info()
+        user = client.user
+    except discord.LoginFailure:
+        print("error: DISCORD_TOKEN was rejected by Discord (see .env.example)")
+        return 1
+    except (discord.HTTPException, OSError) as exc:
+        print(f"error: could not reach Discord: {exc}")
+        return 1
+    finally:
+        await client.close()
+    print(f"Discord: logged in as {user} (application {app.id})")
+    print(f"Invite the bot with: {invite_url(app.id)}")
+    return 0

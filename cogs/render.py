@@ -1,0 +1,111 @@
+"""Pure rendering: job state → what a message shows. No I/O here, so it is cheap to test and reason about.
+
+Every message that carries a prompt is an embed (mentions inside embeds never
+ping) and is still sent with `NO_PINGS`, so `@everyone` in a prompt stays text.
+Elapsed time is a Discord relative timestamp: clients keep it ticking without
+the bot spending an edit every second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import discord
+
+from bot.images import FittedImage, describe_reduction, format_size
+from bot.jobs import JobOutcome, duration_words
+from bot.progress import JobProgress, Phase, progress_bar
+from bot.request import ImagineRequest
+
+NO_PINGS = discord.AllowedMentions.none()
+ATTACHMENTS_PER_MESSAGE = 10
+
+COLOR_WORKING = discord.Colour.blurple()
+COLOR_DONE = discord.Colour.green()
+COLOR_FAILED = discord.Colour.red()
+
+TITLE = "Imagine"
+DESCRIPTION_LIMIT = 4096
+FIELD_LIMIT = 1024
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _base_embed(request: ImagineRequest, colour: discord.Colour) -> discord.Embed:
+    embed = discord.Embed(title=TITLE, description=_clip(request.prompt, DESCRIPTION_LIMIT), colour=colour)
+    embed.add_field(name="Model", value=request.model.display_name)
+    embed.add_field(name="Ratio", value=request.ratio)
+    if request.resolution:
+        embed.add_field(name="Resolution", value=request.resolution)
+    embed.add_field(name="Images", value=str(request.n))
+    embed.add_field(name="Requested by", value=f"<@{request.requester_id}>")
+    return embed
+
+
+def _since(started: datetime) -> str:
+    return discord.utils.format_dt(started, "R")
+
+
+def status_line(state: JobProgress, started: datetime) -> str:
+    """`Generating ▰▰▰▰▱▱▱▱▱▱ 42% · started 12 seconds ago`."""
+    if state.phase is Phase.QUEUED:
+        text = "⏳ Queued"
+    else:
+        text = f"🎨 Generating {progress_bar(state.percent)}"
+    text += f" · started {_since(started)}"
+    if state.slow:
+        text += "\nStill working — the image service is slow to answer."
+    return text
+
+
+def progress_embed(request: ImagineRequest, state: JobProgress, started: datetime) -> discord.Embed:
+    """The placeholder and every progress edit."""
+    embed = _base_embed(request, COLOR_WORKING)
+    embed.add_field(name="Status", value=status_line(state, started), inline=False)
+    return embed
+
+
+def _reductions(images: Sequence[FittedImage], limit: int) -> str | None:
+    reduced = [(i, img) for i, img in enumerate(images, start=1) if img.reduced]
+    if not reduced:
+        return None
+    lines = [f"Reduced to fit this server's upload limit of {format_size(limit)}:"]
+    lines += [f"• Image {i}: {describe_reduction(img)}" for i, img in reduced]
+    return _clip("\n".join(lines), FIELD_LIMIT)
+
+
+def result_embed(request: ImagineRequest, outcome: JobOutcome, upload_limit: int) -> discord.Embed:
+    """The finished message: settings, time taken, and notes on reduced or missing images."""
+    embed = _base_embed(request, COLOR_DONE)
+    count = len(outcome.images)
+    status = f"✅ {count} image{'s' if count != 1 else ''} in {duration_words(outcome.elapsed)}"
+    if outcome.returned < outcome.requested:
+        status += f"\nThe model made {outcome.returned} of the {outcome.requested} images asked for."
+    if outcome.lost:
+        status += f"\n{outcome.lost} image{'s' if outcome.lost != 1 else ''} could not be downloaded."
+    if count > ATTACHMENTS_PER_MESSAGE:
+        status += f"\nImages 1–{ATTACHMENTS_PER_MESSAGE} are here; the rest are in the replies below."
+    embed.add_field(name="Status", value=status, inline=False)
+    notes = _reductions(outcome.images, upload_limit)
+    if notes:
+        embed.add_field(name="Reduced images", value=notes, inline=False)
+    return embed
+
+
+def overflow_text(first: int, last: int, total: int) -> str:
+    """Content of a follow-up that carries images past the first ten."""
+    return f"Images {first}–{last} of {total}" if first != last else f"Image {first} of {total}"
+
+
+def failure_embed(request: ImagineRequest, message: str, elapsed: float) -> discord.Embed:
+    """The message when a job ends without images."""
+    embed = _base_embed(request, COLOR_FAILED)
+    embed.add_field(
+        name="Status",
+        value=_clip(f"❌ {message}\n(after {duration_words(elapsed)})", FIELD_LIMIT),
+        inline=False,
+    )
+    return embed

@@ -1,0 +1,627 @@
+"""A fake ToAPIs service: a real aiohttp server on 127.0.0.1 that tests drive.
+
+Usage::
+
+    async with FakeToAPIs() as fake:
+        client = ToAPIsClient(fake.base_url, "test-key")
+        fake.plan = TaskPlan(outcome="failed")
+        fake.inject("POST", "/v1/images/generations", 503, times=2)
+
+Endpoints: ``POST /v1/images/generations``, ``GET /v1/images/generations/{id}``,
+``POST /v1/uploads/images`` and the file host ``GET /files/{name}`` (plus
+``/files/stream/{name}``, served chunked without Content-Length, and ``/files/slow/{name}``,
+trickled in small chunks). The file host needs no key; every other endpoint wants
+``Authorization: Bearer <api_key>``.
+
+How a task advances (``TaskPlan.advance``):
+
+* ``"poll"``: the submission answer shows ``steps[0]``; the k-th GET of the task shows
+  ``steps[k]``; GET number ``len(steps)`` and later show the outcome.
+* ``"time"``: ``steps[k]`` is current from ``k * step_seconds`` after submission (by
+  ``fake.clock``), the outcome from ``len(steps) * step_seconds``.
+
+With ``never_finish=True`` the task stays in its last step forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import json
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+from PIL import Image
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "MAX_UPLOAD_BYTES",
+    "SIZES",
+    "FakeTask",
+    "FakeToAPIs",
+    "Injection",
+    "RecordedRequest",
+    "TaskPlan",
+    "make_image",
+]
+
+DEFAULT_MODELS = ("doubao-seedream-4-0", "doubao-seedream-4-5", "doubao-seedream-5-0")
+SIZES = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21")
+RESOLUTIONS = ("2K", "3K", "4K")
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_IMAGES = 15
+MAX_REFERENCE_IMAGES = 10
+GENERATIONS_PATH = "/v1/images/generations"
+UPLOADS_PATH = "/v1/uploads/images"
+
+_MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
+
+
+@functools.lru_cache(maxsize=32)
+def make_image(width: int, height: int, fmt: str = "JPEG", noisy: bool = False, seed: int = 0) -> bytes:
+    """Return a real encoded image of the given size and format (cached by its parameters).
+
+    ``noisy=True`` fills it with random pixels so JPEG/PNG cannot shrink it — use it to make
+    files of a predictable, large size. ``seed`` varies the colour of plain images.
+    """
+    fmt = "JPEG" if fmt.upper() == "JPG" else fmt.upper()
+    if noisy:
+        image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    else:
+        colour = ((seed * 67 + 40) % 256, (seed * 131 + 90) % 256, (seed * 29 + 160) % 256)
+        image = Image.new("RGB", (width, height), colour)
+    buffer = io.BytesIO()
+    options: dict[str, Any] = {}
+    if fmt == "JPEG":
+        options["quality"] = 95
+    elif fmt == "PNG":
+        options["compress_level"] = 1  # speed: noisy PNGs do not compress anyway
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@dataclass
+class TaskPlan:
+    """How the next submitted task behaves. See the module docstring for ``advance``."""
+
+    steps: list[tuple[str, int | None]] = field(
+        default_factory=lambda: [("queued", 0), ("in_progress", 40), ("in_progress", 80)]
+    )
+    outcome: Literal["completed", "failed"] = "completed"
+    failure_message: str = "The prompt was rejected by the content policy"
+    failure_code: str | None = "content_policy_violation"
+    image_count: int | None = None  # None: as many as the submission's n
+    image_size: tuple[int, int] = (64, 64)
+    image_format: Literal["JPEG", "PNG"] = "JPEG"
+    noisy: bool = False
+    result_shape: Literal["data", "images", "images_nested", "url"] = "data"
+    advance: Literal["poll", "time"] = "poll"
+    step_seconds: float = 1.0
+    never_finish: bool = False
+
+    def __post_init__(self) -> None:
+        if self.outcome not in ("completed", "failed"):
+            raise ValueError(f"unknown outcome {self.outcome!r}")
+        if self.result_shape not in ("data", "images", "images_nested", "url"):
+            raise ValueError(f"unknown result_shape {self.result_shape!r}")
+        if self.advance not in ("poll", "time"):
+            raise ValueError(f"unknown advance {self.advance!r}")
+
+
+@dataclass
+class Injection:
+    """A canned answer for the next ``remaining`` requests matching method and path prefix."""
+
+    method: str
+    path_prefix: str
+    status: int | None
+    body: dict[str, Any] | str | None = None
+    remaining: int = 1
+    headers: dict[str, str] | None = None
+    delay: float = 0.0
+    drop: bool = False
+    accept_then_drop: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        """True when this injection applies to a request."""
+        return self.remaining > 0 and self.method in ("*", method) and path.startswith(self.path_prefix)
+
+
+@dataclass
+class FakeTask:
+    """A task the fake created (what the submission asked for and how it will behave)."""
+
+    id: str
+    model: str
+    prompt: str
+    n: int
+    size: str
+    plan: TaskPlan
+    created: float  # fake.clock() at submission
+    created_at: int  # Unix seconds, as the API reports it
+    image_names: list[str]
+    completed_at: int | None = None
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the fake received (before any injection or auth check)."""
+
+    method: str
+    path: str
+    raw_path: str
+    headers: dict[str, str]
+
+
+@dataclass
+class _File:
+    content_type: str
+    data: bytes | None = None
+    # Result images are made on first download: big noisy images are slow to encode.
+    spec: tuple[int, int, str, bool, int] | None = None
+
+
+def _error(status: int, message: str, *, kind: str, code: str) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": kind, "code": code}}, status=status)
+
+
+def _invalid(message: str) -> web.Response:
+    return _error(400, message, kind="invalid_request_error", code="invalid_parameter")
+
+
+def _is_http_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) > 8
+
+
+class FakeToAPIs:
+    """A fake ToAPIs server on loopback. Attributes tests read or set:
+
+    * ``plan`` / ``plans``: the :class:`TaskPlan` for new tasks (``plans`` is a queue used first).
+    * ``models``: accepted model ids (a set; add to it).
+    * ``submissions``: bodies of submissions that created a task.
+    * ``submit_attempts``: every POST to the generations endpoint, injected or not.
+    * ``polls``: GETs per task id (only those answered normally).
+    * ``uploads``: dicts with ``filename``, ``content_type``, ``size``, ``bytes``, ``purpose``.
+    * ``downloads``: every GET under ``/files/``, injected or not.
+    * ``requests``: every request as a :class:`RecordedRequest` (method, path, headers).
+    * ``tasks``: created tasks by id; ``clock``: the time source for ``advance="time"``.
+    * ``slow_chunk_bytes`` / ``slow_chunk_delay``: how ``/files/slow/`` trickles.
+
+    Note: aiohttp's client re-sends an idempotent request (GET) once by itself when the
+    connection drops, so one client-level GET attempt may consume two ``drop`` injections.
+    """
+
+    def __init__(self, *, api_key: str = "test-key") -> None:
+        self.api_key = api_key
+        self.plan = TaskPlan()
+        self.plans: list[TaskPlan] = []
+        self.models: set[str] = set(DEFAULT_MODELS)
+        self.submissions: list[dict[str, Any]] = []
+        self.submit_attempts = 0
+        self.polls: dict[str, int] = {}
+        self.uploads: list[dict[str, Any]] = []
+        self.downloads = 0
+        self.requests: list[RecordedRequest] = []
+        self.tasks: dict[str, FakeTask] = {}
+        self.injections: list[Injection] = []
+        self.files: dict[str, _File] = {}
+        self.clock: Callable[[], float] = time.monotonic
+        self.slow_chunk_bytes = 1024
+        self.slow_chunk_delay = 0.05
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+        self._closing = asyncio.Event()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` once started."""
+        if self._base_url is None:
+            raise RuntimeError("FakeToAPIs is not started")
+        return self._base_url
+
+    async def start(self) -> None:
+        """Start listening on a free port of 127.0.0.1."""
+        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
+        app.router.add_post(GENERATIONS_PATH, self._handle_submit)
+        app.router.add_get(GENERATIONS_PATH + "/{task_id}", self._handle_get_task)
+        app.router.add_post(UPLOADS_PATH, self._handle_upload)
+        app.router.add_get("/files/stream/{name}", self._handle_file_stream)
+        app.router.add_get("/files/slow/{name}", self._handle_file_slow)
+        app.router.add_get("/files/{name}", self._handle_file)
+        # Cancel handlers whose client went away, and do not wait long for stragglers on close.
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self._base_url = f"http://127.0.0.1:{port}"
+
+    async def close(self) -> None:
+        """Stop the server; pending injected delays end at once."""
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeToAPIs:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ----------------------------------------------------------------- test helpers
+
+    def url(self, path: str) -> str:
+        """An absolute URL on this server."""
+        return self.base_url + path
+
+    def inject(
+        self,
+        method: str,
+        path_prefix: str,
+        status: int | None,
+        body: dict[str, Any] | str | None = None,
+        *,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        delay: float = 0.0,
+        drop: bool = False,
+        accept_then_drop: bool = False,
+    ) -> Injection:
+        """Answer the next ``times`` matching requests with ``status``/``body`` instead.
+
+        ``method`` may be ``"*"``. ``drop`` closes the connection (after reading the request)
+        without answering; ``delay`` waits first. ``status=None`` handles the request normally
+        (after ``delay``). ``accept_then_drop`` handles it normally — a submission creates its
+        task and is counted in ``submissions`` — then drops the connection instead of answering.
+        Injected answers never reach the real handlers and need no key.
+        """
+        injection = Injection(
+            method=method.upper(),
+            path_prefix=path_prefix,
+            status=status,
+            body=body,
+            remaining=times,
+            headers=headers,
+            delay=delay,
+            drop=drop,
+            accept_then_drop=accept_then_drop,
+        )
+        self.injections.append(injection)
+        return injection
+
+    def add_file(self, name: str, data: bytes, content_type: str = "image/jpeg") -> str:
+        """Serve ``data`` at ``/files/{name}`` (and the stream/slow variants); return its URL."""
+        self.files[name] = _File(content_type=content_type, data=data)
+        return self.url(f"/files/{name}")
+
+    def stream_url(self, name: str) -> str:
+        """URL serving file ``name`` chunked, without Content-Length."""
+        return self.url(f"/files/stream/{name}")
+
+    def slow_url(self, name: str) -> str:
+        """URL trickling file ``name`` (``slow_chunk_bytes`` every ``slow_chunk_delay`` s)."""
+        return self.url(f"/files/slow/{name}")
+
+    def image_urls(self, task_id: str) -> list[str]:
+        """The result image URLs of a task (valid whatever its state)."""
+        return [self.url(f"/files/{name}") for name in self.tasks[task_id].image_names]
+
+    @property
+    def download_requests(self) -> list[RecordedRequest]:
+        """The recorded requests to the file host."""
+        return [r for r in self.requests if r.path.startswith("/files/")]
+
+    # ----------------------------------------------------------------- plumbing
+
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        path = request.path
+        self.requests.append(RecordedRequest(request.method, path, request.raw_path, dict(request.headers)))
+        if request.method == "POST" and path == GENERATIONS_PATH:
+            self.submit_attempts += 1
+        if path.startswith("/files/"):
+            self.downloads += 1
+
+        injection = next((i for i in self.injections if i.matches(request.method, path)), None)
+        if injection is not None:
+            injection.remaining -= 1
+            if injection.remaining <= 0:
+                self.injections.remove(injection)
+            return await self._apply(request, injection, handler)
+        return await self._authorised(request, handler)
+
+    async def _authorised(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        # The file host is a third party: it needs no key.
+        needs_key = not request.path.startswith("/files/")
+        if needs_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _error(
+                401, "Invalid API key provided", kind="authentication_error", code="invalid_api_key"
+            )
+        return await handler(request)
+
+    async def _apply(
+        self,
+        request: web.Request,
+        injection: Injection,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        if not injection.accept_then_drop:
+            await request.read()  # "after reading the request"
+        if injection.delay > 0 and await self._pause(injection.delay):
+            return self._drop(request)
+        if injection.accept_then_drop:
+            response = await self._authorised(request, handler)
+            # Only a request the handler accepted is dropped; a refusal is answered normally.
+            return self._drop(request) if response.status < 300 else response
+        if injection.drop:
+            return self._drop(request)
+        if injection.status is None:
+            return await self._authorised(request, handler)
+        headers = dict(injection.headers or {})
+        if isinstance(injection.body, dict):
+            return web.json_response(injection.body, status=injection.status, headers=headers)
+        if isinstance(injection.body, str):
+            headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+            return web.Response(text=injection.body, status=injection.status, headers=headers)
+        return web.Response(status=injection.status, headers=headers)
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep, ending early when the fake closes; True when it is closing."""
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    @staticmethod
+    def _drop(request: web.Request) -> web.StreamResponse:
+        # Closing the transport makes the client see "server disconnected" with no answer;
+        # the response returned here is never written.
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response()
+
+    # ----------------------------------------------------------------- generations
+
+    def _validate(self, body: object) -> str | None:
+        """The provider's complaint about a submission body, or None when it is valid."""
+        if not isinstance(body, dict):
+            return "Request body must be a JSON object"
+        model = body.get("model")
+        if model not in self.models:
+            return f"Invalid model: {model!r}"
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            return "prompt is required"
+        n = body.get("n", 1)
+        if isinstance(n, bool) or not isinstance(n, int):
+            return "n must be an integer"
+        if not 1 <= n <= MAX_IMAGES:
+            return f"n must be between 1 and {MAX_IMAGES}"
+        image_urls = body.get("image_urls", [])
+        if not isinstance(image_urls, list) or not all(_is_http_url(u) for u in image_urls):
+            return "image_urls must be a list of http(s) URLs"
+        if len(image_urls) > MAX_REFERENCE_IMAGES:
+            return f"At most {MAX_REFERENCE_IMAGES} reference images are allowed"
+        if len(image_urls) + n > MAX_IMAGES:
+            return f"Reference images plus generated images must not exceed {MAX_IMAGES}"
+        size = body.get("size", "1:1")
+        if size == "auto":
+            if not image_urls:
+                return "size 'auto' requires image_urls"
+        elif size not in SIZES:
+            return f"Invalid size: {size!r}"
+        metadata = body.get("metadata")
+        if metadata is not None:
+            if not isinstance(metadata, dict):
+                return "metadata must be an object"
+            if "resolution" in metadata and metadata["resolution"] not in RESOLUTIONS:
+                return f"Invalid resolution: {metadata['resolution']!r}"
+        return None
+
+    async def _handle_submit(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return _invalid("Request body must be JSON")
+        complaint = self._validate(body)
+        if complaint is not None:
+            return _invalid(complaint)
+
+        plan = self.plans.pop(0) if self.plans else self.plan
+        n = body.get("n", 1)
+        task_id = "task_img_" + secrets.token_hex(6)
+        count = n if plan.image_count is None else plan.image_count
+        if plan.result_shape == "url":
+            count = min(count, 1)
+        ext = _EXTENSIONS[plan.image_format]
+        names = [f"{task_id}_{i}.{ext}" for i in range(count)]
+        for i, name in enumerate(names):
+            width, height = plan.image_size
+            self.files[name] = _File(
+                content_type=_MIME_TYPES[plan.image_format],
+                spec=(width, height, plan.image_format, plan.noisy, i),
+            )
+        task = FakeTask(
+            id=task_id,
+            model=body["model"],
+            prompt=body["prompt"],
+            n=n,
+            size=body.get("size", "1:1"),
+            plan=plan,
+            created=self.clock(),
+            created_at=int(time.time()),
+            image_names=names,
+        )
+        self.tasks[task_id] = task
+        self.polls[task_id] = 0
+        self.submissions.append(body)
+        return web.json_response(self._task_body(task, 0))
+
+    async def _handle_get_task(self, request: web.Request) -> web.StreamResponse:
+        task_id = request.match_info["task_id"]
+        task = self.tasks.get(task_id)
+        if task is None:
+            return _error(404, f"Task not found: {task_id}", kind="not_found_error", code="task_not_found")
+        self.polls[task_id] += 1
+        if task.plan.advance == "poll":
+            index = self.polls[task_id]
+        else:
+            index = int((self.clock() - task.created) / task.plan.step_seconds)
+        return web.json_response(self._task_body(task, index))
+
+    def _task_body(self, task: FakeTask, index: int) -> dict[str, Any]:
+        plan = task.plan
+        if plan.never_finish:
+            index = min(index, len(plan.steps) - 1)
+        body: dict[str, Any] = {
+            "id": task.id,
+            "object": "generation.task",
+            "model": task.model,
+            "created_at": task.created_at,
+            "metadata": {},
+        }
+        if index < 0 or (plan.never_finish and not plan.steps):
+            body.update(status="queued", progress=0)
+            return body
+        if index < len(plan.steps):
+            status, progress = plan.steps[index]
+            body["status"] = status
+            if progress is not None:
+                body["progress"] = progress
+            return body
+        if plan.outcome == "failed":
+            last = next((p for _, p in reversed(plan.steps) if p is not None), 0)
+            body.update(status="failed", progress=last)
+            error: dict[str, Any] = {"message": plan.failure_message}
+            if plan.failure_code is not None:
+                error["code"] = plan.failure_code
+            body["error"] = error
+            return body
+
+        if task.completed_at is None:
+            task.completed_at = int(time.time())
+        urls = [self.url(f"/files/{name}") for name in task.image_names]
+        body.update(
+            status="completed",
+            progress=100,
+            completed_at=task.completed_at,
+            expires_at=task.completed_at + 24 * 3600,
+        )
+        if urls:
+            body["url"] = urls[0]
+        if plan.result_shape == "data":
+            body["result"] = {"type": "image", "data": [{"url": u} for u in urls]}
+        elif plan.result_shape == "images":
+            body["result"] = {"type": "image", "images": [{"url": u} for u in urls]}
+        elif plan.result_shape == "images_nested":
+            # Lists of up to two URLs per entry: exercises both "several entries" and "list url".
+            body["result"] = {
+                "type": "image",
+                "images": [{"url": urls[i : i + 2]} for i in range(0, len(urls), 2)],
+            }
+        return body
+
+    # ----------------------------------------------------------------- uploads
+
+    async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
+        try:
+            form = await request.post()
+        except ValueError:
+            return web.json_response({"success": False, "message": "Bad Request"}, status=400)
+        part = form.get("file")
+        if not isinstance(part, web.FileField):
+            return web.json_response(
+                {"success": False, "message": "Bad Request: file is required"}, status=400
+            )
+        data = part.file.read()
+        if len(data) > MAX_UPLOAD_BYTES:
+            return web.json_response({"success": False, "message": "File Too Large"}, status=400)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                fmt = image.format
+        except Exception:
+            fmt = None
+        if fmt not in _MIME_TYPES:
+            return web.json_response(
+                {"success": False, "message": "Unsupported file type: use JPEG, PNG, WebP or GIF"}, status=400
+            )
+        purpose = form.get("purpose", "generation")
+        self.uploads.append(
+            {
+                "filename": part.filename,
+                "content_type": part.content_type,
+                "size": len(data),
+                "bytes": data,
+                "purpose": purpose if isinstance(purpose, str) else None,
+            }
+        )
+        upload_id = "upload_" + secrets.token_hex(4)
+        name = f"{upload_id}.{_EXTENSIONS[fmt]}"
+        self.files[name] = _File(content_type=_MIME_TYPES[fmt], data=data)
+        return web.json_response(
+            {
+                "success": True,
+                "message": "",
+                "data": {
+                    "id": upload_id,
+                    "url": self.url(f"/files/{name}"),
+                    "mime_type": _MIME_TYPES[fmt],
+                    "size": len(data),
+                },
+            }
+        )
+
+    # ----------------------------------------------------------------- file host
+
+    async def _file_bytes(self, name: str) -> tuple[bytes, str] | None:
+        entry = self.files.get(name)
+        if entry is None:
+            return None
+        if entry.data is None and entry.spec is not None:
+            # Off the event loop: a big noisy image takes a while to encode.
+            entry.data = await asyncio.to_thread(make_image, *entry.spec)
+        return entry.data or b"", entry.content_type
+
+    async def _handle_file(self, request: web.Request) -> web.StreamResponse:
+        found = await self._file_bytes(request.match_info["name"])
+        if found is None:
+            return web.Response(status=404, text="Not Found")
+        data, content_type = found
+        return web.Response(body=data, content_type=content_type)
+
+    async def _handle_file_stream(self, request: web.Request) -> web.StreamResponse:
+        return await self._stream(request, chunk=64 * 1024, delay=0.0)
+
+    async def _handle_file_slow(self, request: web.Request) -> web.StreamResponse:
+        return await self._stream(request, chunk=self.slow_chunk_bytes, delay=self.slow_chunk_delay)
+
+    async def _stream(self, request: web.Request, *, chunk: int, delay: float) -> web.StreamResponse:
+        found = await self._file_bytes(request.match_info["name"])
+        if found is None:
+            return web.Response(status=404, text="Not Found")
+        data, content_type = found
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        response.enable_chunked_encoding()  # no Content-Length: the client must count
+        await response.prepare(request)
+        for start in range(0, len(data), chunk):
+            if delay > 0 and await self._pause(delay):
+                break
+            await response.write(data[start : start + chunk])
+        await response.write_eof()
+        return response
