@@ -85,13 +85,17 @@ def failure_message(exc: BaseException) -> str:
     """Plain words for an error from the image service."""
     if isinstance(exc, toapis.TaskFailedError):
         reason = _provider_text(exc.provider_message)
-        return f"The image service could not make this image: {reason}" if reason else (
-            "The image service could not make this image. Try a different prompt."
+        return (
+            f"The image service could not make this image: {reason}"
+            if reason
+            else ("The image service could not make this image. Try a different prompt.")
         )
     if isinstance(exc, toapis.BadRequestError):
         reason = _provider_text(exc.provider_message)
-        return f"The image service refused this request: {reason}" if reason else (
-            "The image service refused this request. Try a different prompt."
+        return (
+            f"The image service refused this request: {reason}"
+            if reason
+            else ("The image service refused this request. Try a different prompt.")
         )
     if isinstance(exc, toapis.SubmissionUnconfirmedError):
         return (
@@ -132,7 +136,9 @@ class JobRunner:
         self._clock = clock
         self._sleep = sleep
 
-    async def run(self, request: ImagineRequest, observer: JobObserver, *, upload_limit: int, name: str) -> None:
+    async def run(
+        self, request: ImagineRequest, observer: JobObserver, *, upload_limit: int, name: str
+    ) -> None:
         """Run one job to its end; every outcome is reported to `observer`."""
         started = self._clock()
         throttle = ProgressThrottle(
@@ -156,7 +162,12 @@ class JobRunner:
         await observer.deliver(outcome)
 
     async def _generate(
-        self, request: ImagineRequest, throttle: ProgressThrottle, started: float, upload_limit: int, name: str
+        self,
+        request: ImagineRequest,
+        throttle: ProgressThrottle,
+        started: float,
+        upload_limit: int,
+        name: str,
     ) -> JobOutcome:
         try:
             task = await self._client.submit(**request.submit_kwargs())

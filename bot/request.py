@@ -87,13 +87,16 @@ def build_request(
         raise RequestError("The `auto` ratio matches a reference image, so it needs at least one image.")
     if ratio not in model.ratios:
         raise RequestError(
-            f"{model.display_name} does not support the ratio `{ratio}`. Choose one of: {_listing(model.ratios)}."
+            f"{model.display_name} does not support the ratio `{ratio}`. "
+            f"Choose one of: {_listing(model.ratios)}."
         )
 
     count = 1 if n is None else n
     limit = min(model.max_images, MAX_IMAGES)
     if not 1 <= count <= limit:
-        raise RequestError(f"{model.display_name} makes 1 to {limit} images per request; you asked for {count}.")
+        raise RequestError(
+            f"{model.display_name} makes 1 to {limit} images per request; you asked for {count}."
+        )
 
     if resolution is not None:
         if not model.resolutions:

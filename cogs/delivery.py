@@ -44,7 +44,8 @@ class InteractionDelivery:
 
     @property
     def _label(self) -> str:
-        return f"interaction {self._interaction.id} guild {self._interaction.guild_id} user {self._request.requester_id}"
+        i = self._interaction
+        return f"interaction {i.id} guild {i.guild_id} user {self._request.requester_id}"
 
     async def _edit(self, **fields: object) -> bool:
         try:
@@ -84,9 +85,13 @@ class InteractionDelivery:
                 )
                 return
             except discord.HTTPException as exc:
-                log.info("%s: replying in the channel failed (%s); using a follow-up", self._label, exc.status)
+                log.info(
+                    "%s: replying in the channel failed (%s); using a follow-up", self._label, exc.status
+                )
         try:
-            await self._interaction.followup.send(text, files=_files(images), allowed_mentions=render.NO_PINGS)
+            await self._interaction.followup.send(
+                text, files=_files(images), allowed_mentions=render.NO_PINGS
+            )
         except discord.HTTPException as exc:
             log.warning("%s: follow-up with images failed: %s %s", self._label, exc.status, exc.text)
 

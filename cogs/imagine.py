@@ -87,7 +87,9 @@ class ImagineCog(commands.Cog):
                 requester_id=interaction.user.id,
             )
         except RequestError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True, allowed_mentions=render.NO_PINGS)
+            await interaction.response.send_message(
+                str(exc), ephemeral=True, allowed_mentions=render.NO_PINGS
+            )
             return
 
         started = discord.utils.utcnow()
@@ -106,7 +108,8 @@ class ImagineCog(commands.Cog):
             interaction.user.id,
         )
         self.bot.spawn(
-            self.bot.runner.run(request, delivery, upload_limit=interaction.filesize_limit, name=name), name=name
+            self.bot.runner.run(request, delivery, upload_limit=interaction.filesize_limit, name=name),
+            name=name,
         )
 
 

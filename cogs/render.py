@@ -51,10 +51,7 @@ def _since(started: datetime) -> str:
 
 def status_line(state: JobProgress, started: datetime) -> str:
     """`Generating ▰▰▰▰▱▱▱▱▱▱ 42% · started 12 seconds ago`."""
-    if state.phase is Phase.QUEUED:
-        text = "⏳ Queued"
-    else:
-        text = f"🎨 Generating {progress_bar(state.percent)}"
+    text = "⏳ Queued" if state.phase is Phase.QUEUED else f"🎨 Generating {progress_bar(state.percent)}"
     text += f" · started {_since(started)}"
     if state.slow:
         text += "\nStill working — the image service is slow to answer."

@@ -21,11 +21,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if POSTGRES_URL:
         lines.append("database: SQLite and PostgreSQL (TEST_DATABASE_URL)")
     else:
-        lines.append("database: SQLite only — set TEST_DATABASE_URL to also run every database test on PostgreSQL")
+        lines.append(
+            "database: SQLite only — set TEST_DATABASE_URL to also run every database test on PostgreSQL"
+        )
     if SPEC_AVAILABLE:
         lines.append(f"fake Discord validates requests against {spec_path()}")
     else:
-        lines.append(f"fake Discord: {spec_path()} is absent, so request bodies are NOT validated against the spec")
+        lines.append(
+            f"fake Discord: {spec_path()} is absent, so request bodies are NOT validated against the spec"
+        )
     return lines
 
 

@@ -22,7 +22,7 @@ import pytest
 from bot.catalog import load_catalog
 from bot.config import Settings
 from cogs.app import ImagineBot, build_bot
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionRecord
 from tests.fakes.toapis import FakeToAPIs
 
 # Fast but realistic: polls and edits far apart enough to observe, close enough for a quick suite.
@@ -75,13 +75,32 @@ class RunningBot:
     toapis: FakeToAPIs
     task: asyncio.Task[None]
 
-    async def imagine(self, *, attachment_size_limit: int = 10 * 1024 * 1024, **options: Any) -> dict:
-        """Deliver `/imagine` with these options through the gateway; returns the interaction payload."""
-        payload = self.discord.slash_command(
-            "imagine", options, attachment_size_limit=attachment_size_limit
-        )
-        await self.discord.send_interaction(payload)
-        return payload
+    async def imagine(
+        self, *, attachment_size_limit: int = 10 * 1024 * 1024, **options: Any
+    ) -> InteractionRecord:
+        """Deliver `/imagine` with these options through the gateway; returns what Discord saw of it."""
+        payload = self.discord.slash_command("imagine", options, attachment_size_limit=attachment_size_limit)
+        return await self.discord.send_interaction(payload)
+
+    async def finished(self, record: InteractionRecord, timeout: float = 20.0) -> FakeMessage:  # noqa: ASYNC109
+        """Wait until the job's message shows its final state (done or failed)."""
+
+        def final(_: FakeDiscord) -> FakeMessage | None:
+            message = record.original
+            return message if message is not None and status_of(message).startswith(("✅", "❌")) else None
+
+        return await self.discord.wait_for(final, timeout=timeout)
+
+
+def embed_fields(body: dict) -> dict[str, str]:
+    """An embed's fields by name."""
+    return {f["name"]: f["value"] for f in body.get("fields", [])}
+
+
+def status_of(message: FakeMessage | dict) -> str:
+    """The Status field of a job message (or of one write's body)."""
+    embeds = message.embeds if isinstance(message, FakeMessage) else (message.get("embeds") or [])
+    return embed_fields(embeds[0]).get("Status", "") if embeds else ""
 
 
 StartBot = Callable[..., Awaitable[RunningBot]]

@@ -31,7 +31,7 @@ def test_missing_secret_names_the_variable_and_env_example(missing):
 
 
 def test_blank_secret_counts_as_missing():
-    with pytest.raises(ConfigError, match="^DISCORD_TOKEN is missing"):
+    with pytest.raises(ConfigError, match=r"^DISCORD_TOKEN is missing"):
         Settings.from_env({**REQUIRED, "DISCORD_TOKEN": "   "})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from bot.progress import JobProgress, Phase, ProgressThrottle, progress_bar
@@ -51,7 +52,7 @@ async def test_sends_are_never_closer_than_the_interval():
         await rec.wait_for(percent)
     await throttle.close()
     times = [start] + [t for t, _ in rec.sent]
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= interval
+    assert min(b - a for a, b in itertools.pairwise(times)) >= interval
 
 
 async def test_close_drops_a_pending_update():
