@@ -67,6 +67,7 @@ class Settings:
     progress_edit_interval: float = 2.0
     poll_interval_queued: float = 2.5
     poll_interval_running: float = 4.0
+    toapis_timeout_seconds: float = 30.0
     discord_api_base_url: str | None = None
 
     @property
@@ -146,5 +147,6 @@ class Settings:
             progress_edit_interval=number("PROGRESS_EDIT_INTERVAL_SECONDS", 2.0, 0.05, 300),
             poll_interval_queued=number("POLL_INTERVAL_QUEUED_SECONDS", 2.5, 0.01, 60),
             poll_interval_running=number("POLL_INTERVAL_RUNNING_SECONDS", 4.0, 0.01, 60),
+            toapis_timeout_seconds=number("TOAPIS_TIMEOUT_SECONDS", 30.0, 0.1, 600),
             discord_api_base_url=base_url("DISCORD_API_BASE_URL", None),
         )

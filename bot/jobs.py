@@ -1,8 +1,12 @@
 """Running one generation job: submit, poll with live progress, download, fit, deliver.
 
-The runner is Discord-free. It reports to a `JobObserver` (the chat adapter)
-which turns progress, results and failures into messages. Failures reach the
-observer as plain sentences a member can act on — never a traceback or JSON.
+The runner is Discord-free. It drives a stored job (`bot.jobstore`) forward,
+writing each state change before acting on it, so a job interrupted at any
+point can be resumed from its record: a submitted task is polled again and its
+images delivered; a submission is never sent twice. It reports to a
+`JobObserver` (the chat adapter) which turns progress, results and failures
+into messages. Failures reach the observer as plain sentences a member can act
+on — never a traceback or JSON.
 """
 
 from __future__ import annotations
@@ -16,12 +20,26 @@ from typing import Protocol
 
 from bot import toapis
 from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_image
+from bot.jobstore import JobRecord, JobState, JobStore
 from bot.progress import JobProgress, Phase, ProgressThrottle
 from bot.request import ImagineRequest
 
 log = logging.getLogger(__name__)
 
 BUSY = "The image service is busy right now — try again in a minute."
+INTERRUPTED_BEFORE_SENDING = (
+    "The bot restarted before your request reached the image service, so you were not charged. "
+    "Run the command again."
+)
+INTERRUPTED_WHILE_SENDING = (
+    "The bot restarted while sending your request and the image service never confirmed it. "
+    "It was not sent again, so you are not charged twice — run the command again if no images arrive."
+)
+RESULTS_EXPIRED = (
+    "The images were made, but they expired before the bot could deliver them "
+    "(the image service keeps results for about a day)."
+)
+NOT_DOWNLOADED = "The images were made, but none could be downloaded from the image service. Try again."
 PROVIDER_TEXT_LIMIT = 300
 
 
@@ -46,7 +64,9 @@ class JobObserver(Protocol):
 
     async def show_progress(self, state: JobProgress) -> None: ...
 
-    async def deliver(self, outcome: JobOutcome) -> None: ...
+    async def deliver(self, outcome: JobOutcome) -> list[int]:
+        """Show the images; return the ids of the messages that carry them."""
+        ...
 
     async def fail(self, message: str, elapsed: float) -> None: ...
 
@@ -126,123 +146,203 @@ class JobRunner:
     def __init__(
         self,
         client: toapis.ToAPIsClient,
+        jobs: JobStore,
         timings: JobTimings,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._client = client
+        self._jobs = jobs
         self._timings = timings
         self._clock = clock
         self._sleep = sleep
+        self._submissions: set[asyncio.Task[tuple[JobRecord, toapis.TaskStatus]]] = set()
 
     async def run(
-        self, request: ImagineRequest, observer: JobObserver, *, upload_limit: int, name: str
-    ) -> None:
-        """Run one job to its end; every outcome is reported to `observer`."""
-        started = self._clock()
+        self, job: JobRecord, request: ImagineRequest, observer: JobObserver, *, resumed: bool = False
+    ) -> JobRecord:
+        """Take a job from its stored state to `done` or `failed`, reporting to `observer`.
+
+        `resumed` says the job was found unfinished at start-up: one still `accepted`
+        then never reached the service and is failed rather than sent late.
+        Cancelling (shutdown) leaves the stored state as it is, to be resumed.
+        """
+        name = f"job {job.id}"
         throttle = ProgressThrottle(
             observer.show_progress,
             interval=self._timings.progress_interval,
-            initial=JobProgress(Phase.QUEUED),
-            clock=self._clock,
+            initial=None if resumed else JobProgress(Phase.QUEUED),
         )
         try:
-            outcome = await self._generate(request, throttle, started, upload_limit, name)
+            try:
+                outcome = await self._advance(job, request, throttle, resumed, name)
+            finally:
+                await throttle.close()
         except JobFailedError as exc:
-            await throttle.close()
-            await observer.fail(str(exc), self._clock() - started)
-            return
+            return await self._fail(job, observer, str(exc))
+        except asyncio.CancelledError:
+            log.info("%s: stopped in state %s; it resumes on the next start", name, job.state)
+            raise
         except Exception as exc:
-            log.exception("job %s failed unexpectedly", name)
-            await throttle.close()
-            await observer.fail(failure_message(exc), self._clock() - started)
-            return
-        await throttle.close()
-        await observer.deliver(outcome)
+            log.exception("%s failed unexpectedly", name)
+            return await self._fail(job, observer, failure_message(exc))
 
-    async def _generate(
-        self,
-        request: ImagineRequest,
-        throttle: ProgressThrottle,
-        started: float,
-        upload_limit: int,
-        name: str,
+        message_ids = await observer.deliver(outcome)
+        delivered = {
+            "message_ids": message_ids,
+            "images": [
+                {
+                    "filename": i.filename,
+                    "size": len(i.data),
+                    "width": i.width,
+                    "height": i.height,
+                    "reduced": i.reduced,
+                }
+                for i in outcome.images
+            ],
+        }
+        log.info("%s: delivered %d image(s) in %.1fs", name, len(outcome.images), outcome.elapsed)
+        return await self._jobs.update(
+            job.id, state=JobState.DONE, delivered=delivered, finished_at=self._clock()
+        )
+
+    async def drain_submissions(self, within: float) -> None:
+        """Wait (bounded) for submissions already sent, so their task ids are stored before exit."""
+        pending = set(self._submissions)
+        if pending:
+            log.info("waiting for %d submission(s) in flight", len(pending))
+            await asyncio.wait(pending, timeout=within)
+
+    async def _fail(self, job: JobRecord, observer: JobObserver, message: str) -> JobRecord:
+        # Written before the message is edited: a crash in between leaves a final, honest record.
+        job = await self._jobs.update(job.id, state=JobState.FAILED, error=message, finished_at=self._clock())
+        await observer.fail(message, self._clock() - job.created_at)
+        return job
+
+    async def _advance(
+        self, job: JobRecord, request: ImagineRequest, throttle: ProgressThrottle, resumed: bool, name: str
     ) -> JobOutcome:
+        first: toapis.TaskStatus | None = None
+        if job.state is JobState.ACCEPTED:
+            if resumed:
+                raise JobFailedError(INTERRUPTED_BEFORE_SENDING)
+            job, first = await self._submit(job, request, name)
+        elif job.state is JobState.SUBMITTING:
+            raise JobFailedError(INTERRUPTED_WHILE_SENDING)
+        if job.state is JobState.RUNNING:
+            job = await self._poll(job, first, throttle, name)
+        return await self._download(job, name)
+
+    async def _submit(
+        self, job: JobRecord, request: ImagineRequest, name: str
+    ) -> tuple[JobRecord, toapis.TaskStatus]:
+        job = await self._jobs.update(job.id, state=JobState.SUBMITTING)
+        # Shielded: once sent, the answer's task id must be stored even if shutdown cancels the job.
+        task = asyncio.create_task(self._submit_and_record(job, request, name), name=f"{name}-submit")
+        self._submissions.add(task)
+        task.add_done_callback(self._submissions.discard)
+        return await asyncio.shield(task)
+
+    async def _submit_and_record(
+        self, job: JobRecord, request: ImagineRequest, name: str
+    ) -> tuple[JobRecord, toapis.TaskStatus]:
         try:
             task = await self._client.submit(**request.submit_kwargs())
         except toapis.ToAPIsError as exc:
-            log.warning("job %s: submission failed: %s", name, exc)
+            log.warning("%s: submission failed: %s", name, exc)
             if isinstance(exc, toapis.AuthenticationError | toapis.InsufficientBalanceError):
                 log.error("the image service refused the API key or the account has no balance: %s", exc)
             raise JobFailedError(failure_message(exc)) from exc
-        log.info("job %s: submitted as task %s (model %s, n=%d)", name, task.id, request.model.id, request.n)
-
-        status = await self._poll(task, throttle, started, name)
-        urls = status.image_urls[: request.n] if len(status.image_urls) > request.n else status.image_urls
-        if not urls:
-            raise JobFailedError("The image service finished but returned no images. Try again.")
-
-        images = await self._download(urls, upload_limit, name)
-        if not images:
-            raise JobFailedError(
-                "The images were made, but none could be downloaded from the image service. Try again."
-            )
-        return JobOutcome(
+        job = await self._jobs.update(
+            job.id,
+            state=JobState.RUNNING,
             task_id=task.id,
-            images=tuple(images),
-            requested=request.n,
-            returned=len(urls),
-            elapsed=self._clock() - started,
+            submitted_at=self._clock(),
+            progress=task.progress,
         )
+        log.info("%s: submitted as task %s (model %s, n=%d)", name, task.id, request.model.id, request.n)
+        return job, task
 
     async def _poll(
-        self, task: toapis.TaskStatus, throttle: ProgressThrottle, started: float, name: str
-    ) -> toapis.TaskStatus:
-        deadline = started + self._timings.timeout
-        status = task
+        self, job: JobRecord, status: toapis.TaskStatus | None, throttle: ProgressThrottle, name: str
+    ) -> JobRecord:
+        assert job.task_id is not None
+        deadline = job.created_at + self._timings.timeout
         slow = False
+        stored_progress = job.progress
         while True:
-            if status.status == "completed":
-                return status
-            if status.status == "failed":
-                log.info("job %s: task %s failed: %s", name, status.id, status.error_message)
+            if status is None:
                 try:
-                    status.raise_if_failed()
-                except toapis.TaskFailedError as exc:
+                    status = await self._client.get_task(job.task_id)
+                    slow = False
+                except _TRANSIENT as exc:
+                    # The task is paid for: keep asking until the deadline instead of giving up.
+                    log.warning("%s: polling task %s failed, will retry: %s", name, job.task_id, exc)
+                    slow = True
+                except toapis.ToAPIsError as exc:
                     raise JobFailedError(failure_message(exc)) from exc
-            phase = Phase.QUEUED if status.status == "queued" else Phase.GENERATING
-            throttle.update(JobProgress(phase, status.progress, slow))
+            if status is not None:
+                if status.status == "completed":
+                    urls = status.image_urls[: job.n]
+                    if not urls:
+                        raise JobFailedError("The image service finished but returned no images. Try again.")
+                    return await self._jobs.update(
+                        job.id,
+                        state=JobState.DELIVERING,
+                        result_urls=urls,
+                        result_expires_at=status.expires_at,
+                        progress=100,
+                    )
+                if status.status == "failed":
+                    log.info("%s: task %s failed: %s", name, status.id, status.error_message)
+                    try:
+                        status.raise_if_failed()
+                    except toapis.TaskFailedError as exc:
+                        raise JobFailedError(failure_message(exc)) from exc
+                phase = Phase.QUEUED if status.status == "queued" else Phase.GENERATING
+                if status.progress is not None and status.progress != stored_progress:
+                    stored_progress = status.progress
+                    await self._jobs.update(job.id, progress=stored_progress)
+            else:
+                phase = Phase.GENERATING if stored_progress else Phase.QUEUED
+            throttle.update(JobProgress(phase, stored_progress, slow))
 
-            delay = self._timings.poll_queued if phase is Phase.QUEUED else self._timings.poll_running
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise JobFailedError(
                     f"Timed out after {duration_words(self._timings.timeout)} — the image service did not "
                     "finish in time."
                 )
+            delay = self._timings.poll_queued if phase is Phase.QUEUED else self._timings.poll_running
             await self._sleep(min(delay, remaining))
-            try:
-                status = await self._client.get_task(task.id)
-                slow = False
-            except _TRANSIENT as exc:
-                # The task is paid for: keep asking until the deadline instead of giving up.
-                log.warning("job %s: polling task %s failed, will retry: %s", name, task.id, exc)
-                slow = True
-            except toapis.ToAPIsError as exc:
-                raise JobFailedError(failure_message(exc)) from exc
+            status = None
 
-    async def _download(self, urls: tuple[str, ...], upload_limit: int, name: str) -> list[FittedImage]:
+    async def _download(self, job: JobRecord, name: str) -> JobOutcome:
+        urls = job.result_urls or ()
+        if job.result_expires_at is not None and self._clock() >= job.result_expires_at:
+            raise JobFailedError(RESULTS_EXPIRED)
         # One image at a time: at most one full-size image and its re-encoding in memory.
         images: list[FittedImage] = []
+        gone = 0
         for index, url in enumerate(urls, start=1):
             try:
                 data = await self._client.download(url)
                 fitted = await asyncio.to_thread(
-                    fit_image, data, limit=upload_limit, basename=f"{name}-{index}"
+                    fit_image, data, limit=job.upload_limit, basename=f"imagine-{job.id}-{index}"
                 )
             except (toapis.ToAPIsError, ImageDecodeError, ImageTooLargeError) as exc:
-                log.warning("job %s: image %d could not be delivered: %s", name, index, exc)
+                # A 4xx from the file host means the link is dead: the result expired.
+                gone += isinstance(exc, toapis.BadRequestError)
+                log.warning("%s: image %d could not be delivered: %s", name, index, exc)
                 continue
             images.append(fitted)
-        return images
+        if not images:
+            raise JobFailedError(RESULTS_EXPIRED if gone == len(urls) else NOT_DOWNLOADED)
+        return JobOutcome(
+            task_id=job.task_id or "",
+            images=tuple(images),
+            requested=job.n,
+            returned=len(urls),
+            elapsed=self._clock() - job.created_at,
+        )

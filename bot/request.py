@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.catalog import Catalog, ModelSpec
+from bot.jobstore import JobRecord
 
 # The ratios the image API documents, in the order members see them.
 RATIOS: tuple[str, ...] = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21")
@@ -119,4 +120,18 @@ def build_request(
         n=count,
         resolution=resolution,
         requester_id=requester_id,
+    )
+
+
+def request_for_job(job: JobRecord, catalog: Catalog) -> ImagineRequest:
+    """The request a stored job was made from (a model since removed from the catalog keeps its id)."""
+    model = catalog.find(job.model) or ModelSpec(id=job.model, display_name=job.model)
+    return ImagineRequest(
+        prompt=job.prompt,
+        model=model,
+        ratio=job.ratio,
+        n=job.n,
+        resolution=job.resolution,
+        requester_id=job.user_id,
+        reference_urls=job.reference_urls,
     )

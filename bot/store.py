@@ -1,46 +1,20 @@
-"""The database: one async SQLAlchemy engine, numbered migrations, small typed accessors.
+"""The database: one async SQLAlchemy engine, migrations applied at start-up, bot-wide state.
 
 SQLite (aiosqlite) by default, PostgreSQL (asyncpg) when DATABASE_URL says so.
-Migrations are a numbered list below: each runs once, in order, inside a
-transaction, and `schema_version` records the highest applied number. Add a new
-migration by appending a function; never edit one that has shipped.
+Tables and the numbered migrations live in `bot.schema`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.schema import MIGRATIONS, bot_state, schema_version
 
 log = logging.getLogger(__name__)
-
-metadata = sa.MetaData()
-
-schema_version = sa.Table(
-    "schema_version",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("version", sa.Integer, nullable=False),
-)
-
-bot_state = sa.Table(
-    "bot_state",
-    metadata,
-    sa.Column("key", sa.String(200), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-
-async def _m001_bot_state(conn: AsyncConnection) -> None:
-    await conn.run_sync(lambda sync: bot_state.create(sync, checkfirst=True))
-
-
-Migration = Callable[[AsyncConnection], Awaitable[None]]
-
-MIGRATIONS: tuple[Migration, ...] = (_m001_bot_state,)
 
 
 class Store:

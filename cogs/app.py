@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Coroutine
 from typing import Any
 
@@ -20,14 +21,21 @@ from discord.ext import commands
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.jobs import JobRunner, JobTimings
+from bot.jobstore import JobRecord, JobStore
 from bot.registration import CommandRegistry, fingerprint
+from bot.request import ImagineRequest, request_for_job
 from bot.store import Store
 from bot.toapis import ToAPIsClient, ToAPIsError
 from cogs import render
+from cogs.delivery import JobMessenger
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.imagine",)
+
+# On SIGTERM, how long submissions already sent may take to answer (their task ids must be
+# stored). Procfile hosts kill 10 s after SIGTERM; closing takes the rest.
+SUBMISSION_GRACE = 6.0
 
 # What the bot needs in a channel: see messages, post and edit results with files and embeds,
 # and reply to its own result message with images past the tenth.
@@ -97,8 +105,11 @@ class ImagineBot(commands.AutoShardedBot):
         self.catalog = catalog
         self.store: Store | None = None
         self.toapis: ToAPIsClient | None = None
+        self._jobs: JobStore | None = None
         self._runner: JobRunner | None = None
-        self._jobs: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stopping = False
+        self._shutdown: asyncio.Task[None] | None = None  # not in _tasks: close() cancels those
 
     @property
     def runner(self) -> JobRunner:
@@ -106,12 +117,24 @@ class ImagineBot(commands.AutoShardedBot):
             raise RuntimeError("the job runner exists only after setup_hook")
         return self._runner
 
+    @property
+    def jobs(self) -> JobStore:
+        if self._jobs is None:
+            raise RuntimeError("the job store exists only after setup_hook")
+        return self._jobs
+
     async def setup_hook(self) -> None:
         self.store = Store.open(self.settings.sqlalchemy_url)
         await self.store.migrate()
-        self.toapis = ToAPIsClient(self.settings.toapis_base_url, self.settings.toapis_api_key)
+        self._jobs = JobStore(self.store)
+        self.toapis = ToAPIsClient(
+            self.settings.toapis_base_url,
+            self.settings.toapis_api_key,
+            request_timeout=self.settings.toapis_timeout_seconds,
+        )
         self._runner = JobRunner(
             self.toapis,
+            self._jobs,
             JobTimings(
                 timeout=self.settings.job_timeout_seconds,
                 poll_queued=self.settings.poll_interval_queued,
@@ -122,6 +145,20 @@ class ImagineBot(commands.AutoShardedBot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.register_commands()
+        await self.resume_jobs()
+
+    async def resume_jobs(self) -> int:
+        """Pick up every job a previous run left unfinished; returns how many."""
+        unfinished = await self.jobs.unfinished()
+        for job in unfinished:
+            log.info("job %s: resuming from state %s", job.id, job.state)
+            self.start_job(job, request_for_job(job, self.catalog), resumed=True)
+        return len(unfinished)
+
+    def start_job(self, job: JobRecord, request: ImagineRequest, *, resumed: bool = False) -> None:
+        """Run a stored job in the background, delivering into its Discord message."""
+        messenger = JobMessenger(self, job, request, self.jobs)
+        self.spawn(self.runner.run(job, request, messenger, resumed=resumed), name=f"job-{job.id}")
 
     async def register_commands(self) -> bool:
         """Sync slash commands if their definitions changed since the last sync; True if synced."""
@@ -142,23 +179,40 @@ class ImagineBot(commands.AutoShardedBot):
         await registry.remember(self.application_id, guild_id, digest)
         return True
 
-    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
-        """Run a job in the background, keeping a reference and logging a crash."""
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        """Run work in the background, keeping a reference and logging a crash."""
         task = asyncio.create_task(coro, name=name)
-        self._jobs.add(task)
-        task.add_done_callback(self._job_done)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
         return task
 
-    def _job_done(self, task: asyncio.Task[None]) -> None:
-        self._jobs.discard(task)
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task %s crashed", task.get_name(), exc_info=task.exception())
 
+    def request_shutdown(self) -> None:
+        """Signal handler: start a graceful shutdown (once)."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.create_task(self.shutdown(), name="shutdown")
+
+    async def shutdown(self) -> None:
+        """Graceful stop (SIGTERM/SIGINT): refuse new jobs, let sent submissions record their task
+        ids, then close. Unfinished jobs keep their stored state and resume on the next start."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("stopping: new jobs are refused; %d job(s) will resume on the next start", len(self._tasks))
+        if self._runner is not None:
+            await self._runner.drain_submissions(within=SUBMISSION_GRACE)
+        await self.close()
+
     async def close(self) -> None:
-        for task in list(self._jobs):
+        self.stopping = True
+        for task in list(self._tasks):
             task.cancel()
-        if self._jobs:
-            await asyncio.gather(*self._jobs, return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.toapis is not None:
             await self.toapis.close()
         if self.store is not None:
@@ -173,8 +227,11 @@ def build_bot(settings: Settings, catalog: Catalog, **options: Any) -> ImagineBo
 
 
 async def run_bot(settings: Settings, catalog: Catalog) -> int:
-    """Run until stopped; returns the process exit code."""
+    """Run until stopped (SIGTERM/SIGINT stop gracefully); returns the process exit code."""
     bot = build_bot(settings, catalog)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, bot.request_shutdown)
     try:
         async with bot:
             await bot.start(settings.discord_token)

@@ -1,99 +1,240 @@
-"""Shows a job in Discord: edits the interaction's placeholder with progress, results or failure.
+"""Shows a job in Discord: edits its message with progress, results or failure, whatever happened meanwhile.
 
-This is the `JobObserver` the core runner reports to. Discord errors on an edit
-are logged and never end the job: the member paid for the images.
+`JobMessenger` is the `JobObserver` the core runner reports to. It is built from
+the stored job record, not from a live interaction, so a job resumed after a
+restart is delivered exactly like a fresh one. How it reaches the message:
+
+1. the interaction token (webhook edit), while it lives (15 minutes);
+2. then, or when Discord answers 401 Invalid Webhook Token, a channel edit with the bot token;
+3. if the message is gone (deleted) or cannot be edited, the *result* is posted as a new
+   message that mentions the requester — they paid for it. Progress is never re-posted.
+
+A Discord error never ends the job; discord.py waits out rate limits itself.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from datetime import datetime
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import discord
 
 from bot.images import FittedImage
 from bot.jobs import JobOutcome
+from bot.jobstore import JobRecord, JobStore
 from bot.progress import JobProgress
 from bot.request import ImagineRequest
 from cogs import render
 
+if TYPE_CHECKING:
+    from cogs.app import ImagineBot
+
 log = logging.getLogger(__name__)
+
+INVALID_WEBHOOK_TOKEN = 50027
+UNKNOWN_MESSAGE = 10008
 
 
 def _files(images: tuple[FittedImage, ...]) -> list[discord.File]:
     return [discord.File(io.BytesIO(img.data), filename=img.filename) for img in images]
 
 
-class InteractionDelivery:
-    """Delivers one job into the message that answered its interaction."""
+class MessageGoneError(Exception):
+    """The job's message was deleted or can no longer be edited by any route."""
+
+
+class JobMessenger:
+    """Delivers one job into its message."""
 
     def __init__(
         self,
-        interaction: discord.Interaction,
+        bot: ImagineBot,
+        job: JobRecord,
         request: ImagineRequest,
+        jobs: JobStore,
         *,
-        started: datetime,
-        message: discord.InteractionMessage | None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._interaction = interaction
+        self._bot = bot
+        self._job = job
         self._request = request
-        self._started = started
-        self._message = message
-        self._upload_limit = interaction.filesize_limit
+        self._jobs = jobs
+        self._clock = clock
+        self._started = datetime.fromtimestamp(job.created_at, tz=UTC)
+        self._token_dead = not job.interaction_token
+        self._message_gone = job.message_id is None
 
     @property
     def _label(self) -> str:
-        i = self._interaction
-        return f"interaction {i.id} guild {i.guild_id} user {self._request.requester_id}"
+        return f"job {self._job.id} guild {self._job.guild_id} user {self._job.user_id}"
 
-    async def _edit(self, **fields: object) -> bool:
+    @property
+    def _channel(self) -> discord.PartialMessageable:
+        return self._bot.get_partial_messageable(self._job.channel_id, guild_id=self._job.guild_id)
+
+    def _webhook(self) -> discord.Webhook | None:
+        if self._token_dead or not self._job.token_usable(self._clock()):
+            return None
+        assert self._job.interaction_token is not None
+        return discord.Webhook.partial(
+            self._job.application_id, self._job.interaction_token, client=self._bot
+        )
+
+    # -- editing the job's message -------------------------------------------------------
+
+    async def _edit(self, make_fields: Callable[[], dict[str, Any]]) -> None:
+        """Edit the job message by the best route left; raise MessageGoneError if none works."""
+        if self._message_gone:
+            raise MessageGoneError
+        assert self._job.message_id is not None
+        webhook = self._webhook()
+        if webhook is not None:
+            try:
+                await webhook.edit_message(
+                    self._job.message_id, allowed_mentions=render.NO_PINGS, **make_fields()
+                )
+                return
+            except discord.HTTPException as exc:
+                if exc.code == UNKNOWN_MESSAGE:
+                    self._gone("deleted")
+                if exc.status == 401 or exc.code == INVALID_WEBHOOK_TOKEN:
+                    log.info(
+                        "%s: interaction token no longer valid; editing through the channel", self._label
+                    )
+                    self._token_dead = True
+                else:
+                    log.warning("%s: webhook edit failed (%s); trying the channel", self._label, exc.status)
+        message = self._channel.get_partial_message(self._job.message_id)
         try:
-            await self._interaction.edit_original_response(allowed_mentions=render.NO_PINGS, **fields)
-        except discord.HTTPException as exc:
-            log.warning("%s: editing the job message failed: %s %s", self._label, exc.status, exc.text)
-            return False
-        return True
+            await message.edit(allowed_mentions=render.NO_PINGS, **make_fields())
+        except discord.NotFound:
+            self._gone("deleted")
+        except discord.Forbidden:
+            self._gone("not editable by the bot here")
+
+    def _gone(self, why: str) -> None:
+        log.info("%s: the job message is %s", self._label, why)
+        self._message_gone = True
+        raise MessageGoneError
+
+    # -- JobObserver ---------------------------------------------------------------------
 
     async def show_progress(self, state: JobProgress) -> None:
-        await self._edit(embed=render.progress_embed(self._request, state, self._started))
+        try:
+            await self._edit(lambda: {"embed": render.progress_embed(self._request, state, self._started)})
+        except MessageGoneError:
+            pass  # progress is not worth a new message; the result will be
+        except discord.HTTPException as exc:
+            log.warning("%s: progress edit failed: %s", self._label, exc.status)
 
-    async def deliver(self, outcome: JobOutcome) -> None:
+    async def deliver(self, outcome: JobOutcome) -> list[int]:
         per_message = render.ATTACHMENTS_PER_MESSAGE
         first, rest = outcome.images[:per_message], outcome.images[per_message:]
-        await self._edit(
-            embed=render.result_embed(self._request, outcome, self._upload_limit), attachments=_files(first)
+        upload_limit = self._job.upload_limit
+        main_id = await self._show_final(
+            lambda: {
+                "embed": render.result_embed(self._request, outcome, upload_limit),
+                "attachments": _files(first),
+            }
         )
+        ids = [main_id] if main_id is not None else []
         total = len(outcome.images)
         for start in range(0, len(rest), per_message):
             chunk = rest[start : start + per_message]
             first_no = per_message + start + 1
-            await self._send_overflow(render.overflow_text(first_no, first_no + len(chunk) - 1, total), chunk)
-
-    async def _send_overflow(self, text: str, images: tuple[FittedImage, ...]) -> None:
-        """Post images past the tenth as a reply to the job message (webhooks cannot reply)."""
-        if self._message is not None:
-            channel = self._interaction.client.get_partial_messageable(
-                self._interaction.channel_id, guild_id=self._interaction.guild_id
-            )
-            try:
-                await channel.send(
-                    text,
-                    files=_files(images),
-                    reference=self._message.to_reference(fail_if_not_exists=False),
-                    allowed_mentions=render.NO_PINGS,
-                )
-                return
-            except discord.HTTPException as exc:
-                log.info(
-                    "%s: replying in the channel failed (%s); using a follow-up", self._label, exc.status
-                )
-        try:
-            await self._interaction.followup.send(
-                text, files=_files(images), allowed_mentions=render.NO_PINGS
-            )
-        except discord.HTTPException as exc:
-            log.warning("%s: follow-up with images failed: %s %s", self._label, exc.status, exc.text)
+            text = render.overflow_text(first_no, first_no + len(chunk) - 1, total)
+            reply_id = await self._send_overflow(text, chunk, reply_to=main_id)
+            if reply_id is not None:
+                ids.append(reply_id)
+        return ids
 
     async def fail(self, message: str, elapsed: float) -> None:
-        await self._edit(embed=render.failure_embed(self._request, message, elapsed), attachments=[])
+        await self._show_final(
+            lambda: {"embed": render.failure_embed(self._request, message, elapsed), "attachments": []}
+        )
+
+    # -- final messages ------------------------------------------------------------------
+
+    async def _show_final(self, make_fields: Callable[[], dict[str, Any]]) -> int | None:
+        """Put the final state in the job message, or in a new message; return its id."""
+        try:
+            await self._edit(make_fields)
+            return self._job.message_id
+        except MessageGoneError:
+            pass
+        except discord.HTTPException as exc:
+            log.warning("%s: final edit failed (%s); posting a new message", self._label, exc.status)
+        return await self._post_replacement(make_fields)
+
+    async def _post_replacement(self, make_fields: Callable[[], dict[str, Any]]) -> int | None:
+        """A new message that mentions (and pings) only the requester, who paid for the result."""
+        mention = discord.AllowedMentions(
+            everyone=False, roles=False, users=[discord.Object(self._job.user_id)]
+        )
+        content = f"<@{self._job.user_id}> here is the result of your /imagine request."
+        fields = make_fields()
+        files = fields.pop("attachments", None) or None
+        try:
+            message = await self._channel.send(content, allowed_mentions=mention, files=files, **fields)
+        except discord.HTTPException as exc:
+            log.warning("%s: posting the result in the channel failed (%s)", self._label, exc.status)
+            message = await self._followup(content, mention, make_fields)
+            if message is None:
+                log.error("%s: the result could not be delivered anywhere", self._label)
+                return None
+        self._job = await self._jobs.update(self._job.id, message_id=message.id)
+        self._message_gone = False
+        self._token_dead = True  # the new message is not the interaction's: edit it through the channel
+        return message.id
+
+    async def _followup(
+        self, content: str, mention: discord.AllowedMentions, make_fields: Callable[[], dict[str, Any]]
+    ) -> discord.WebhookMessage | None:
+        webhook = self._webhook()
+        if webhook is None:
+            return None
+        fields = make_fields()
+        if not fields.get("attachments"):
+            fields.pop("attachments", None)
+        else:
+            fields["files"] = fields.pop("attachments")
+        try:
+            return await webhook.send(content, allowed_mentions=mention, wait=True, **fields)
+        except discord.HTTPException as exc:
+            log.warning("%s: follow-up failed (%s)", self._label, exc.status)
+            return None
+
+    async def _send_overflow(
+        self, text: str, images: tuple[FittedImage, ...], *, reply_to: int | None
+    ) -> int | None:
+        """Images past the tenth, as a reply to the job message (webhooks cannot reply)."""
+        reference = (
+            discord.MessageReference(
+                message_id=reply_to, channel_id=self._job.channel_id, fail_if_not_exists=False
+            )
+            if reply_to is not None
+            else None
+        )
+        try:
+            message = await self._channel.send(
+                text, files=_files(images), reference=reference, allowed_mentions=render.NO_PINGS
+            )
+            return message.id
+        except discord.HTTPException as exc:
+            log.info("%s: replying in the channel failed (%s); using a follow-up", self._label, exc.status)
+        webhook = self._webhook()
+        if webhook is None:
+            log.warning("%s: images past the tenth could not be delivered", self._label)
+            return None
+        try:
+            followup = await webhook.send(
+                text, files=_files(images), allowed_mentions=render.NO_PINGS, wait=True
+            )
+            return followup.id
+        except discord.HTTPException as exc:
+            log.warning("%s: follow-up with images failed: %s %s", self._label, exc.status, exc.text)
+            return None

@@ -1,0 +1,157 @@
+"""Job records: every request, where its message is, and how far it got.
+
+A job is paid for before it starts, so its record is the source of truth that
+survives restarts. States move forward only:
+
+    accepted → submitting → running → delivering → done
+         ↘          ↘           ↘           ↘
+                          failed
+
+- `accepted`: the member's request was validated and its placeholder posted; nothing sent yet.
+- `submitting`: written just before the submission is sent. A record still here after a
+  crash means the service may or may not have received it, so it is never re-sent.
+- `running`: the service answered with a task id (stored at once); the task is polled.
+- `delivering`: the task finished; its result URLs are stored; images are being delivered.
+- `done` / `failed`: final.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot.schema import jobs_table
+from bot.store import Store
+
+
+class JobState(enum.StrEnum):
+    ACCEPTED = "accepted"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    DELIVERING = "delivering"
+    DONE = "done"
+    FAILED = "failed"
+
+
+FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED})
+_JSON_COLUMNS = ("reference_urls", "result_urls", "delivered")
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job as stored. JSON columns are decoded (tuples for URL lists)."""
+
+    id: int
+    state: JobState
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    application_id: int
+    interaction_id: int | None
+    interaction_token: str | None = field(repr=False)
+    token_expires_at: float | None
+    message_id: int | None
+    upload_limit: int
+    prompt: str
+    model: str
+    ratio: str
+    resolution: str | None
+    n: int
+    reference_urls: tuple[str, ...]
+    task_id: str | None
+    progress: int | None
+    result_urls: tuple[str, ...] | None
+    result_expires_at: float | None
+    delivered: dict[str, Any] | None
+    error: str | None
+    created_at: float
+    updated_at: float
+    submitted_at: float | None
+    finished_at: float | None
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def token_usable(self, now: float, margin: float = 30.0) -> bool:
+        """The interaction token can still edit the message (it dies after 15 minutes)."""
+        return (
+            bool(self.interaction_token)
+            and self.token_expires_at is not None
+            and (now < self.token_expires_at - margin)
+        )
+
+    @classmethod
+    def _from_row(cls, row: sa.Row[Any]) -> JobRecord:
+        data = dict(row._mapping)
+        data["state"] = JobState(data["state"])
+        for column in ("reference_urls", "result_urls"):
+            if data[column] is not None:
+                data[column] = tuple(json.loads(data[column]))
+        if data["delivered"] is not None:
+            data["delivered"] = json.loads(data["delivered"])
+        return cls(**data)
+
+
+def _encode(changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(changes)
+    for column in _JSON_COLUMNS:
+        if column in out and out[column] is not None:
+            value = out[column]
+            out[column] = json.dumps(list(value) if isinstance(value, tuple | list) else value)
+    if "state" in out:
+        out["state"] = JobState(out["state"]).value
+    return out
+
+
+class JobStore:
+    """Reads and writes job records. Each write is its own committed transaction."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self._engine = store.engine
+        self._clock = clock
+
+    async def create(self, **fields: Any) -> JobRecord:
+        """Insert a job in state `accepted`; `fields` are the record's columns."""
+        now = self._clock()
+        values = _encode(
+            {"state": JobState.ACCEPTED, "reference_urls": (), **fields, "created_at": now, "updated_at": now}
+        )
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(jobs_table.insert().values(**values).returning(*jobs_table.c))).one()
+        return JobRecord._from_row(row)
+
+    async def update(self, job_id: int, **changes: Any) -> JobRecord:
+        """Write changes (a state change included) and return the record as now stored."""
+        values = _encode({**changes, "updated_at": self._clock()})
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    jobs_table.update()
+                    .where(jobs_table.c.id == job_id)
+                    .values(**values)
+                    .returning(*jobs_table.c)
+                )
+            ).one()
+        return JobRecord._from_row(row)
+
+    async def get(self, job_id: int) -> JobRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id))).first()
+        return JobRecord._from_row(row) if row is not None else None
+
+    async def unfinished(self) -> list[JobRecord]:
+        """Jobs a restart must pick up, oldest first."""
+        query = (
+            sa.select(jobs_table)
+            .where(jobs_table.c.state.not_in([s.value for s in FINAL_STATES]))
+            .order_by(jobs_table.c.id)
+        )
+        async with self._engine.connect() as conn:
+            return [JobRecord._from_row(row) for row in await conn.execute(query)]
