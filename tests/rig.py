@@ -92,6 +92,17 @@ class RunningBot:
         return await self.discord.wait_for(final, timeout=timeout)
 
 
+async def eventually(predicate: Callable[[], Any], *, within: float = 30.0, what: str = "condition") -> Any:
+    """Wait for a condition on anything (e.g. the fake ToAPIs), checking every 20 ms; returns its value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not (value := predicate()):
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not met within {within}s")
+        await asyncio.sleep(0.02)
+    return value
+
+
 def embed_fields(body: dict) -> dict[str, str]:
     """An embed's fields by name."""
     return {f["name"]: f["value"] for f in body.get("fields", [])}

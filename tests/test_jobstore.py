@@ -1,0 +1,254 @@
+"""Job records on SQLite and PostgreSQL: what is written is what a restart reads back."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from bot.config import database_url_for_sqlalchemy
+from bot.jobstore import JobState, JobStore
+from bot.store import Store
+
+pytestmark = pytest.mark.asyncio
+
+# Real Discord snowflakes are 64-bit: far beyond a 32-bit INTEGER.
+GUILD_ID = 1234567890123456789
+CHANNEL_ID = 1234567890123456790
+USER_ID = 987654321098765432
+APPLICATION_ID = 1111111111111111111
+INTERACTION_ID = 1456789012345678901
+MESSAGE_ID = 1456789012345678999
+TOKEN = "itok.secret-interaction-token-do-not-log"
+
+
+def job_fields(**overrides: Any) -> dict[str, Any]:
+    """The columns /imagine fills in when it accepts a request."""
+    fields: dict[str, Any] = {
+        "guild_id": GUILD_ID,
+        "channel_id": CHANNEL_ID,
+        "user_id": USER_ID,
+        "application_id": APPLICATION_ID,
+        "interaction_id": INTERACTION_ID,
+        "interaction_token": TOKEN,
+        "token_expires_at": 1_900_000_000.5,
+        "message_id": None,
+        "upload_limit": 10 * 1024 * 1024,
+        "prompt": "a red fox in snow",
+        "model": "doubao-seedream-5-0",
+        "ratio": "16:9",
+        "resolution": "3K",
+        "n": 2,
+    }
+    fields.update(overrides)
+    return fields
+
+
+def ticking_clock(start: float = 1_700_000_000.0, step: float = 10.0):
+    """A clock that moves forward by `step` seconds on every reading."""
+    counter = itertools.count()
+    return lambda: start + step * next(counter)
+
+
+async def test_a_new_job_is_accepted_with_its_fields_and_json_columns_round_tripped(store):
+    jobs = JobStore(store)
+    delivered = {"message_ids": [MESSAGE_ID], "images": [{"filename": "a.jpg", "size": 12, "reduced": False}]}
+    created = await jobs.create(
+        **job_fields(
+            reference_urls=("https://files.example/ref-1.png", "https://files.example/ref-2.png"),
+            result_urls=("https://files.example/out-1.jpg",),
+            delivered=delivered,
+        )
+    )
+    stored = await jobs.get(created.id)
+    assert (
+        created.state,
+        created.prompt,
+        created.ratio,
+        created.resolution,
+        created.n,
+        created.reference_urls,
+        created.result_urls,
+        created.delivered,
+        created.task_id,
+        created.is_final,
+    ) == (
+        JobState.ACCEPTED,
+        "a red fox in snow",
+        "16:9",
+        "3K",
+        2,
+        ("https://files.example/ref-1.png", "https://files.example/ref-2.png"),
+        ("https://files.example/out-1.jpg",),
+        delivered,
+        None,
+        False,
+    )
+    assert stored == created
+
+
+async def test_a_job_without_references_reads_back_an_empty_tuple_and_no_results(store):
+    jobs = JobStore(store)
+    created = await jobs.create(**job_fields())
+    stored = await jobs.get(created.id)
+    assert stored is not None
+    assert (stored.reference_urls, stored.result_urls, stored.delivered) == ((), None, None)
+
+
+async def test_discord_sized_ids_survive_the_database(store):
+    jobs = JobStore(store)
+    created = await jobs.create(**job_fields(message_id=MESSAGE_ID))
+    stored = await jobs.get(created.id)
+    assert stored is not None
+    assert (
+        stored.guild_id,
+        stored.channel_id,
+        stored.user_id,
+        stored.application_id,
+        stored.interaction_id,
+        stored.message_id,
+    ) == (GUILD_ID, CHANNEL_ID, USER_ID, APPLICATION_ID, INTERACTION_ID, MESSAGE_ID)
+
+
+async def test_a_moved_message_id_of_discord_size_is_stored(store):
+    jobs = JobStore(store)
+    created = await jobs.create(**job_fields(message_id=MESSAGE_ID))
+    updated = await jobs.update(created.id, message_id=MESSAGE_ID + 12345)
+    stored = await jobs.get(created.id)
+    assert (updated.message_id, stored.message_id if stored else None) == (
+        MESSAGE_ID + 12345,
+        MESSAGE_ID + 12345,
+    )
+
+
+async def test_update_writes_the_state_change_and_returns_the_stored_record(store):
+    jobs = JobStore(store, clock=ticking_clock())
+    created = await jobs.create(**job_fields())
+    updated = await jobs.update(
+        created.id, state=JobState.RUNNING, task_id="task_img_abc123", progress=40, submitted_at=123.0
+    )
+    stored = await jobs.get(created.id)
+    assert (updated.state, updated.task_id, updated.progress, updated.submitted_at) == (
+        JobState.RUNNING,
+        "task_img_abc123",
+        40,
+        123.0,
+    )
+    assert stored == updated
+    assert updated.updated_at > created.updated_at
+    assert updated.created_at == created.created_at
+
+
+async def test_update_leaves_columns_it_was_not_given_alone(store):
+    jobs = JobStore(store)
+    created = await jobs.create(**job_fields(reference_urls=("https://files.example/ref.png",)))
+    updated = await jobs.update(created.id, state="submitting")
+    assert (updated.state, updated.prompt, updated.reference_urls, updated.interaction_token) == (
+        JobState.SUBMITTING,
+        created.prompt,
+        ("https://files.example/ref.png",),
+        TOKEN,
+    )
+
+
+async def test_result_urls_and_delivery_written_by_update_read_back_decoded(store):
+    jobs = JobStore(store)
+    created = await jobs.create(**job_fields())
+    await jobs.update(
+        created.id,
+        state=JobState.DELIVERING,
+        result_urls=["https://files.example/1.jpg", "https://files.example/2.jpg"],
+        result_expires_at=1_800_000_000.0,
+    )
+    done = await jobs.update(
+        created.id,
+        state=JobState.DONE,
+        delivered={"message_ids": [MESSAGE_ID], "images": [{"filename": "x.jpg"}, {"filename": "y.jpg"}]},
+    )
+    stored = await jobs.get(created.id)
+    assert stored is not None
+    assert (
+        stored.state,
+        stored.result_urls,
+        stored.result_expires_at,
+        stored.delivered,
+        stored.is_final,
+    ) == (
+        JobState.DONE,
+        ("https://files.example/1.jpg", "https://files.example/2.jpg"),
+        1_800_000_000.0,
+        {"message_ids": [MESSAGE_ID], "images": [{"filename": "x.jpg"}, {"filename": "y.jpg"}]},
+        True,
+    )
+    assert stored == done
+
+
+async def test_unfinished_lists_exactly_the_jobs_a_restart_must_pick_up_oldest_first(store):
+    jobs = JobStore(store)
+    states = [
+        JobState.RUNNING,
+        JobState.DONE,
+        JobState.ACCEPTED,
+        JobState.FAILED,
+        JobState.DELIVERING,
+        JobState.SUBMITTING,
+        JobState.DONE,
+    ]
+    created = [await jobs.create(**job_fields(prompt=f"job {i}")) for i in range(len(states))]
+    for job, state in zip(created, states, strict=True):
+        if state is not JobState.ACCEPTED:
+            await jobs.update(job.id, state=state)
+    unfinished = await jobs.unfinished()
+    expected = [
+        (job.id, state) for job, state in zip(created, states, strict=True) if state not in ("done", "failed")
+    ]
+    assert [(job.id, job.state) for job in unfinished] == expected
+    assert [job.prompt for job in unfinished] == ["job 0", "job 2", "job 4", "job 5"]
+
+
+async def test_unfinished_is_empty_when_every_job_ended(store):
+    jobs = JobStore(store)
+    first = await jobs.create(**job_fields())
+    second = await jobs.create(**job_fields())
+    await jobs.update(first.id, state=JobState.DONE)
+    await jobs.update(second.id, state=JobState.FAILED, error="The image service refused this request.")
+    assert await jobs.unfinished() == []
+
+
+async def test_get_of_an_unknown_job_is_none(store):
+    jobs = JobStore(store)
+    created = await jobs.create(**job_fields())
+    assert await jobs.get(created.id + 1000) is None
+
+
+async def test_the_interaction_token_is_kept_out_of_the_records_repr(store):
+    jobs = JobStore(store)
+    created = await jobs.create(**job_fields())
+    assert created.interaction_token == TOKEN
+    assert TOKEN not in repr(created) and TOKEN not in str(created)
+    assert f"prompt='{created.prompt}'" in repr(created)
+
+
+async def test_migrating_an_already_migrated_database_keeps_existing_jobs(store, database_url):
+    jobs = JobStore(store)
+    running = await jobs.create(**job_fields(reference_urls=("https://files.example/ref.png",)))
+    running = await jobs.update(
+        running.id, state=JobState.RUNNING, task_id="task_img_1", message_id=MESSAGE_ID
+    )
+    done = await jobs.create(**job_fields(prompt="finished"))
+    done = await jobs.update(done.id, state=JobState.DONE, delivered={"message_ids": [1], "images": []})
+
+    # A restart: a second process opens the same database and migrates again.
+    again = Store.open(database_url_for_sqlalchemy(database_url))
+    try:
+        await again.migrate()
+        after = JobStore(again)
+        kept = [await after.get(running.id), await after.get(done.id)]
+        unfinished = await after.unfinished()
+        newer = await after.create(**job_fields(prompt="after the restart"))
+    finally:
+        await again.close()
+    assert kept == [running, done]
+    assert [job.id for job in unfinished] == [running.id]
+    assert newer.id not in (running.id, done.id)

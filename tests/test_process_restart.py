@@ -1,0 +1,195 @@
+"""A real bot process (`python -m bot`) killed mid-job and started again loses nothing and pays once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionRecord
+from tests.fakes.toapis import FakeToAPIs, TaskPlan
+from tests.rig import eventually, status_of
+
+ROOT = Path(__file__).resolve().parents[1]
+SHUTDOWN_LIMIT = 10.0  # what Procfile hosts allow between SIGTERM and SIGKILL
+
+
+class BotProcess:
+    """`python -m bot` as its own process, configured through its environment like a deployment."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.output = bytearray()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, env: dict[str, str], cwd: Path) -> BotProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            cwd=cwd,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        return cls(proc)
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := await self.proc.stdout.read(4096):
+            self.output.extend(chunk)
+
+    async def stop(self, sig: signal.Signals, within: float = SHUTDOWN_LIMIT) -> int:
+        """Send `sig`; return the exit code, failing if the process outlives `within` seconds."""
+        self.proc.send_signal(sig)
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), within)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise AssertionError(
+                f"the bot did not exit within {within}s of {sig.name}:\n{self.log}"
+            ) from None
+        await self._reader
+        return code
+
+    @property
+    def log(self) -> str:
+        return self.output.decode(errors="replace")[-4000:]
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+@pytest.fixture
+async def processes():
+    started: list[BotProcess] = []
+    yield started
+    for process in started:
+        await process.close()
+
+
+@pytest.fixture
+def bot_env(discord_fake: FakeDiscord, toapis_fake: FakeToAPIs, tmp_path: Path) -> dict[str, str]:
+    return {
+        "DISCORD_TOKEN": discord_fake.token,
+        "TOAPIS_API_KEY": toapis_fake.api_key,
+        "TOAPIS_BASE_URL": toapis_fake.base_url,
+        "DISCORD_API_BASE_URL": discord_fake.api_base,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'imagine.db'}",
+        "POLL_INTERVAL_QUEUED_SECONDS": "0.05",
+        "POLL_INTERVAL_RUNNING_SECONDS": "0.05",
+        "PROGRESS_EDIT_INTERVAL_SECONDS": "0.25",
+        "JOB_TIMEOUT_SECONDS": "120",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+async def _start_online(
+    discord_fake: FakeDiscord, env: dict[str, str], cwd: Path, started: list
+) -> BotProcess:
+    """Start a bot process and wait until its own gateway session is up."""
+    known = {id(s) for s in discord_fake.sessions}
+    process = await BotProcess.start(env, cwd)
+    started.append(process)
+
+    def new_session(fake: FakeDiscord) -> object | None:
+        return next((s for s in fake.connected_sessions() if id(s) not in known), None)
+
+    try:
+        await discord_fake.wait_for(new_session, timeout=30)
+    except AssertionError:
+        raise AssertionError(f"the bot process did not come online:\n{process.log}") from None
+    return process
+
+
+async def _final(discord_fake: FakeDiscord, record: InteractionRecord, process: BotProcess) -> FakeMessage:
+    def final(_: FakeDiscord) -> FakeMessage | None:
+        message = record.original
+        return message if message is not None and status_of(message).startswith(("✅", "❌")) else None
+
+    try:
+        return await discord_fake.wait_for(final, timeout=30)
+    except AssertionError:
+        raise AssertionError(f"the job never finished:\n{process.log}") from None
+
+
+async def _job_running(toapis_fake: FakeToAPIs) -> str:
+    """Wait until the task was submitted and polled at least once (so its id is stored)."""
+    return await eventually(
+        lambda: next((t for t, polls in toapis_fake.polls.items() if polls >= 1), None), what="a poll"
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+async def test_killed_mid_job_then_restarted_delivers_into_the_original_message_paying_once(
+    discord_fake, toapis_fake, bot_env, tmp_path, processes, sig
+):
+    toapis_fake.plan = TaskPlan(steps=[("queued", 0), ("in_progress", 40)], never_finish=True)
+    first = await _start_online(discord_fake, bot_env, tmp_path, processes)
+    record = await discord_fake.send_interaction(
+        discord_fake.slash_command("imagine", {"prompt": "a fox", "n": 2})
+    )
+    task_id = await _job_running(toapis_fake)
+
+    code = await first.stop(sig)
+    second = await _start_online(discord_fake, bot_env, tmp_path, processes)
+    toapis_fake.tasks[task_id].plan.never_finish = False  # the service finishes while the bot was away
+    message = await _final(discord_fake, record, second)
+
+    assert (message.id, len(message.attachments), len(toapis_fake.submissions), code) == (
+        record.original_message_id,
+        2,
+        1,
+        -signal.SIGKILL if sig is signal.SIGKILL else 0,
+    ), second.log
+
+
+async def test_sigterm_during_a_submission_waits_for_its_answer_and_resumes_it(
+    discord_fake, toapis_fake, bot_env, tmp_path, processes
+):
+    toapis_fake.plan = TaskPlan(steps=[("queued", 0)], never_finish=True)
+    toapis_fake.inject("POST", "/v1/images/generations", None, delay=1.5)  # a slow answer
+    first = await _start_online(discord_fake, bot_env, tmp_path, processes)
+    record = await discord_fake.send_interaction(discord_fake.slash_command("imagine", {"prompt": "a fox"}))
+    await eventually(lambda: toapis_fake.submit_attempts == 1, what="the submission reaching ToAPIs")
+
+    code = await first.stop(signal.SIGTERM)  # the submission is still being answered
+    second = await _start_online(discord_fake, bot_env, tmp_path, processes)
+    task_id = await _job_running(toapis_fake)
+    toapis_fake.tasks[task_id].plan.never_finish = False
+    message = await _final(discord_fake, record, second)
+
+    assert (code, len(toapis_fake.submissions), len(message.attachments)) == (0, 1, 1), first.log
+
+
+async def test_a_job_sent_but_unconfirmed_when_the_process_died_is_not_sent_again(
+    discord_fake, toapis_fake, bot_env, tmp_path, processes
+):
+    toapis_fake.inject("POST", "/v1/images/generations", None, delay=30)  # the answer never comes in time
+    first = await _start_online(discord_fake, bot_env, tmp_path, processes)
+    record = await discord_fake.send_interaction(discord_fake.slash_command("imagine", {"prompt": "a fox"}))
+    await eventually(lambda: toapis_fake.submit_attempts == 1, what="the submission reaching ToAPIs")
+
+    await first.stop(signal.SIGKILL)
+    second = await _start_online(discord_fake, bot_env, tmp_path, processes)
+    message = await _final(discord_fake, record, second)
+
+    assert (
+        toapis_fake.submit_attempts,
+        status_of(message).startswith(
+            "❌ The bot restarted while sending your request and the image service never confirmed it."
+        ),
+    ) == (1, True), second.log
