@@ -64,8 +64,8 @@ class JobObserver(Protocol):
 
     async def show_progress(self, state: JobProgress) -> None: ...
 
-    async def deliver(self, outcome: JobOutcome) -> list[int]:
-        """Show the images; return the ids of the messages that carry them."""
+    async def deliver(self, outcome: JobOutcome) -> list[int | None]:
+        """Show the images; return, per image, the id of the message carrying it (None: not delivered)."""
         ...
 
     async def fail(self, message: str, elapsed: float) -> None: ...
@@ -188,23 +188,33 @@ class JobRunner:
             log.exception("%s failed unexpectedly", name)
             return await self._fail(job, observer, failure_message(exc))
 
-        message_ids = await observer.deliver(outcome)
-        delivered = {
-            "message_ids": message_ids,
-            "images": [
-                {
-                    "filename": i.filename,
-                    "size": len(i.data),
-                    "width": i.width,
-                    "height": i.height,
-                    "reduced": i.reduced,
-                }
-                for i in outcome.images
-            ],
-        }
-        log.info("%s: delivered %d image(s) in %.1fs", name, len(outcome.images), outcome.elapsed)
+        posted = await observer.deliver(outcome)
+        # The record says what members actually got, and where (later actions reuse posted images).
+        images = [
+            {
+                "filename": i.filename,
+                "size": len(i.data),
+                "width": i.width,
+                "height": i.height,
+                "reduced": i.reduced,
+                "message_id": message_id,
+            }
+            for i, message_id in zip(outcome.images, posted, strict=True)
+            if message_id is not None
+        ]
+        message_ids = list(dict.fromkeys(m for m in posted if m is not None))
+        log.info(
+            "%s: delivered %d of %d image(s) in %.1fs",
+            name,
+            len(images),
+            len(outcome.images),
+            outcome.elapsed,
+        )
         return await self._jobs.update(
-            job.id, state=JobState.DONE, delivered=delivered, finished_at=self._clock()
+            job.id,
+            state=JobState.DONE,
+            delivered={"message_ids": message_ids, "images": images},
+            finished_at=self._clock(),
         )
 
     async def drain_submissions(self, within: float) -> None:

@@ -131,7 +131,7 @@ class JobMessenger:
         except discord.HTTPException as exc:
             log.warning("%s: progress edit failed: %s", self._label, exc.status)
 
-    async def deliver(self, outcome: JobOutcome) -> list[int]:
+    async def deliver(self, outcome: JobOutcome) -> list[int | None]:
         per_message = render.ATTACHMENTS_PER_MESSAGE
         first, rest = outcome.images[:per_message], outcome.images[per_message:]
         upload_limit = self._job.upload_limit
@@ -141,16 +141,14 @@ class JobMessenger:
                 "attachments": _files(first),
             }
         )
-        ids = [main_id] if main_id is not None else []
+        posted: list[int | None] = [main_id] * len(first)
         total = len(outcome.images)
         for start in range(0, len(rest), per_message):
             chunk = rest[start : start + per_message]
             first_no = per_message + start + 1
             text = render.overflow_text(first_no, first_no + len(chunk) - 1, total)
-            reply_id = await self._send_overflow(text, chunk, reply_to=main_id)
-            if reply_id is not None:
-                ids.append(reply_id)
-        return ids
+            posted += [await self._send_overflow(text, chunk, reply_to=main_id)] * len(chunk)
+        return posted
 
     async def fail(self, message: str, elapsed: float) -> None:
         await self._show_final(
@@ -178,8 +176,11 @@ class JobMessenger:
         content = f"<@{self._job.user_id}> here is the result of your /imagine request."
         fields = make_fields()
         files = fields.pop("attachments", None) or None
+        message: discord.Message | discord.WebhookMessage | None
         try:
             message = await self._channel.send(content, allowed_mentions=mention, files=files, **fields)
+            # A channel message is not the interaction's: later edits go through the channel.
+            self._token_dead = True
         except discord.HTTPException as exc:
             log.warning("%s: posting the result in the channel failed (%s)", self._label, exc.status)
             message = await self._followup(content, mention, make_fields)
@@ -188,7 +189,6 @@ class JobMessenger:
                 return None
         self._job = await self._jobs.update(self._job.id, message_id=message.id)
         self._message_gone = False
-        self._token_dead = True  # the new message is not the interaction's: edit it through the channel
         return message.id
 
     async def _followup(
