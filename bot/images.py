@@ -33,6 +33,8 @@ MAX_PIXELS = 48_000_000
 # (e.g. EPS, which shells out to Ghostscript) away from bytes fetched from the network.
 # (Multi-picture camera JPEGs are opened by the JPEG plugin and reported as "MPO".)
 _ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+#: The Pillow format names :func:`decode_image` accepts (public view of the list above).
+ALLOWED_FORMATS: tuple[str, ...] = _ALLOWED_FORMATS
 
 # Formats Discord shows inline; these pass through unchanged when they fit.
 _PASSTHROUGH = {
@@ -75,6 +77,23 @@ class FittedImage:
 
 class ImageDecodeError(Exception):
     """The bytes are not an image we can (or are willing to) decode."""
+
+
+class ImageTooManyPixelsError(ImageDecodeError):
+    """The image declares more pixels than the decoder was allowed to decode.
+
+    ``width``/``height`` are the declared (stored, not EXIF-rotated) dimensions, or None
+    when Pillow's own decompression-bomb guard refused the file before reporting a size.
+    """
+
+    def __init__(self, message: str, *, width: int | None = None, height: int | None = None) -> None:
+        super().__init__(message)
+        self.width = width
+        self.height = height
+
+
+class ImageCorruptError(ImageDecodeError):
+    """The header was readable but the pixel data is truncated or corrupt."""
 
 
 class ImageTooLargeError(ValueError):
@@ -184,22 +203,43 @@ def describe_reduction(img: FittedImage) -> str:
 
 def _decode(data: bytes) -> Image.Image:
     """Open and fully decode ``data``, turning every failure into ImageDecodeError."""
+    return decode_image(data)
+
+
+def decode_image(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
+    """Open and fully decode ``data`` (first frame only), refusing more than ``max_pixels``.
+
+    ``max_pixels`` defaults to :data:`MAX_PIXELS` (read at call time).
+
+    Only :data:`ALLOWED_FORMATS` are tried. The pixel count is checked from the header,
+    before any pixel data is decoded; Pillow's own process-wide decompression-bomb guard
+    still applies on top. Every failure is an :class:`ImageDecodeError`: specifically
+    :class:`ImageTooManyPixelsError` for too many pixels and :class:`ImageCorruptError`
+    for a readable header with broken pixel data.
+    """
     try:
         image = Image.open(io.BytesIO(data), formats=_ALLOWED_FORMATS)
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError("image has too many pixels to decode safely") from exc
+        raise ImageTooManyPixelsError("image has too many pixels to decode safely") from exc
     except Exception as exc:
         # Pillow raises a zoo of exception types for bad input; the message may quote
         # internals, so report a plain sentence and keep the cause for the log.
         raise ImageDecodeError("data is not a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF)") from exc
     width, height = image.size
-    if width * height > MAX_PIXELS:
-        raise ImageDecodeError(f"image is too large to decode safely ({width}×{height} pixels)")
+    if width * height > (MAX_PIXELS if max_pixels is None else max_pixels):
+        raise ImageTooManyPixelsError(
+            f"image is too large to decode safely ({width}×{height} pixels)", width=width, height=height
+        )
     try:
         image.load()
     except Exception as exc:
-        raise ImageDecodeError(f"{image.format} image is truncated or corrupt") from exc
+        raise ImageCorruptError(f"{image.format} image is truncated or corrupt") from exc
     return image
+
+
+def display_size(image: Image.Image) -> tuple[int, int]:
+    """Size as a viewer shows it: width and height swap for rotated EXIF orientations."""
+    return _display_size(image)
 
 
 def _display_size(image: Image.Image) -> tuple[int, int]:

@@ -21,6 +21,14 @@ How a task advances (``TaskPlan.advance``):
   ``fake.clock``), the outcome from ``len(steps) * step_seconds``.
 
 With ``never_finish=True`` the task stays in its last step forever.
+
+Reference images (``image_urls``) are checked like the provider documents them: only
+public ``http(s)`` URLs (no ``data:`` URLs), at most 10, references + ``n`` ≤ 15. Entries
+pointing at a file this fake hosts (an upload, a result or :meth:`FakeToAPIs.add_file`) are
+also checked byte for byte: JPEG or PNG only (the upload endpoint also takes WebP and GIF,
+but those are not valid references), ≤ 10 MB, width and height > 14 px, aspect ratio within
+[1/3, 3], ≤ 36,000,000 pixels; a hosted URL with no file behind it cannot be fetched. URLs
+to other hosts are accepted unchecked. A refused submission answers 400 and creates nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 from PIL import Image
@@ -57,11 +66,19 @@ RESOLUTIONS = ("2K", "3K", "4K")
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_IMAGES = 15
 MAX_REFERENCE_IMAGES = 10
+# Documented per reference image: "width and height > 14 px, aspect ratio (w/h) within
+# [1/3, 3], total pixels ≤ 6000×6000", JPEG or PNG, ≤ 10 MB (taken as MAX_UPLOAD_BYTES).
+MIN_REFERENCE_SIDE_EXCLUSIVE = 14
+MAX_REFERENCE_ASPECT = 3
+MAX_REFERENCE_PIXELS = 6000 * 6000
+REFERENCE_FORMATS = ("JPEG", "PNG")
 GENERATIONS_PATH = "/v1/images/generations"
 UPLOADS_PATH = "/v1/uploads/images"
 
 _MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
+# Paths under which the fake's file host serves a stored file.
+_FILE_ROUTES = ("/files/stream/", "/files/slow/", "/files/")
 
 
 @functools.lru_cache(maxsize=32)
@@ -177,7 +194,43 @@ def _invalid(message: str) -> web.Response:
 
 
 def _is_http_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) > 8
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def _image_format(data: bytes) -> tuple[str | None, tuple[int, int]]:
+    """The Pillow format and size read from the header, or (None, (0, 0)) for non-images."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt, size = image.format, image.size
+    except Exception:
+        return None, (0, 0)
+    # Camera "multi-picture" JPEGs are JPEG files (any JPEG decoder reads them).
+    return ("JPEG" if fmt == "MPO" else fmt), size
+
+
+def _reference_complaint(data: bytes) -> str | None:
+    """The provider's complaint about a reference image's bytes, or None when it is valid."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        return f"image size {len(data)} bytes exceeds the 10MB limit"
+    fmt, (width, height) = _image_format(data)
+    if fmt is None:
+        return "could not decode the image"
+    if fmt not in REFERENCE_FORMATS:
+        return f"unsupported image format {fmt}: only JPEG and PNG are supported"
+    if width <= MIN_REFERENCE_SIDE_EXCLUSIVE or height <= MIN_REFERENCE_SIDE_EXCLUSIVE:
+        side = MIN_REFERENCE_SIDE_EXCLUSIVE
+        return f"image width and height must be greater than {side}px, got {width}x{height}"
+    if width > MAX_REFERENCE_ASPECT * height or height > MAX_REFERENCE_ASPECT * width:
+        return f"image aspect ratio must be between 1:3 and 3:1, got {width}x{height}"
+    if width * height > MAX_REFERENCE_PIXELS:
+        return f"image must not exceed 6000x6000 ({MAX_REFERENCE_PIXELS} pixels), got {width}x{height}"
+    return None
 
 
 class FakeToAPIs:
@@ -414,8 +467,13 @@ class FakeToAPIs:
         if not 1 <= n <= MAX_IMAGES:
             return f"n must be between 1 and {MAX_IMAGES}"
         image_urls = body.get("image_urls", [])
-        if not isinstance(image_urls, list) or not all(_is_http_url(u) for u in image_urls):
+        if not isinstance(image_urls, list):
             return "image_urls must be a list of http(s) URLs"
+        for index, url in enumerate(image_urls):
+            if isinstance(url, str) and url.strip().lower().startswith("data:"):
+                return f"image_urls[{index}]: base64/data URLs are not supported, use a public http(s) URL"
+            if not _is_http_url(url):
+                return f"image_urls[{index}]: must be a public http(s) URL"
         if len(image_urls) > MAX_REFERENCE_IMAGES:
             return f"At most {MAX_REFERENCE_IMAGES} reference images are allowed"
         if len(image_urls) + n > MAX_IMAGES:
@@ -434,12 +492,38 @@ class FakeToAPIs:
                 return f"Invalid resolution: {metadata['resolution']!r}"
         return None
 
+    def _hosted_name(self, url: str) -> str | None:
+        """The stored file name when ``url`` points at this fake's file host, else None."""
+        parts = urlsplit(url)
+        if f"{parts.scheme}://{parts.netloc}".lower() != self.base_url.lower():
+            return None
+        for route in _FILE_ROUTES:
+            if parts.path.startswith(route):
+                return unquote(parts.path.removeprefix(route))
+        return None
+
+    async def _check_reference_files(self, image_urls: list[str]) -> str | None:
+        """Check the bytes behind every ``image_urls`` entry this fake hosts."""
+        for index, url in enumerate(image_urls):
+            name = self._hosted_name(url)
+            if name is None:
+                continue  # another host: the fake cannot know, accept it
+            found = await self._file_bytes(name)
+            if found is None:
+                return f"image_urls[{index}]: failed to download the image (HTTP 404)"
+            complaint = _reference_complaint(found[0])
+            if complaint is not None:
+                return f"image_urls[{index}]: {complaint}"
+        return None
+
     async def _handle_submit(self, request: web.Request) -> web.StreamResponse:
         try:
             body = json.loads(await request.read())
         except ValueError:
             return _invalid("Request body must be JSON")
         complaint = self._validate(body)
+        if complaint is None:
+            complaint = await self._check_reference_files(body.get("image_urls", []))
         if complaint is not None:
             return _invalid(complaint)
 
@@ -552,11 +636,7 @@ class FakeToAPIs:
         data = part.file.read()
         if len(data) > MAX_UPLOAD_BYTES:
             return web.json_response({"success": False, "message": "File Too Large"}, status=400)
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                fmt = image.format
-        except Exception:
-            fmt = None
+        fmt, _ = _image_format(data)
         if fmt not in _MIME_TYPES:
             return web.json_response(
                 {"success": False, "message": "Unsupported file type: use JPEG, PNG, WebP or GIF"}, status=400
