@@ -12,6 +12,7 @@ on — never a traceback or JSON.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,8 @@ from bot import toapis
 from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_image
 from bot.jobstore import JobRecord, JobState, JobStore
 from bot.progress import JobProgress, Phase, ProgressThrottle
+from bot.references import MAX_DOWNLOAD_BYTES, prepare_reference, quoted_filename
+from bot.references import ReferenceError as ReferenceRuleError
 from bot.request import ImagineRequest
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ class JobOutcome:
     requested: int
     returned: int  # how many images the service made (it may make fewer than asked)
     elapsed: float
+    reference_urls: tuple[str, ...] = ()  # the uploaded references the task was made from
 
     @property
     def lost(self) -> int:
@@ -83,6 +87,11 @@ class JobTimings:
 
 class JobFailedError(Exception):
     """A job ended without images; the message is for the member."""
+
+
+def first_progress(request: ImagineRequest) -> JobProgress:
+    """What the placeholder shows before the job has done anything."""
+    return JobProgress(Phase.PREPARING if request.reference_sources else Phase.QUEUED)
 
 
 def duration_words(seconds: float) -> str:
@@ -172,7 +181,7 @@ class JobRunner:
         throttle = ProgressThrottle(
             observer.show_progress,
             interval=self._timings.progress_interval,
-            initial=None if resumed else JobProgress(Phase.QUEUED),
+            initial=None if resumed else first_progress(request),
         )
         try:
             try:
@@ -237,12 +246,59 @@ class JobRunner:
         if job.state is JobState.ACCEPTED:
             if resumed:
                 raise JobFailedError(INTERRUPTED_BEFORE_SENDING)
+            if request.reference_sources and not job.reference_urls:
+                job, request = await self._prepare_references(job, request, name)
             job, first = await self._submit(job, request, name)
         elif job.state is JobState.SUBMITTING:
             raise JobFailedError(INTERRUPTED_WHILE_SENDING)
         if job.state is JobState.RUNNING:
             job = await self._poll(job, first, throttle, name)
         return await self._download(job, name)
+
+    async def _prepare_references(
+        self, job: JobRecord, request: ImagineRequest, name: str
+    ) -> tuple[JobRecord, ImagineRequest]:
+        """Download each reference Discord gave us, make it acceptable, and re-host it with the service.
+
+        Discord's links expire, so the uploaded copies are what the submission carries and
+        what the job keeps (a later reroll reuses them). Nothing here costs anything: any
+        failure ends the job before a submission.
+        """
+        urls: list[str] = []
+        for source in request.reference_sources:
+            shown = quoted_filename(source.filename)
+            try:
+                data = await self._client.download(source.url, max_bytes=MAX_DOWNLOAD_BYTES)
+            except toapis.DownloadTooLargeError as exc:
+                limit_mb = MAX_DOWNLOAD_BYTES // (1024 * 1024)
+                raise JobFailedError(
+                    f"{shown} is larger than {limit_mb} MB. Attach a smaller image."
+                ) from exc
+            except toapis.ToAPIsError as exc:
+                log.warning("%s: downloading reference %s failed: %s", name, source.filename, exc)
+                raise JobFailedError(
+                    f"{shown} could not be downloaded from Discord. Attach it again and retry."
+                ) from exc
+            try:
+                prepared = await asyncio.to_thread(prepare_reference, data, filename=source.filename)
+            except ReferenceRuleError as exc:
+                raise JobFailedError(str(exc)) from exc
+            del data  # one reference in memory at a time
+            try:
+                url = await self._client.upload_image(
+                    prepared.data, filename=prepared.filename, content_type=prepared.content_type
+                )
+            except toapis.BadRequestError as exc:
+                reason = _provider_text(exc.provider_message)
+                raise JobFailedError(
+                    f"The image service refused the reference image {shown}: {reason}"
+                ) from exc
+            except toapis.ToAPIsError as exc:
+                raise JobFailedError(failure_message(exc)) from exc
+            urls.append(url)
+        log.info("%s: uploaded %d reference image(s)", name, len(urls))
+        job = await self._jobs.update(job.id, reference_urls=urls)
+        return job, dataclasses.replace(request, reference_urls=tuple(urls))
 
     async def _submit(
         self, job: JobRecord, request: ImagineRequest, name: str
@@ -355,4 +411,5 @@ class JobRunner:
             requested=job.n,
             returned=len(urls),
             elapsed=self._clock() - job.created_at,
+            reference_urls=job.reference_urls,
         )

@@ -23,9 +23,9 @@ BAR_CELLS = 10
 class Phase(enum.Enum):
     """Where a job is, as a member would describe it."""
 
+    PREPARING = "preparing"  # downloading, converting and uploading reference images
     QUEUED = "queued"
     GENERATING = "generating"
-    DOWNLOADING = "downloading"
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ def check_sources(
 
 
 def _source_problem(source: ReferenceSource) -> str | None:
-    name = _quoted(source.filename)
+    name = quoted_filename(source.filename)
     if source.content_type is not None:
         content_type = source.content_type.split(";", 1)[0].strip().lower()
         if not content_type.startswith("image/"):
@@ -239,7 +239,7 @@ def prepare_reference(data: bytes, *, filename: str) -> PreparedReference:
         ReferenceError: not an image, corrupt, too many pixels to decode safely, too big
             to download, a side of 14 px or less, or an aspect ratio outside [1/3, 3].
     """
-    name = _quoted(filename)
+    name = quoted_filename(filename)
     if len(data) > MAX_DOWNLOAD_BYTES:
         raise ReferenceError(_too_many_bytes(name, len(data)), filenames=[filename])
     try:
@@ -313,7 +313,7 @@ def _reencode(
     image: Image.Image, *, data: bytes, filename: str, source_format: str, size: tuple[int, int]
 ) -> PreparedReference:
     """Convert and/or downscale until the image fits MAX_PIXELS and MAX_BYTES."""
-    name = _quoted(filename)
+    name = quoted_filename(filename)
     source_mode = image.mode
     icc_profile = image.info.get("icc_profile")
     _apply_exif_orientation(image)
@@ -502,7 +502,7 @@ def _ratio(width: int, height: int) -> str:
     return f"{text}:1" if width > height else f"1:{text}"
 
 
-def _quoted(filename: str) -> str:
+def quoted_filename(filename: str) -> str:
     """The file name as shown to members: in backticks, shortened, without backticks inside."""
     name = posixpath.basename(filename.replace("\\", "/")).replace("`", "'").strip() or "attachment"
     if len(name) > _MAX_NAME_CHARS:

@@ -11,10 +11,13 @@ from typing import Any
 
 from bot.catalog import Catalog, ModelSpec
 from bot.jobstore import JobRecord
+from bot.references import ReferenceError as ReferenceRuleError
+from bot.references import ReferenceSource, check_sources
 
 # The ratios the image API documents, in the order members see them.
 RATIOS: tuple[str, ...] = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21")
 DEFAULT_RATIO = "1:1"
+AUTO_RATIO = "auto"  # match the reference image; only with references, only for some models
 MAX_IMAGES = 15
 
 
@@ -32,7 +35,12 @@ class ImagineRequest:
     n: int
     resolution: str | None
     requester_id: int
-    reference_urls: tuple[str, ...] = ()
+    reference_urls: tuple[str, ...] = ()  # public copies the image service can fetch (uploaded)
+    reference_sources: tuple[ReferenceSource, ...] = ()  # the member's images, before upload
+
+    @property
+    def reference_count(self) -> int:
+        return len(self.reference_urls) or len(self.reference_sources)
 
     def submit_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `ToAPIsClient.submit`."""
@@ -62,8 +70,13 @@ def build_request(
     n: int | None,
     resolution: str | None,
     requester_id: int,
+    references: tuple[ReferenceSource, ...] = (),
 ) -> ImagineRequest:
-    """Validate command options; raise `RequestError` naming what is allowed."""
+    """Validate command options; raise `RequestError` naming what is allowed.
+
+    Reference images are checked here only by what Discord says of them (type, size,
+    dimensions): cheap enough to answer before anything is downloaded or paid for.
+    """
     model = catalog.find(model_id)
     if model is None:
         names = [m.display_name for m in catalog]
@@ -79,14 +92,20 @@ def build_request(
         )
 
     ratio = ratio or DEFAULT_RATIO
-    if ratio == "auto":
+    if ratio == AUTO_RATIO:
         if not model.supports_auto:
+            auto_models = [m.display_name for m in catalog if m.supports_auto]
+            also = f" Models that can: {_listing(auto_models)}." if auto_models else ""
             raise RequestError(
                 f"{model.display_name} does not support the `auto` ratio. "
-                f"Choose one of: {_listing(model.ratios)}."
+                f"Choose one of: {_listing(model.ratios)}.{also}"
             )
-        raise RequestError("The `auto` ratio matches a reference image, so it needs at least one image.")
-    if ratio not in model.ratios:
+        if not references:
+            raise RequestError(
+                "The `auto` ratio matches a reference image, so it needs at least one image: "
+                "attach one, or choose a ratio."
+            )
+    elif ratio not in model.ratios:
         raise RequestError(
             f"{model.display_name} does not support the ratio `{ratio}`. "
             f"Choose one of: {_listing(model.ratios)}."
@@ -113,6 +132,14 @@ def build_request(
     else:
         resolution = model.default_resolution
 
+    if references:
+        try:
+            check_sources(
+                references, n=count, max_references=model.max_reference_images, model_name=model.display_name
+            )
+        except ReferenceRuleError as exc:
+            raise RequestError(str(exc)) from None
+
     return ImagineRequest(
         prompt=text,
         model=model,
@@ -120,6 +147,7 @@ def build_request(
         n=count,
         resolution=resolution,
         requester_id=requester_id,
+        reference_sources=references,
     )
 
 

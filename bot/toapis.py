@@ -671,17 +671,18 @@ class ToAPIsClient:
         log.info("uploaded %s (%d bytes)", filename, len(data))
         return uploaded
 
-    async def download(self, url: str) -> bytes:
-        """Download a result image, bounded in size and time.
+    async def download(self, url: str, *, max_bytes: int | None = None) -> bytes:
+        """Download an image (a result, or a member's reference from Discord), bounded in size and time.
 
-        The file host is a third party, so no Authorization header is sent.
+        The file host is a third party, so no Authorization header is sent. `max_bytes`
+        lowers the client's download cap for this one file.
         """
         if not isinstance(url, str) or not _is_http_url(url):
             raise InvalidResponseError("The image address is not an http(s) URL.")
         host = URL(url).host
 
         async def fetch() -> _Answer:
-            return await self._fetch_file(url)
+            return await self._fetch_file(url, max_bytes)
 
         answer = await self._with_retries(
             fetch,
@@ -760,7 +761,7 @@ class ToAPIsClient:
                 raise InvalidResponseError("The image service sent an answer that is too large.")
             return _Answer(response.status, response.reason or "", response.headers, body)
 
-    async def _fetch_file(self, url: str) -> _Answer:
+    async def _fetch_file(self, url: str, max_bytes: int | None = None) -> _Answer:
         session = self._get_session()
         headers = {"User-Agent": USER_AGENT}
         async with session.get(
@@ -769,7 +770,7 @@ class ToAPIsClient:
             if not 200 <= response.status < 300:
                 body = await _read_capped(response, _MAX_ERROR_BODY) or b""
                 return _Answer(response.status, response.reason or "", response.headers, body)
-            limit = self._max_download_bytes
+            limit = min(self._max_download_bytes, max_bytes or self._max_download_bytes)
             if response.content_length is not None and response.content_length > limit:
                 log.warning("refusing a %d byte download (limit %d)", response.content_length, limit)
                 raise DownloadTooLargeError(limit=limit, status=response.status)

@@ -14,6 +14,7 @@ A Discord error never ends the job; discord.py waits out rate limits itself.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import time
@@ -135,6 +136,8 @@ class JobMessenger:
         per_message = render.ATTACHMENTS_PER_MESSAGE
         first, rest = outcome.images[:per_message], outcome.images[per_message:]
         upload_limit = self._job.upload_limit
+        if outcome.reference_urls:
+            self._request = dataclasses.replace(self._request, reference_urls=outcome.reference_urls)
         main_id = await self._show_final(
             lambda: {
                 "embed": render.result_embed(self._request, outcome, upload_limit),

@@ -11,9 +11,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.catalog import Catalog
+from bot.jobs import first_progress
 from bot.jobstore import JobState
-from bot.progress import JobProgress, Phase
-from bot.request import RATIOS, RequestError, build_request
+from bot.references import MAX_REFERENCES, MAX_TOTAL_IMAGES, ReferenceSource, check_sources
+from bot.references import ReferenceError as ReferenceRuleError
+from bot.request import AUTO_RATIO, DEFAULT_RATIO, RATIOS, RequestError, build_request
 from cogs import render
 
 if TYPE_CHECKING:
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESTARTING = "The bot is restarting — try again in a minute."
+MENU_NAME = "Imagine with these images"
 
 
 def build_imagine_command(catalog: Catalog, cog: "ImagineCog") -> app_commands.Command:
@@ -31,13 +34,17 @@ def build_imagine_command(catalog: Catalog, cog: "ImagineCog") -> app_commands.C
     @app_commands.command(name="imagine", description="Generate images from a text prompt")
     @app_commands.describe(
         prompt="What to draw",
-        ratio="Aspect ratio (default 1:1)",
+        ratio="Aspect ratio (default 1:1; auto matches your reference image)",
         n="How many images, 1 to 15 (default 1)",
         model="Which model draws it",
         resolution="Output resolution, for models that offer one",
+        image1="A reference image to work from (optional)",
+        image2="Another reference image (optional)",
+        image3="Another reference image (optional)",
+        image4="Another reference image (optional)",
     )
     @app_commands.choices(
-        ratio=[app_commands.Choice(name=r, value=r) for r in RATIOS],
+        ratio=[app_commands.Choice(name=r, value=r) for r in (*RATIOS, AUTO_RATIO)],
         model=[app_commands.Choice(name=m.display_name, value=m.id) for m in catalog],
     )
     async def imagine(
@@ -47,8 +54,21 @@ def build_imagine_command(catalog: Catalog, cog: "ImagineCog") -> app_commands.C
         n: app_commands.Range[int, 1, 15] = 1,
         model: str | None = None,
         resolution: str | None = None,
+        image1: discord.Attachment | None = None,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
     ) -> None:
-        await cog.imagine(interaction, prompt=prompt, ratio=ratio, n=n, model=model, resolution=resolution)
+        attachments = [a for a in (image1, image2, image3, image4) if a is not None]
+        await cog.start(
+            interaction,
+            prompt=prompt,
+            ratio=ratio,
+            n=n,
+            model=model,
+            resolution=resolution,
+            references=tuple(source_from_attachment(a) for a in attachments),
+        )
 
     resolutions = catalog.all_resolutions()
     if resolutions:
@@ -56,20 +76,140 @@ def build_imagine_command(catalog: Catalog, cog: "ImagineCog") -> app_commands.C
     return imagine
 
 
+def source_from_attachment(attachment: discord.Attachment) -> ReferenceSource:
+    """A member's attachment as the core sees it: Discord's own URL and metadata."""
+    return ReferenceSource(
+        filename=attachment.filename,
+        url=attachment.url,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        width=attachment.width,
+        height=attachment.height,
+    )
+
+
+def images_in_message(message: discord.Message) -> list[ReferenceSource]:
+    """Images a message carries: image attachments, then embed images through Discord's media proxy.
+
+    Embed images are only taken through `proxy_url` (Discord's own proxy), never the original
+    third-party address, so the bot fetches nothing but what Discord serves.
+    """
+    found = [
+        source_from_attachment(a)
+        for a in message.attachments
+        if (a.content_type or "").startswith("image/") or a.width is not None
+    ]
+    for index, embed in enumerate(message.embeds, start=1):
+        for media in (embed.image, embed.thumbnail):
+            if media.proxy_url:
+                name = media.proxy_url.rsplit("/", 1)[-1].split("?", 1)[0] or f"embed-{index}.png"
+                found.append(
+                    ReferenceSource(
+                        filename=name,
+                        url=media.proxy_url,
+                        content_type=None,
+                        size=None,
+                        width=media.width,
+                        height=media.height,
+                    )
+                )
+                break
+    return found
+
+
+class ImagineModal(discord.ui.Modal):
+    """Asks for the prompt (and ratio, n, model) after "Imagine with these images"."""
+
+    def __init__(self, cog: "ImagineCog", references: tuple[ReferenceSource, ...]) -> None:
+        super().__init__(title="Imagine with these images", timeout=15 * 60)
+        self.cog = cog
+        self.references = references
+        catalog = cog.bot.catalog
+        default_model = cog.bot.settings.default_model
+        self.prompt = discord.ui.TextInput(
+            style=discord.TextStyle.paragraph,
+            max_length=min(4000, max(m.max_prompt_length for m in catalog)),
+            placeholder="What should the model make from these images?",
+        )
+        ratios = [*RATIOS, AUTO_RATIO] if any(m.supports_auto for m in catalog) else list(RATIOS)
+        self.ratio = discord.ui.Select(
+            options=[discord.SelectOption(label=r, value=r, default=r == DEFAULT_RATIO) for r in ratios]
+        )
+        most = max(1, MAX_TOTAL_IMAGES - len(references))
+        self.n = discord.ui.Select(
+            options=[
+                discord.SelectOption(label=str(i), value=str(i), default=i == 1) for i in range(1, most + 1)
+            ]
+        )
+        self.model = discord.ui.Select(
+            options=[
+                discord.SelectOption(label=m.display_name, value=m.id, default=m.id == default_model)
+                for m in catalog
+            ]
+        )
+        count = len(references)
+        self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
+        self.add_item(discord.ui.Label(text="Ratio", component=self.ratio))
+        self.add_item(
+            discord.ui.Label(
+                text="Number of images",
+                description=f"With {count} reference image{'s' if count != 1 else ''}, at most {most}.",
+                component=self.n,
+            )
+        )
+        self.add_item(discord.ui.Label(text="Model", component=self.model))
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await self.cog.start(
+            interaction,
+            prompt=self.prompt.value,
+            ratio=self.ratio.values[0] if self.ratio.values else DEFAULT_RATIO,
+            n=int(self.n.values[0]) if self.n.values else 1,
+            model=self.model.values[0] if self.model.values else None,
+            resolution=None,
+            references=self.references,
+        )
+
+
 class ImagineCog(commands.Cog):
-    """Thin adapter from the slash command to the core job runner."""
+    """Thin adapter from /imagine and the message menu to the core job runner."""
 
     def __init__(self, bot: "ImagineBot") -> None:
         self.bot = bot
         self.command = build_imagine_command(bot.catalog, self)
+        self.menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.imagine_from_message)
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.command)
+        self.bot.tree.add_command(self.menu)
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.command.name)
+        self.bot.tree.remove_command(self.menu.name, type=discord.AppCommandType.message)
 
-    async def imagine(
+    async def imagine_from_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Right-click a message → Apps → "Imagine with these images": ask for a prompt in a modal."""
+        if self.bot.stopping:
+            await interaction.response.send_message(RESTARTING, ephemeral=True)
+            return
+        sources = images_in_message(message)
+        if not sources:
+            await interaction.response.send_message(
+                "That message has no images. Use this on a message with image attachments.", ephemeral=True
+            )
+            return
+        references = tuple(sources[:MAX_REFERENCES])
+        try:
+            # Only what Discord told us about the files: a bad one is refused before any typing.
+            check_sources(references, n=1, max_references=MAX_REFERENCES, model_name="The bot")
+        except ReferenceRuleError as exc:
+            await interaction.response.send_message(
+                str(exc), ephemeral=True, allowed_mentions=render.NO_PINGS
+            )
+            return
+        await interaction.response.send_modal(ImagineModal(self, references))
+
+    async def start(
         self,
         interaction: discord.Interaction,
         *,
@@ -78,7 +218,9 @@ class ImagineCog(commands.Cog):
         n: int | None,
         model: str | None,
         resolution: str | None,
+        references: tuple[ReferenceSource, ...] = (),
     ) -> None:
+        """Everything /imagine and the message menu share: validate, check, record, answer, run."""
         if self.bot.stopping:
             await interaction.response.send_message(RESTARTING, ephemeral=True)
             return
@@ -91,6 +233,7 @@ class ImagineCog(commands.Cog):
                 n=n,
                 resolution=resolution,
                 requester_id=interaction.user.id,
+                references=references,
             )
         except RequestError as exc:
             await interaction.response.send_message(
@@ -125,7 +268,7 @@ class ImagineCog(commands.Cog):
         started = datetime.fromtimestamp(job.created_at, tz=UTC)
         try:
             response = await interaction.response.send_message(
-                embed=render.progress_embed(request, JobProgress(Phase.QUEUED), started),
+                embed=render.progress_embed(request, first_progress(request), started),
                 allowed_mentions=render.NO_PINGS,
             )
         except discord.HTTPException:

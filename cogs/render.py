@@ -42,16 +42,35 @@ def _base_embed(request: ImagineRequest, colour: discord.Colour) -> discord.Embe
         embed.add_field(name="Resolution", value=request.resolution)
     embed.add_field(name="Images", value=str(request.n))
     embed.add_field(name="Requested by", value=f"<@{request.requester_id}>")
+    if request.reference_count:
+        embed.add_field(name="References", value=_references(request), inline=False)
+        embed.set_thumbnail(url=(request.reference_urls or [s.url for s in request.reference_sources])[0])
     return embed
+
+
+def _references(request: ImagineRequest) -> str:
+    """`3 images: [1](…) [2](…) [3](…)` — links to the copies the image service used, once uploaded."""
+    count = request.reference_count
+    text = f"{count} image{'s' if count != 1 else ''}"
+    if request.reference_urls:
+        links = " ".join(f"[{i}]({url})" for i, url in enumerate(request.reference_urls, start=1))
+        if len(text) + len(links) + 2 <= FIELD_LIMIT:
+            text += f": {links}"
+    return text
 
 
 def _since(started: datetime) -> str:
     return discord.utils.format_dt(started, "R")
 
 
-def status_line(state: JobProgress, started: datetime) -> str:
+def status_line(state: JobProgress, started: datetime, references: int = 0) -> str:
     """`Generating ▰▰▰▰▱▱▱▱▱▱ 42% · started 12 seconds ago`."""
-    text = "⏳ Queued" if state.phase is Phase.QUEUED else f"🎨 Generating {progress_bar(state.percent)}"
+    if state.phase is Phase.PREPARING:
+        text = f"📎 Preparing {references} reference image{'s' if references != 1 else ''}…"
+    elif state.phase is Phase.QUEUED:
+        text = "⏳ Queued"
+    else:
+        text = f"🎨 Generating {progress_bar(state.percent)}"
     text += f" · started {_since(started)}"
     if state.slow:
         text += "\nStill working — the image service is slow to answer."
@@ -61,7 +80,7 @@ def status_line(state: JobProgress, started: datetime) -> str:
 def progress_embed(request: ImagineRequest, state: JobProgress, started: datetime) -> discord.Embed:
     """The placeholder and every progress edit."""
     embed = _base_embed(request, COLOR_WORKING)
-    embed.add_field(name="Status", value=status_line(state, started), inline=False)
+    embed.add_field(name="Status", value=status_line(state, started, request.reference_count), inline=False)
     return embed
 
 

@@ -286,7 +286,8 @@ async def test_polling_errors_are_retried_until_the_task_completes(start_bot):
         ({"prompt": "   "}, "Your prompt is empty — describe the image you want to see."),
         (
             {"model": "doubao-seedream-4-0", "ratio": "auto"},
-            "The `auto` ratio matches a reference image, so it needs at least one image.",
+            "The `auto` ratio matches a reference image, so it needs at least one image: "
+            "attach one, or choose a ratio.",
         ),
     ],
 )

@@ -30,16 +30,20 @@ async def test_first_start_registers_imagine_with_exactly_the_documented_options
         options["n"]["min_value"],
         options["n"]["max_value"],
         options["prompt"]["required"],
+        {options[f"image{i}"]["type"] for i in range(1, 5)},
+        sorted((c["name"], c["type"]) for c in body),
     ) == (
         "global",
         [],
-        ["prompt", "ratio", "n", "model", "resolution"],
+        ["prompt", "ratio", "n", "model", "resolution", "image1", "image2", "image3", "image4"],
         ["Seedream 4.0", "Seedream 4.5", "Seedream 5.0"],
-        ["1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21"],
+        ["1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21", "auto"],
         ["2K", "3K"],
         1,
         15,
         True,
+        {11},  # attachment options
+        [("Imagine with these images", 3), ("imagine", 1)],  # 3: a message context menu
     )
 
 
