@@ -110,21 +110,21 @@ def _provider_text(text: str | None) -> str:
     return text
 
 
+def _refusal(lead: str, reason: str | None, otherwise: str) -> str:
+    """`lead: the provider's reason`, or `lead. otherwise` when it gave none."""
+    text = _provider_text(reason)
+    return f"{lead}: {text}" if text else f"{lead}. {otherwise}"
+
+
 def failure_message(exc: BaseException) -> str:
     """Plain words for an error from the image service."""
     if isinstance(exc, toapis.TaskFailedError):
-        reason = _provider_text(exc.provider_message)
-        return (
-            f"The image service could not make this image: {reason}"
-            if reason
-            else ("The image service could not make this image. Try a different prompt.")
+        return _refusal(
+            "The image service could not make this image", exc.provider_message, "Try a different prompt."
         )
     if isinstance(exc, toapis.BadRequestError):
-        reason = _provider_text(exc.provider_message)
-        return (
-            f"The image service refused this request: {reason}"
-            if reason
-            else ("The image service refused this request. Try a different prompt.")
+        return _refusal(
+            "The image service refused this request", exc.provider_message, "Try a different prompt."
         )
     if isinstance(exc, toapis.SubmissionUnconfirmedError):
         return (
@@ -289,10 +289,8 @@ class JobRunner:
                     prepared.data, filename=prepared.filename, content_type=prepared.content_type
                 )
             except toapis.BadRequestError as exc:
-                reason = _provider_text(exc.provider_message)
-                raise JobFailedError(
-                    f"The image service refused the reference image {shown}: {reason}"
-                ) from exc
+                lead = f"The image service refused the reference image {shown}"
+                raise JobFailedError(_refusal(lead, exc.provider_message, "Try another image.")) from exc
             except toapis.ToAPIsError as exc:
                 raise JobFailedError(failure_message(exc)) from exc
             urls.append(url)

@@ -12,8 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -90,6 +94,29 @@ class RunningBot:
             return message if message is not None and status_of(message).startswith(("✅", "❌")) else None
 
         return await self.discord.wait_for(final, timeout=timeout)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def spawn_bot_process(
+    env: dict[str, str], *args: str, cwd: Path, stderr: int = subprocess.PIPE
+) -> asyncio.subprocess.Process:
+    """`python -m bot ARGS` as its own process, configured only by `env` (like a deployment).
+
+    Started without blocking, so this test's event loop keeps serving the fakes meanwhile.
+    """
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=cwd,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+    )
 
 
 async def eventually(predicate: Callable[[], Any], *, within: float = 30.0, what: str = "condition") -> Any:

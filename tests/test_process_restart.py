@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionRecord
 from tests.fakes.toapis import FakeToAPIs, TaskPlan
-from tests.rig import eventually, status_of
+from tests.rig import eventually, spawn_bot_process, status_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SHUTDOWN_LIMIT = 10.0  # what Procfile hosts allow between SIGTERM and SIGKILL
@@ -30,16 +28,7 @@ class BotProcess:
 
     @classmethod
     async def start(cls, env: dict[str, str], cwd: Path) -> BotProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            cwd=cwd,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        proc = await spawn_bot_process(env, cwd=cwd, stderr=subprocess.STDOUT)
         return cls(proc)
 
     async def _read(self) -> None:

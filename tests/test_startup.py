@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
 import bot
+from tests.rig import spawn_bot_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,17 +77,7 @@ async def test_dev_guild_gets_the_commands_instantly_instead_of_globally(start_b
 
 async def _run_module(env: dict[str, str], *args: str, cwd: Path) -> tuple[int, str, str]:
     """Run `python -m bot` as its own process while this test's event loop keeps the fakes serving."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        cwd=cwd,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = await spawn_bot_process(env, *args, cwd=cwd)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, out.decode(), err.decode()
 
