@@ -1282,6 +1282,208 @@ class FakeDiscord:
             payload["message"] = msg.to_payload()
         return payload
 
+    # ------------------------------------------------------------------ members' messages & message commands
+
+    def post_message(
+        self,
+        content: str = "",
+        *,
+        attachments: Sequence[FakeAttachment] = (),
+        embeds: Sequence[Mapping[str, Any]] = (),
+        channel_id: int | None = None,
+        user_id: int | None = None,
+        username: str = "member",
+    ) -> FakeMessage:
+        """Store a member's message in a channel (default: general), e.g. the target of a message command.
+
+        ``attachments`` come from :meth:`make_attachment`, ``embeds`` e.g. from :meth:`image_embed`.
+        Nothing is dispatched over the gateway: the message only exists for REST and for
+        :meth:`message_command` payloads.
+        """
+        channel = self.channel(channel_id)
+        msg = FakeMessage(
+            id=self.snowflake(),
+            channel_id=int(channel["id"]),
+            guild_id=int(channel["guild_id"]) if channel.get("guild_id") else None,
+            author=self.user_payload(user_id, username),
+            content=content,
+            embeds=[copy.deepcopy(dict(e)) for e in embeds],
+            attachments=list(attachments),
+        )
+        return self._store(msg)
+
+    def image_embed(
+        self,
+        filename: str,
+        data: bytes,
+        content_type: str | None = None,
+        *,
+        sized: bool = True,
+        thumbnail: bool = False,
+        original_url: str | None = None,
+        channel_id: int | None = None,
+    ) -> dict[str, Any]:
+        """An embed showing an image as Discord stores it: ``url`` is the original (third-party)
+        address, ``proxy_url`` Discord's media-proxy copy.
+
+        The proxy copy is hosted like :meth:`make_attachment` (served, and its downloads land in
+        ``cdn_requests``; it also appears in ``attachments``). ``original_url`` defaults to a path
+        on this fake's CDN that hosts nothing: a fetch of it is answered 404 but recorded in
+        ``cdn_requests``, so a test can prove the bot never fetched the original.
+        ``sized=False`` leaves out width and height (Discord does not always know them);
+        ``thumbnail=True`` shows the image as the embed's thumbnail (like a link preview,
+        embed type ``image``) instead of its ``image``.
+        """
+        hosted = self.make_attachment(filename, data, content_type, channel_id=channel_id)
+        original = (
+            original_url
+            or f"{self.http_base}/attachments/{channel_id or self.channel_id}/{self.snowflake()}"
+            f"/original-{filename}"
+        )
+        media: dict[str, Any] = {"url": original, "proxy_url": hosted.url}
+        if sized and hosted.width is not None and hosted.height is not None:
+            media.update(width=hosted.width, height=hosted.height)
+        if thumbnail:
+            return {"type": "image", "url": original, "thumbnail": media}
+        return {"type": "rich", "title": filename, "image": media}
+
+    def _find_message_command(self, scope: str | int, name: str) -> dict[str, Any] | None:
+        return next(
+            (c for c in self.commands.get(scope, []) if c["name"] == name and c.get("type", 1) == 3), None
+        )
+
+    def message_command(
+        self,
+        name: str,
+        message: FakeMessage | int,
+        *,
+        user_id: int | None = None,
+        username: str = "member",
+        permissions: int = DEFAULT_MEMBER_PERMISSIONS,
+        app_permissions: int = DEFAULT_APP_PERMISSIONS,
+        attachment_size_limit: int | None = None,
+        locale: str = "en-US",
+        command_guild_id: int | None = None,
+    ) -> dict[str, Any]:
+        """An ``INTERACTION_CREATE`` payload for the message context-menu command ``name`` on ``message``.
+
+        ``data`` is what Discord sends for command type 3: ``target_id`` and the message itself in
+        ``resolved.messages`` (attachments and embeds included). The interaction happens in the
+        message's channel. ``data.guild_id`` is set when the command was synced to that guild.
+        """
+        msg = message if isinstance(message, FakeMessage) else self.messages[message]
+        if (
+            command_guild_id is None
+            and msg.guild_id is not None
+            and self._find_message_command(msg.guild_id, name) is not None
+        ):
+            command_guild_id = msg.guild_id
+        command = self._find_message_command(command_guild_id or "global", name)
+        command_id = (
+            command["id"] if command else str(self._command_ids.setdefault((name, 3), self.snowflake()))
+        )
+        data: dict[str, Any] = {
+            "id": command_id,
+            "name": name,
+            "type": 3,
+            "target_id": str(msg.id),
+            "resolved": {"messages": {str(msg.id): msg.to_payload()}},
+        }
+        if command_guild_id is not None:
+            data["guild_id"] = str(command_guild_id)
+        return self._interaction_base(
+            2,
+            data,
+            guild_id=msg.guild_id,
+            channel_id=msg.channel_id,
+            user_id=user_id,
+            username=username,
+            permissions=permissions,
+            app_permissions=app_permissions,
+            attachment_size_limit=attachment_size_limit,
+            locale=locale,
+            dm=msg.guild_id is None,
+        )
+
+    @staticmethod
+    def modal_answers(
+        modal: Mapping[str, Any], answers: Mapping[str, str | Sequence[str]]
+    ) -> list[dict[str, Any]]:
+        """The ``components`` of a modal submit that answers ``modal`` (the ``data`` of a type-9 callback).
+
+        ``answers`` are keyed by a component's label (its Label's ``label``, or a text input's own
+        ``label``) or by its ``custom_id``: a string for a text input, a value or a list of values
+        for a select. Like Discord, an unanswered text input submits its preset ``value`` (or
+        ``""``) and an unanswered select its default options. An answer no component takes, or a
+        select value that is not one of its options, raises ``ValueError`` (Discord's client
+        cannot send it).
+        """
+        unused = set(answers)
+
+        def answer_for(component: Mapping[str, Any], label: str | None) -> str | Sequence[str] | None:
+            for key in (label, component.get("label"), component.get("custom_id")):
+                if key is not None and key in answers:
+                    unused.discard(key)
+                    return answers[key]
+            return None
+
+        def submitted(component: Mapping[str, Any], label: str | None) -> dict[str, Any] | None:
+            kind = component.get("type")
+            given = answer_for(component, label)
+            if kind == 4:
+                value = (component.get("value") or "") if given is None else given
+                if not isinstance(value, str):
+                    raise ValueError(f"text input {label or component.get('custom_id')!r} takes a string")
+                return {"type": 4, "custom_id": component["custom_id"], "value": value}
+            if kind == 3:
+                options = component.get("options") or []
+                if given is None:
+                    values = [o["value"] for o in options if o.get("default")]
+                else:
+                    values = [given] if isinstance(given, str) else list(given)
+                offered = {o["value"] for o in options}
+                wrong = [v for v in values if v not in offered]
+                if wrong:
+                    raise ValueError(f"select {label or component.get('custom_id')!r} has no option {wrong}")
+                return {"type": 3, "custom_id": component["custom_id"], "values": values}
+            if kind == 1:
+                inner = [s for c in component.get("components") or [] if (s := submitted(c, label))]
+                return {"type": 1, "components": inner}
+            if kind == 18:
+                inner_component = submitted(component["component"], component.get("label"))
+                return {"type": 18, "component": inner_component} if inner_component else None
+            return None  # text displays and other non-input components submit nothing
+
+        components = [s for c in modal.get("components") or [] if (s := submitted(c, None))]
+        if unused:
+            raise ValueError(f"the modal has no input for {sorted(unused)}")
+        return components
+
+    def modal_reply(
+        self, record: InteractionRecord, answers: Mapping[str, str | Sequence[str]]
+    ) -> dict[str, Any]:
+        """The modal submit a member sends after the bot answered ``record`` with a modal.
+
+        Built from the modal in ``record``'s callback (see :meth:`modal_answers`), by the same
+        member in the same guild and channel.
+        """
+        if record.callback_type != 9:
+            raise AssertionError(
+                f"interaction {record.id} was answered with type {record.callback_type}, not 9"
+            )
+        modal = (record.callback or {}).get("data") or {}
+        payload = record.payload
+        user = payload.get("member", {}).get("user") or payload.get("user") or {}
+        return self.modal_submit(
+            modal["custom_id"],
+            self.modal_answers(modal, answers),
+            guild_id=int(payload["guild_id"]) if payload.get("guild_id") else None,
+            channel_id=int(payload["channel_id"]),
+            user_id=int(user["id"]) if user.get("id") else None,
+            username=user.get("username", "member"),
+            attachment_size_limit=payload.get("attachment_size_limit"),
+        )
+
     async def send_interaction(self, payload: dict[str, Any]) -> InteractionRecord:
         """Push ``payload`` as INTERACTION_CREATE to the owning shard; return its record."""
         record = InteractionRecord(
