@@ -69,6 +69,10 @@ class Settings:
     poll_interval_running: float = 4.0
     toapis_timeout_seconds: float = 30.0
     discord_api_base_url: str | None = None
+    global_daily_image_cap: int | None = None
+    owner_ids: frozenset[int] = frozenset()
+    allowed_guild_ids: frozenset[int] | None = None
+    allow_dms: bool = False
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -134,6 +138,29 @@ class Settings:
 
         catalog_raw = get("MODEL_CATALOG_FILE")
 
+        def ids(name: str) -> frozenset[int] | None:
+            raw = get(name)
+            if raw is None:
+                return None
+            parts = [p for p in raw.replace(",", " ").split() if p]
+            if not all(p.isdigit() for p in parts):
+                raise _problem(name, f"must be ids (digits) separated by commas, got {raw!r}")
+            return frozenset(int(p) for p in parts)
+
+        def flag(name: str, default: bool) -> bool:
+            raw = get(name)
+            if raw is None:
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise _problem(name, f"must be true or false, got {raw!r}")
+
+        cap_raw = get("GLOBAL_DAILY_IMAGE_CAP")
+        if cap_raw is not None and not cap_raw.isdigit():
+            raise _problem("GLOBAL_DAILY_IMAGE_CAP", f"must be a whole number of images, got {cap_raw!r}")
+
         return cls(
             discord_token=discord_token,
             toapis_api_key=toapis_api_key,
@@ -149,4 +176,8 @@ class Settings:
             poll_interval_running=number("POLL_INTERVAL_RUNNING_SECONDS", 4.0, 0.01, 60),
             toapis_timeout_seconds=number("TOAPIS_TIMEOUT_SECONDS", 30.0, 0.1, 600),
             discord_api_base_url=base_url("DISCORD_API_BASE_URL", None),
+            global_daily_image_cap=int(cap_raw) if cap_raw is not None else None,
+            owner_ids=ids("OWNER_IDS") or frozenset(),
+            allowed_guild_ids=ids("ALLOWED_GUILD_IDS"),
+            allow_dms=flag("ALLOW_DMS", False),
         )

@@ -55,7 +55,6 @@ class JobOutcome:
     requested: int
     returned: int  # how many images the service made (it may make fewer than asked)
     elapsed: float
-    reference_urls: tuple[str, ...] = ()  # the uploaded references the task was made from
 
     @property
     def lost(self) -> int:
@@ -67,6 +66,10 @@ class JobObserver(Protocol):
     """Where a job reports; the chat adapter implements it."""
 
     async def show_progress(self, state: JobProgress) -> None: ...
+
+    def references_ready(self, urls: tuple[str, ...]) -> None:
+        """The references were re-hosted at `urls`; show those from now on."""
+        ...
 
     async def deliver(self, outcome: JobOutcome) -> list[int | None]:
         """Show the images; return, per image, the id of the message carrying it (None: not delivered)."""
@@ -185,7 +188,7 @@ class JobRunner:
         )
         try:
             try:
-                outcome = await self._advance(job, request, throttle, resumed, name)
+                outcome = await self._advance(job, request, observer, throttle, resumed, name)
             finally:
                 await throttle.close()
         except JobFailedError as exc:
@@ -219,11 +222,11 @@ class JobRunner:
             len(outcome.images),
             outcome.elapsed,
         )
-        return await self._jobs.update(
+        return await self._jobs.finish(
             job.id,
-            state=JobState.DONE,
+            JobState.DONE,
+            delivered_images=len(images),
             delivered={"message_ids": message_ids, "images": images},
-            finished_at=self._clock(),
         )
 
     async def drain_submissions(self, within: float) -> None:
@@ -235,12 +238,18 @@ class JobRunner:
 
     async def _fail(self, job: JobRecord, observer: JobObserver, message: str) -> JobRecord:
         # Written before the message is edited: a crash in between leaves a final, honest record.
-        job = await self._jobs.update(job.id, state=JobState.FAILED, error=message, finished_at=self._clock())
+        job = await self._jobs.finish(job.id, JobState.FAILED, delivered_images=0, error=message)
         await observer.fail(message, self._clock() - job.created_at)
         return job
 
     async def _advance(
-        self, job: JobRecord, request: ImagineRequest, throttle: ProgressThrottle, resumed: bool, name: str
+        self,
+        job: JobRecord,
+        request: ImagineRequest,
+        observer: JobObserver,
+        throttle: ProgressThrottle,
+        resumed: bool,
+        name: str,
     ) -> JobOutcome:
         first: toapis.TaskStatus | None = None
         if job.state is JobState.ACCEPTED:
@@ -248,6 +257,7 @@ class JobRunner:
                 raise JobFailedError(INTERRUPTED_BEFORE_SENDING)
             if request.reference_sources and not job.reference_urls:
                 job, request = await self._prepare_references(job, request, name)
+                observer.references_ready(request.reference_urls)
             job, first = await self._submit(job, request, name)
         elif job.state is JobState.SUBMITTING:
             raise JobFailedError(INTERRUPTED_WHILE_SENDING)
@@ -409,5 +419,4 @@ class JobRunner:
             requested=job.n,
             returned=len(urls),
             elapsed=self._clock() - job.created_at,
-            reference_urls=job.reference_urls,
         )

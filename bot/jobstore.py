@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bot.quota import QuotaPlan, charge, settle
 from bot.schema import jobs_table
 from bot.store import Store
 
@@ -40,7 +41,7 @@ class JobState(enum.StrEnum):
 
 
 FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED})
-_JSON_COLUMNS = ("reference_urls", "result_urls", "delivered")
+_JSON_COLUMNS = ("reference_urls", "result_urls", "delivered", "quota_keys", "active_keys")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,10 @@ class JobRecord:
     updated_at: float
     submitted_at: float | None
     finished_at: float | None
+    quota_reserved: int = 0
+    quota_keys: tuple[str, ...] = ()
+    active_keys: tuple[str, ...] = ()
+    quota_settled: bool = False
 
     @property
     def is_final(self) -> bool:
@@ -91,7 +96,7 @@ class JobRecord:
     def _from_row(cls, row: sa.Row[Any]) -> JobRecord:
         data = dict(row._mapping)
         data["state"] = JobState(data["state"])
-        for column in ("reference_urls", "result_urls"):
+        for column in ("reference_urls", "result_urls", "quota_keys", "active_keys"):
             if data[column] is not None:
                 data[column] = tuple(json.loads(data[column]))
         if data["delivered"] is not None:
@@ -117,14 +122,48 @@ class JobStore:
         self._engine = store.engine
         self._clock = clock
 
-    async def create(self, **fields: Any) -> JobRecord:
-        """Insert a job in state `accepted`; `fields` are the record's columns."""
+    async def create(self, *, quota: QuotaPlan | None = None, **fields: Any) -> JobRecord:
+        """Insert a job in state `accepted`; `fields` are the record's columns.
+
+        With `quota`, the job's images (and a running-job slot, and the cooldown) are charged in
+        the same transaction: either the job exists and is paid for in quota, or neither
+        happened. Raises `bot.quota.QuotaExceededError` when a limit would be passed.
+        """
         now = self._clock()
+        values = {
+            "state": JobState.ACCEPTED,
+            "reference_urls": (),
+            **fields,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if quota is not None:
+            values |= {
+                "quota_reserved": quota.images,
+                "quota_keys": [limit.key for limit in quota.image_limits],
+                "active_keys": [limit.key for limit in quota.active_limits],
+            }
+        async with self._engine.begin() as conn:
+            if quota is not None:
+                await charge(conn, quota, now)
+            row = (
+                await conn.execute(jobs_table.insert().values(**_encode(values)).returning(*jobs_table.c))
+            ).one()
+        return JobRecord._from_row(row)
+
+    async def finish(
+        self, job_id: int, state: JobState, *, delivered_images: int, **changes: Any
+    ) -> JobRecord:
+        """Write a final state and settle the job's quota (refund what was not delivered) atomically."""
+        assert state in FINAL_STATES
         values = _encode(
-            {"state": JobState.ACCEPTED, "reference_urls": (), **fields, "created_at": now, "updated_at": now}
+            {**changes, "state": state, "finished_at": self._clock(), "updated_at": self._clock()}
         )
         async with self._engine.begin() as conn:
-            row = (await conn.execute(jobs_table.insert().values(**values).returning(*jobs_table.c))).one()
+            query = jobs_table.update().where(jobs_table.c.id == job_id).values(**values)
+            row = (await conn.execute(query.returning(*jobs_table.c))).one()
+            if await settle(conn, job_id, delivered_images):
+                row = (await conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id))).one()
         return JobRecord._from_row(row)
 
     async def update(self, job_id: int, **changes: Any) -> JobRecord:

@@ -64,8 +64,32 @@ jobs_table = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("submitted_at", sa.Float, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
+    # Quota bookkeeping (migration 3): what was reserved when the job was accepted, and whether
+    # it was settled (refunded down to what was delivered) — exactly once.
+    sa.Column("quota_reserved", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("quota_keys", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("active_keys", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("quota_settled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_guild_user", "guild_id", "user_id"),
+)
+
+
+guild_settings_table = sa.Table(
+    "guild_settings",
+    metadata,
+    sa.Column("guild_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("data", sa.Text, nullable=False),  # JSON, see bot.guild_settings
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Atomic counters: images per member/server/day/month, running jobs, cooldown stamps.
+counters_table = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),  # when the row may be pruned
 )
 
 
@@ -81,6 +105,34 @@ async def _m002_jobs(conn: AsyncConnection) -> None:
     await _create(conn, jobs_table)
 
 
+async def _add_missing_columns(conn: AsyncConnection, table: sa.Table, names: tuple[str, ...]) -> None:
+    """ALTER TABLE … ADD COLUMN for columns an older database lacks (newer ones got them from `create`)."""
+
+    def existing(sync: sa.Connection) -> set[str]:
+        return {c["name"] for c in sa.inspect(sync).get_columns(table.name)}
+
+    present = await conn.run_sync(existing)
+    for name in names:
+        if name in present:
+            continue
+        column = table.c[name]
+        ddl = column.type.compile(dialect=conn.dialect)
+        default = column.server_default.arg if column.server_default is not None else None
+        if isinstance(default, str):
+            default = "'" + default.replace("'", "''") + "'"
+        elif isinstance(default, sa.sql.elements.ClauseElement):
+            default = default.compile(dialect=conn.dialect)
+        clause = f" NOT NULL DEFAULT {default}" if default is not None else ""
+        await conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {ddl}{clause}'))
+
+
+async def _m003_moderation(conn: AsyncConnection) -> None:
+    quota_columns = ("quota_reserved", "quota_keys", "active_keys", "quota_settled")
+    await _add_missing_columns(conn, jobs_table, quota_columns)
+    await _create(conn, guild_settings_table)
+    await _create(conn, counters_table)
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
-MIGRATIONS: tuple[Migration, ...] = (_m001_bot_state, _m002_jobs)
+MIGRATIONS: tuple[Migration, ...] = (_m001_bot_state, _m002_jobs, _m003_moderation)

@@ -20,8 +20,11 @@ from discord.ext import commands
 
 from bot.catalog import Catalog
 from bot.config import Settings
+from bot.guild_settings import GuildSettingsStore
 from bot.jobs import JobRunner, JobTimings
-from bot.jobstore import JobRecord, JobStore
+from bot.jobstore import JobRecord, JobState, JobStore
+from bot.policy import OperatorRules, guild_allowed
+from bot.quota import QuotaLedger
 from bot.registration import CommandRegistry, fingerprint
 from bot.request import ImagineRequest, request_for_job
 from bot.store import Store
@@ -105,7 +108,15 @@ class ImagineBot(commands.AutoShardedBot):
         self.catalog = catalog
         self.store: Store | None = None
         self.toapis: ToAPIsClient | None = None
+        self.operator = OperatorRules(
+            global_daily_cap=settings.global_daily_image_cap,
+            owner_ids=settings.owner_ids,
+            allowed_guild_ids=settings.allowed_guild_ids,
+            allow_dms=settings.allow_dms,
+        )
         self._jobs: JobStore | None = None
+        self._guild_settings: GuildSettingsStore | None = None
+        self._ledger: QuotaLedger | None = None
         self._runner: JobRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
@@ -123,10 +134,24 @@ class ImagineBot(commands.AutoShardedBot):
             raise RuntimeError("the job store exists only after setup_hook")
         return self._jobs
 
+    @property
+    def guild_settings(self) -> GuildSettingsStore:
+        if self._guild_settings is None:
+            raise RuntimeError("the settings store exists only after setup_hook")
+        return self._guild_settings
+
+    @property
+    def ledger(self) -> QuotaLedger:
+        if self._ledger is None:
+            raise RuntimeError("the quota ledger exists only after setup_hook")
+        return self._ledger
+
     async def setup_hook(self) -> None:
         self.store = Store.open(self.settings.sqlalchemy_url)
         await self.store.migrate()
         self._jobs = JobStore(self.store)
+        self._guild_settings = GuildSettingsStore(self.store)
+        self._ledger = QuotaLedger(self.store)
         self.toapis = ToAPIsClient(
             self.settings.toapis_base_url,
             self.settings.toapis_api_key,
@@ -158,7 +183,42 @@ class ImagineBot(commands.AutoShardedBot):
     def start_job(self, job: JobRecord, request: ImagineRequest, *, resumed: bool = False) -> None:
         """Run a stored job in the background, delivering into its Discord message."""
         messenger = JobMessenger(self, job, request, self.jobs)
-        self.spawn(self.runner.run(job, request, messenger, resumed=resumed), name=f"job-{job.id}")
+        self.spawn(self._run_job(job, request, messenger, resumed), name=f"job-{job.id}")
+
+    async def _run_job(
+        self, job: JobRecord, request: ImagineRequest, messenger: JobMessenger, resumed: bool
+    ) -> None:
+        final = await self.runner.run(job, request, messenger, resumed=resumed)
+        await self.audit(final, request)
+
+    async def audit(self, job: JobRecord, request: ImagineRequest) -> None:
+        """One compact line per finished job in the server's audit channel, if it has one."""
+        if job.guild_id is None or job.state not in (JobState.DONE, JobState.FAILED):
+            return
+        settings = await self.guild_settings.get(job.guild_id)
+        if settings.audit_channel_id is None:
+            return
+        channel = self.get_partial_messageable(settings.audit_channel_id, guild_id=job.guild_id)
+        try:
+            await channel.send(render.audit_line(job, request), allowed_mentions=render.NO_PINGS)
+        except discord.HTTPException as exc:
+            log.warning("job %s: the audit line could not be posted: %s", job.id, exc.status)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self._leave_if_not_allowed(guild)
+
+    async def on_ready(self) -> None:
+        for guild in list(self.guilds):
+            await self._leave_if_not_allowed(guild)
+
+    async def _leave_if_not_allowed(self, guild: discord.Guild) -> None:
+        if guild_allowed(self.operator, guild.id):
+            return
+        log.info("leaving server %s: it is not in ALLOWED_GUILD_IDS", guild.id)
+        try:
+            await guild.leave()
+        except discord.HTTPException as exc:
+            log.warning("could not leave server %s: %s", guild.id, exc.status)
 
     async def register_commands(self) -> bool:
         """Sync slash commands if their definitions changed since the last sync; True if synced."""

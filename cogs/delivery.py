@@ -132,12 +132,13 @@ class JobMessenger:
         except discord.HTTPException as exc:
             log.warning("%s: progress edit failed: %s", self._label, exc.status)
 
+    def references_ready(self, urls: tuple[str, ...]) -> None:
+        self._request = dataclasses.replace(self._request, reference_urls=urls)
+
     async def deliver(self, outcome: JobOutcome) -> list[int | None]:
         per_message = render.ATTACHMENTS_PER_MESSAGE
         first, rest = outcome.images[:per_message], outcome.images[per_message:]
         upload_limit = self._job.upload_limit
-        if outcome.reference_urls:
-            self._request = dataclasses.replace(self._request, reference_urls=outcome.reference_urls)
         main_id = await self._show_final(
             lambda: {
                 "embed": render.result_embed(self._request, outcome, upload_limit),

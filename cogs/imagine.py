@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: discord.py reads the /imagine parameter annotations at
 # definition time, and the prompt length range is computed from the catalog in a closure.
 import logging
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -10,9 +11,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import policy
 from bot.catalog import Catalog
 from bot.jobs import first_progress
 from bot.jobstore import JobState
+from bot.quota import QuotaExceededError
 from bot.references import MAX_REFERENCES, MAX_TOTAL_IMAGES, ReferenceSource, check_sources
 from bot.references import ReferenceError as ReferenceRuleError
 from bot.request import AUTO_RATIO, DEFAULT_RATIO, RATIOS, RequestError, build_request
@@ -97,7 +100,8 @@ def images_in_message(message: discord.Message) -> list[ReferenceSource]:
     found = [
         source_from_attachment(a)
         for a in message.attachments
-        if (a.content_type or "").startswith("image/") or a.width is not None
+        # Discord gives videos a width too: trust the content type when there is one.
+        if (a.content_type or "").startswith("image/") or (a.content_type is None and a.width is not None)
     ]
     for index, embed in enumerate(message.embeds, start=1):
         for media in (embed.image, embed.thumbnail):
@@ -190,12 +194,12 @@ class ImagineCog(commands.Cog):
     async def imagine_from_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """Right-click a message → Apps → "Imagine with these images": ask for a prompt in a modal."""
         if self.bot.stopping:
-            await interaction.response.send_message(RESTARTING, ephemeral=True)
+            await refuse(interaction, RESTARTING)
             return
         sources = images_in_message(message)
         if not sources:
-            await interaction.response.send_message(
-                "That message has no images. Use this on a message with image attachments.", ephemeral=True
+            await refuse(
+                interaction, "That message has no images. Use this on a message with image attachments."
             )
             return
         references = tuple(sources[:MAX_REFERENCES])
@@ -222,7 +226,7 @@ class ImagineCog(commands.Cog):
     ) -> None:
         """Everything /imagine and the message menu share: validate, check, record, answer, run."""
         if self.bot.stopping:
-            await interaction.response.send_message(RESTARTING, ephemeral=True)
+            await refuse(interaction, RESTARTING)
             return
         try:
             request = build_request(
@@ -235,36 +239,42 @@ class ImagineCog(commands.Cog):
                 requester_id=interaction.user.id,
                 references=references,
             )
-        except RequestError as exc:
-            await interaction.response.send_message(
-                str(exc), ephemeral=True, allowed_mentions=render.NO_PINGS
-            )
+            who = requester(interaction)
+            settings = await self.bot.guild_settings.get(who.guild_id) if who.guild_id is not None else None
+            policy.check(settings, self.bot.operator, who, request)
+        except (RequestError, policy.RefusedError) as exc:
+            await refuse(interaction, str(exc))
             return
 
         missing = missing_permissions(interaction)
         if missing:
-            await interaction.response.send_message(
-                missing_permissions_text(missing), ephemeral=True, allowed_mentions=render.NO_PINGS
-            )
+            await refuse(interaction, missing_permissions_text(missing))
             return
 
-        # The record exists before the placeholder does, so no answered request can be forgotten.
-        job = await self.bot.jobs.create(
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            user_id=interaction.user.id,
-            application_id=interaction.application_id,
-            interaction_id=interaction.id,
-            interaction_token=interaction.token,
-            token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_LIFETIME,
-            upload_limit=interaction.filesize_limit,
-            prompt=request.prompt,
-            model=request.model.id,
-            ratio=request.ratio,
-            resolution=request.resolution,
-            n=request.n,
-            reference_urls=request.reference_urls,
-        )
+        # The record exists before the placeholder does, so no answered request can be forgotten;
+        # its images are reserved in quota in the same transaction.
+        plan = policy.quota_plan(settings, self.bot.operator, who, request.n, time.time())
+        try:
+            job = await self.bot.jobs.create(
+                quota=plan,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                user_id=interaction.user.id,
+                application_id=interaction.application_id,
+                interaction_id=interaction.id,
+                interaction_token=interaction.token,
+                token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_LIFETIME,
+                upload_limit=interaction.filesize_limit,
+                prompt=request.prompt,
+                model=request.model.id,
+                ratio=request.ratio,
+                resolution=request.resolution,
+                n=request.n,
+                reference_urls=request.reference_urls,
+            )
+        except QuotaExceededError as exc:
+            await refuse(interaction, policy.quota_refusal(exc))
+            return
         started = datetime.fromtimestamp(job.created_at, tz=UTC)
         try:
             response = await interaction.response.send_message(
@@ -272,8 +282,9 @@ class ImagineCog(commands.Cog):
                 allowed_mentions=render.NO_PINGS,
             )
         except discord.HTTPException:
-            await self.bot.jobs.update(
-                job.id, state=JobState.FAILED, error="the placeholder could not be posted"
+            # Nothing was sent to the image service: end the job and give its quota back.
+            await self.bot.jobs.finish(
+                job.id, JobState.FAILED, delivered_images=0, error="the placeholder could not be posted"
             )
             raise
         job = await self.bot.jobs.update(job.id, message_id=response.message_id)
@@ -285,6 +296,25 @@ class ImagineCog(commands.Cog):
             interaction.user.id,
         )
         self.bot.start_job(job, request)
+
+
+def requester(interaction: discord.Interaction) -> policy.Requester:
+    """Who is asking and where, as the policy sees it."""
+    channel = interaction.channel
+    parent = channel.parent_id if isinstance(channel, discord.Thread) else None
+    roles = getattr(interaction.user, "roles", ())
+    return policy.Requester(
+        user_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id or 0,
+        parent_channel_id=parent,
+        role_ids=frozenset(r.id for r in roles),
+    )
+
+
+async def refuse(interaction: discord.Interaction, text: str) -> None:
+    """A private answer saying why not (first response)."""
+    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_PINGS)
 
 
 # Discord ends an interaction token's life 15 minutes after the interaction was created.

@@ -15,6 +15,7 @@ import discord
 
 from bot.images import FittedImage, describe_reduction, format_size
 from bot.jobs import JobOutcome, duration_words
+from bot.jobstore import JobRecord, JobState
 from bot.progress import JobProgress, Phase, progress_bar
 from bot.request import ImagineRequest
 
@@ -125,3 +126,29 @@ def failure_embed(request: ImagineRequest, message: str, elapsed: float) -> disc
         inline=False,
     )
     return embed
+
+
+def message_link(guild_id: int | None, channel_id: int, message_id: int) -> str:
+    return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
+
+
+AUDIT_PROMPT_CHARS = 120
+
+
+def audit_line(job: JobRecord, request: ImagineRequest) -> str:
+    """`✅ @member in #channel · Seedream 5.0 · 4 images · "a red fox…" · jump` (one line, pings no one)."""
+    prompt = " ".join(request.prompt.split()).replace("`", "'")
+    prompt = _clip(prompt, AUDIT_PROMPT_CHARS)
+    if job.state is JobState.DONE:
+        delivered = len((job.delivered or {}).get("images", []))
+        outcome = f"✅ {delivered}/{job.n} image{'s' if job.n != 1 else ''}"
+    else:
+        outcome = f"❌ failed: {_clip(job.error or 'unknown error', 150)}"
+    parts = [
+        f"{outcome} · <@{job.user_id}> in <#{job.channel_id}>",
+        request.model.display_name,
+        f"“{prompt}”",
+    ]
+    if job.message_id is not None:
+        parts.append(f"[message]({message_link(job.guild_id, job.channel_id, job.message_id)})")
+    return _clip(" · ".join(parts), 2000)
