@@ -1,0 +1,224 @@
+"""Quotas are money: atomic reservation with the job, exactly-once settlement, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bot.config import database_url_for_sqlalchemy
+from bot.jobstore import JobState, JobStore
+from bot.quota import Cooldown, Limit, QuotaExceededError, QuotaLedger, QuotaPlan, next_day, next_month
+from bot.schema import MIGRATIONS, jobs_table, schema_version
+from bot.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+JOB = {
+    "guild_id": 1,
+    "channel_id": 2,
+    "user_id": 3,
+    "application_id": 4,
+    "upload_limit": 10_000_000,
+    "prompt": "a fox",
+    "model": "doubao-seedream-5-0",
+    "ratio": "1:1",
+    "n": 1,
+}
+
+
+def plan(
+    n: int = 1,
+    *,
+    member: int | None = 5,
+    server: int | None = None,
+    active: int | None = None,
+    cooldown: int = 0,
+) -> QuotaPlan:
+    return QuotaPlan(
+        images=n,
+        image_limits=(Limit("m:1:3:day", member, "member_daily"), Limit("g:1:day", server, "server_daily")),
+        active_limits=(Limit("am:1:3", active, "member_active"),),
+        cooldown=Cooldown("cd:1:3", cooldown) if cooldown else None,
+    )
+
+
+async def test_a_job_within_the_quota_reserves_its_images(store):
+    jobs, ledger = JobStore(store), QuotaLedger(store)
+    await jobs.create(quota=plan(3), **{**JOB, "n": 3})
+    assert await ledger.values(["m:1:3:day", "g:1:day", "am:1:3"]) == {
+        "m:1:3:day": 3,
+        "g:1:day": 3,
+        "am:1:3": 1,
+    }
+
+
+async def test_a_refused_job_charges_nothing_anywhere(store):
+    jobs, ledger = JobStore(store), QuotaLedger(store)
+    await jobs.create(quota=plan(2, member=10, server=3), **JOB)
+    with pytest.raises(QuotaExceededError) as refused:
+        await jobs.create(quota=plan(2, member=10, server=3), **JOB)
+    values = await ledger.values(["m:1:3:day", "g:1:day", "am:1:3"])
+    assert (refused.value.limit.rule, refused.value.used, values, len(await jobs.unfinished())) == (
+        "server_daily",
+        2,
+        {"m:1:3:day": 2, "g:1:day": 2, "am:1:3": 1},
+        1,
+    )
+
+
+async def test_asking_for_more_than_the_whole_quota_is_refused(store):
+    with pytest.raises(QuotaExceededError):
+        await JobStore(store).create(quota=plan(6, member=5), **JOB)
+
+
+async def test_many_requests_at_once_get_exactly_the_quota(store):
+    jobs = JobStore(store)
+
+    async def attempt() -> bool:
+        try:
+            await jobs.create(quota=plan(1, member=7), **JOB)
+        except QuotaExceededError:
+            return False
+        return True
+
+    results = await asyncio.gather(*(attempt() for _ in range(30)))
+    assert (sum(results), (await QuotaLedger(store).values(["m:1:3:day"]))["m:1:3:day"]) == (7, 7)
+
+
+async def test_a_failed_job_refunds_every_image_and_frees_its_slot(store):
+    jobs, ledger = JobStore(store), QuotaLedger(store)
+    job = await jobs.create(quota=plan(4), **{**JOB, "n": 4})
+    await jobs.finish(job.id, JobState.FAILED, delivered_images=0, error="refused")
+    assert await ledger.values(["m:1:3:day", "am:1:3"]) == {"m:1:3:day": 0, "am:1:3": 0}
+
+
+async def test_a_partial_job_settles_to_the_images_delivered(store):
+    jobs, ledger = JobStore(store), QuotaLedger(store)
+    job = await jobs.create(quota=plan(4), **{**JOB, "n": 4})
+    await jobs.finish(job.id, JobState.DONE, delivered_images=2)
+    assert await ledger.values(["m:1:3:day", "g:1:day"]) == {"m:1:3:day": 2, "g:1:day": 2}
+
+
+async def test_a_job_is_settled_only_once(store):
+    jobs, ledger = JobStore(store), QuotaLedger(store)
+    job = await jobs.create(quota=plan(4), **{**JOB, "n": 4})
+    await jobs.create(quota=plan(1), **JOB)  # another job keeps its own reservation
+    await jobs.finish(job.id, JobState.FAILED, delivered_images=0)
+    settled = await jobs.finish(job.id, JobState.FAILED, delivered_images=0)
+    assert (settled.quota_settled, (await ledger.values(["m:1:3:day"]))["m:1:3:day"]) == (True, 1)
+
+
+async def test_the_running_job_limit_frees_up_when_a_job_ends(store):
+    jobs = JobStore(store)
+    first = await jobs.create(quota=plan(1, active=1), **JOB)
+    with pytest.raises(QuotaExceededError) as refused:
+        await jobs.create(quota=plan(1, active=1), **JOB)
+    await jobs.finish(first.id, JobState.DONE, delivered_images=1)
+    await jobs.create(quota=plan(1, active=1), **JOB)
+    assert refused.value.limit.rule == "member_active"
+
+
+async def test_cooldown_refuses_a_second_request_until_it_passes(store):
+    now = [1_000_000.0]
+    jobs = JobStore(store, clock=lambda: now[0])
+    await jobs.create(quota=plan(1, cooldown=30), **JOB)
+    with pytest.raises(QuotaExceededError) as refused:
+        await jobs.create(quota=plan(1, cooldown=30), **JOB)
+    now[0] += 30
+    await jobs.create(quota=plan(1, cooldown=30), **JOB)
+    assert (refused.value.limit.rule, refused.value.retry_at) == ("cooldown", 1_000_030.0)
+
+
+def test_days_and_months_reset_at_utc_midnight():
+    # 2026-12-31 23:30 UTC
+    now = 1798759800.0
+    assert (next_day(now), next_month(now)) == (1798761600.0, 1798761600.0)
+
+
+_WORKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from bot.config import database_url_for_sqlalchemy
+    from bot.jobstore import JobStore
+    from bot.quota import Limit, QuotaExceededError, QuotaPlan
+    from bot.store import Store
+
+    async def main(url, attempts):
+        store = Store.open(database_url_for_sqlalchemy(url))
+        jobs = JobStore(store)
+        plan = QuotaPlan(images=1, image_limits=(Limit("g:9:day", 11, "server_daily"),))
+        job = dict(guild_id=9, channel_id=2, user_id=3, application_id=4, upload_limit=1, prompt="p",
+                   model="m", ratio="1:1", n=1)
+
+        async def attempt():
+            try:
+                await jobs.create(quota=plan, **job)
+                return 1
+            except QuotaExceededError:
+                return 0
+
+        got = sum(await asyncio.gather(*(attempt() for _ in range(attempts))))
+        await store.close()
+        print(got)
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    """
+)
+
+
+async def test_two_processes_sharing_the_database_never_exceed_the_quota(store, database_url):
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _WORKER,
+            database_url,
+            "15",
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outputs = [await asyncio.wait_for(w.communicate(), 120) for w in workers]
+    granted = [int(out.decode().strip() or -1) for out, _ in outputs]
+    errors = [err.decode()[-2000:] for _, err in outputs if err.strip()]
+    value = (await QuotaLedger(store).values(["g:9:day"]))["g:9:day"]
+    assert (sum(granted), value, errors) == (11, 11, [])
+
+
+async def test_a_database_from_before_quotas_gains_the_columns_and_keeps_its_jobs(store, database_url):
+    jobs = JobStore(store)
+    old = await jobs.create(**JOB)
+    quota_columns = ("quota_reserved", "quota_keys", "active_keys", "quota_settled")
+    async with store.engine.begin() as conn:
+        for column in quota_columns:
+            await conn.execute(sa.text(f'ALTER TABLE jobs DROP COLUMN "{column}"'))
+        await conn.execute(sa.text("DROP TABLE counters"))
+        await conn.execute(sa.text("DROP TABLE guild_settings"))
+        await conn.execute(schema_version.update().values(version=2))
+
+    again = Store.open(database_url_for_sqlalchemy(database_url))
+    try:
+        version = await again.migrate()
+        async with again.engine.connect() as conn:
+            columns = await conn.run_sync(
+                lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("jobs")}
+            )
+            row = (await conn.execute(sa.select(jobs_table).where(jobs_table.c.id == old.id))).one()
+        reread = await JobStore(again).get(old.id)
+    finally:
+        await again.close()
+    assert (
+        version,
+        set(quota_columns) <= columns,
+        row.quota_reserved,
+        json.loads(row.quota_keys),
+        reread is not None and reread.prompt,
+    ) == (len(MIGRATIONS), True, 0, [], "a fox")
