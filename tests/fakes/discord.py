@@ -549,6 +549,7 @@ class FakeDiscord:
         self.messages: dict[int, FakeMessage] = {}
         self.interactions: dict[str, InteractionRecord] = {}
         self.attachments: dict[int, FakeAttachment] = {}
+        self.left_guilds: list[int] = []  # servers the bot left (DELETE /users/@me/guilds/{id})
         self.channels: dict[int, dict[str, Any]] = {}
         self.commands: dict[str | int, list[dict[str, Any]]] = {}  # "global" or guild id
         self.command_syncs: list[tuple[str | int, Any]] = []
@@ -903,7 +904,7 @@ class FakeDiscord:
             },
         )
         for guild_id in guilds:
-            await session.dispatch("GUILD_CREATE", self._guild_payload(guild_id))
+            await session.dispatch("GUILD_CREATE", self.guild_payload(guild_id))
         session.ready_at = time.monotonic()
         await self._changed()
         return session
@@ -935,7 +936,7 @@ class FakeDiscord:
             },
         )
 
-    def _guild_payload(self, guild_id: int) -> dict[str, Any]:
+    def guild_payload(self, guild_id: int) -> dict[str, Any]:
         channel = self.channel(guild_id=guild_id)
         bot_member = self._member_payload(self.bot_user, DEFAULT_APP_PERMISSIONS)
         bot_member.pop("permissions")
@@ -1509,6 +1510,7 @@ class FakeDiscord:
         """Route table: (method, template, handler, needs bot token). Literal paths first."""
         table: list[tuple[str, str, _Handler, bool]] = [
             ("GET", "/users/@me", self._get_me, True),
+            ("DELETE", "/users/@me/guilds/{guild_id}", self._leave_guild, True),
             ("GET", "/oauth2/applications/@me", self._get_application, True),
             ("GET", "/gateway", self._get_gateway, False),
             ("GET", "/gateway/bot", self._get_gateway_bot, True),
@@ -1913,6 +1915,11 @@ class FakeDiscord:
 
     async def _get_me(self, req: RecordedRequest) -> tuple[int, Any]:
         return 200, self.bot_user
+
+    async def _leave_guild(self, req: RecordedRequest) -> tuple[int, Any]:
+        """The bot leaves a server: recorded in ``left_guilds``."""
+        self.left_guilds.append(int(req.params["guild_id"]))
+        return 204, None
 
     async def _get_application(self, req: RecordedRequest) -> tuple[int, Any]:
         return 200, {
