@@ -27,8 +27,10 @@ Entries
 Validation (:func:`validate_entry`, :class:`Blocklist`) refuses, with a message for the admin:
 empty entries, entries over :data:`MAX_ENTRY_LENGTH` characters, invalid regular expressions,
 regular expressions that can match without consuming any text (they would block nearly
-every prompt), regular expressions with nested repetition (see :func:`validate_entry`), and
-lists of more than :data:`MAX_ENTRIES` entries.
+every prompt), regular expressions whose backtracking a crafted prompt could make take
+seconds or more (nested repetition such as ``(a+)+``, or two open-ended repetitions such as
+``kill.*your.*self``; see :func:`validate_entry`), and lists of more than :data:`MAX_ENTRIES`
+entries.
 
 Build a :class:`Blocklist` once per settings change and reuse it for every prompt: all
 patterns are compiled in the constructor, and :meth:`Blocklist.match` only searches.
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from re import _constants as _sre_constants  # the parser `re.compile` itself uses (Python ≥ 3.11)
@@ -200,8 +203,21 @@ def validate_entry(kind: str, pattern: str) -> BlockEntry:
       groups, alternations and lookarounds — ``(a+)+``, ``(a*)*``, ``(.*)*``,
       ``(?:\\w+\\s?)+``, ``(x|y{1,3})*``. These can take exponential time on a prompt that
       almost matches. Fixed counts (``(ab{2})+``) and single optional parts (``(ab?)+``) are
-      allowed. Not caught: overlapping alternatives such as ``(a|a)+``, and polynomial
-      cases such as ``\\w+\\w+\\w+x``; the prompt-length cap bounds those.
+      allowed;
+    * a regex with more than one open-ended repetition on one path: a repeat allowing more
+      than 100 repetitions of anything but one literal character or a list of them (``.*``,
+      ``\\w+``, ``[a-z]{2,}``, ``(ab)+`` count; ``u+``, ``[a4@]+``, ``.{0,50}`` don't), not
+      counting one that ends the pattern or its branch, taking the worst branch of an
+      alternation. ``kill.*your.*self`` is refused (a prompt of 750 "killyour"s takes about
+      six seconds to check), ``kill.*your.{0,50}self``, ``.*bad.*`` and ``f+u+c+k+\\w*`` are
+      allowed.
+
+    Both backtracking checks are structural and cheap, not a proof. Not caught: overlapping
+    alternatives (``(a|ab)+``), a broad repeat next to an overlapping narrow one
+    (``\\w+o+x``), repeats of the same character (``o+o+x``, ``a?a?a?…aaa``) and several large
+    bounded gaps (``.{0,100}`` three times). Allowed patterns can still take quadratic time
+    (``\\w+x`` needs about 0.3 s, both views, for a prompt of 6000 ``a``); the prompt-length
+    cap bounds that.
     """
     if kind not in _KINDS:
         raise BlocklistError(f"Unknown entry kind {kind!r}: use `word` or `regex`.")
@@ -236,14 +252,24 @@ def _compile_regex(pattern: str) -> re.Pattern[str]:
     except (OverflowError, RecursionError) as exc:
         # A repeat count beyond sys.maxsize, or absurd nesting, fails outside re.error.
         raise BlocklistError(f"{_code(pattern)} is not a valid regular expression: {exc}.") from None
-    # The same parse re.compile just did, kept as a tree we can inspect.
-    tree = _sre_parser.parse(pattern, re.IGNORECASE)
+    # The same parse re.compile just did, kept as a tree we can inspect. Its FutureWarnings
+    # ("possible nested set") were already issued by re.compile.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        tree = _sre_parser.parse(pattern, re.IGNORECASE)
     # Nested repetition first: `(a*)*` also matches empty text, but that is the graver fault.
     if _has_nested_repeat(tree):
         raise BlocklistError(
             f"{_code(pattern)} repeats something that itself repeats (like `(a+)+` or `(.*)*`), "
             "which can make checking a prompt take practically forever. "
             "Remove one of the repetitions (for example `a+` rather than `(a+)+`)."
+        )
+    if _open_ended_repeats(tree, at_end=True) > 1:
+        raise BlocklistError(
+            f"{_code(pattern)} has more than one open-ended repetition (like `.*`, `\\w+` or `[a-z]+`), "
+            "so a crafted prompt could take minutes to check. Give them a limit, for example "
+            "`kill.{0,50}your.{0,50}self` rather than `kill.*your.*self`. Patterns are searched anywhere "
+            "in the prompt, so a leading or trailing `.*` is never needed."
         )
     if tree.getwidth()[0] == 0:
         raise BlocklistError(
@@ -253,6 +279,8 @@ def _compile_regex(pattern: str) -> re.Pattern[str]:
     return compiled
 
 
+#: A repeat allowing more repetitions than this counts as open-ended for the backtracking check.
+_LONG_REPEAT = 100
 _REPEAT_OPS = frozenset(
     {_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT, _sre_constants.POSSESSIVE_REPEAT}
 )
@@ -280,6 +308,42 @@ def _has_nested_repeat(tree: Any, *, inside_repeat: bool = False) -> bool:
         elif any(_has_nested_repeat(sub, inside_repeat=inside_repeat) for sub in _nested_trees(arg)):
             return True
     return False
+
+
+def _is_narrow(body: Any) -> bool:
+    """Whether a repeated part is one literal character or a list of them: ``u``, ``[a4@]``."""
+    if len(body) != 1:
+        return False
+    op, arg = body[0]
+    if op is _sre_constants.LITERAL:
+        return True
+    return op is _sre_constants.IN and all(item_op is _sre_constants.LITERAL for item_op, _ in arg)
+
+
+def _open_ended_repeats(tree: Any, *, at_end: bool) -> int:
+    """How many open-ended broad repeats one path through ``tree`` may have to backtrack over.
+
+    Counted: repeats allowing more than :data:`_LONG_REPEAT` repetitions of anything but a
+    narrow part (``.*``, ``\\w+``, ``[a-z]{2,}``, ``(ab)+``). Not counted: a repeat that ends the
+    pattern (nothing after it can fail, so it never gives characters back). Alternatives are
+    tried one at a time, so they count their worst branch, not their sum.
+    """
+    total = 0
+    items = list(tree)
+    for index, (op, arg) in enumerate(items):
+        last = at_end and index == len(items) - 1
+        if op in _REPEAT_OPS:
+            _low, high, body = arg
+            if high > _LONG_REPEAT and not _is_narrow(body) and not last:
+                total += 1
+            total += _open_ended_repeats(body, at_end=False)
+        elif op is _sre_constants.BRANCH:
+            total += max(_open_ended_repeats(branch, at_end=last) for branch in arg[1])
+        elif op is _sre_constants.SUBPATTERN:
+            total += _open_ended_repeats(arg[-1], at_end=last)
+        else:
+            total += sum(_open_ended_repeats(sub, at_end=False) for sub in _nested_trees(arg))
+    return total
 
 
 # --- matching -----------------------------------------------------------------------------

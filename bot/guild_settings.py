@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,9 +17,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.blocklist import BlockEntry, Blocklist
+from bot.blocklist import MAX_ENTRIES, BlockEntry, Blocklist, BlocklistError, validate_entry
 from bot.schema import guild_settings_table
 from bot.store import Store
+
+log = logging.getLogger(__name__)
 
 SETTINGS_VERSION = 1
 # Several processes may share one database: a cached copy is trusted this long (seconds).
@@ -52,9 +55,23 @@ class GuildSettings:
 
     @property
     def compiled_blocklist(self) -> Blocklist:
-        """The blocklist, compiled once per settings value."""
+        """The blocklist, compiled once per settings value.
+
+        An entry stored under older, looser rules that no longer validates is skipped (and
+        logged) rather than breaking every prompt in the server.
+        """
         if self._compiled is None:
-            object.__setattr__(self, "_compiled", Blocklist(self.blocklist))
+            try:
+                compiled = Blocklist(self.blocklist)
+            except BlocklistError:
+                usable = []
+                for entry in self.blocklist[:MAX_ENTRIES]:
+                    try:
+                        usable.append(validate_entry(entry.kind, entry.pattern))
+                    except BlocklistError as exc:
+                        log.warning("ignoring a stored blocklist entry that no longer validates: %s", exc)
+                compiled = Blocklist(usable)
+            object.__setattr__(self, "_compiled", compiled)
         assert self._compiled is not None
         return self._compiled
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,6 +197,35 @@ def test_a_regex_without_nested_repetition_is_allowed(pattern):
     assert validate_entry("regex", pattern) == BlockEntry("regex", pattern)
 
 
+@pytest.mark.parametrize(
+    "pattern", ["kill.*your.*self", r"\w+\w+x", "[a-z]*kill[a-z]*self", ".*a.*b", "(ab)+c.*d"]
+)
+def test_a_regex_with_two_open_ended_repetitions_is_refused(pattern):
+    message = refusal("regex", pattern)
+    assert "more than one open-ended repetition" in message
+    assert "`kill.{0,50}your.{0,50}self`" in message
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "kill.{0,50}your.{0,50}self",
+        ".*bad.*",  # a trailing repeat never gives characters back
+        "kill.*|hate.*",  # alternatives are tried one at a time
+        r"\bf+u+c+k+(ing|er)?\b",  # repeats of single characters are not open-ended broad ones
+        "h[a4@]+t[e3]+d",
+    ],
+)
+def test_a_regex_with_one_open_ended_repetition_per_path_is_allowed(pattern):
+    assert validate_entry("regex", pattern) == BlockEntry("regex", pattern)
+
+
+def test_a_bounded_rewrite_of_a_refused_regex_still_matches():
+    blocklist = regexes("kill.{0,50}your.{0,50}self")
+    assert blocklist.match("I'd kill for your cake myself") is not None
+    assert blocklist.match("killyour" * 750) is None  # the crafted prompt that took seconds unbounded
+
+
 # --- validation ---------------------------------------------------------------------------
 
 
@@ -287,4 +317,15 @@ def test_the_module_imports_only_the_standard_library():
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     }
-    assert imported <= {"__future__", "collections", "dataclasses", "re", "typing", "unicodedata"}
+    assert "discord" not in imported
+    assert imported <= sys.stdlib_module_names
+
+
+def test_a_stored_entry_that_no_longer_validates_is_skipped_not_fatal():
+    from bot.guild_settings import GuildSettings
+
+    stored = GuildSettings(blocklist=(BlockEntry("regex", "(a+)+"), BlockEntry("word", "hate")))
+    assert (stored.compiled_blocklist.match("I hate it"), stored.compiled_blocklist.match("aaaa")) == (
+        BlockEntry("word", "hate"),
+        None,
+    )
