@@ -166,7 +166,7 @@ def quota_refusal(error: QuotaExceededError) -> str:
     if rule == "member_active":
         return f"You already have {_count(error.used, 'job')} running — wait for one to finish and try again."
     if rule == "server_active":
-        return f"This server already has {error.used} jobs running — try again in a minute."
+        return f"This server already has {_count(error.used, 'job')} running — try again in a minute."
     # (who has the allowance, whose, which period) per image rule
     owner, whose, period = {
         "member_daily": ("You have", "your", "daily"),

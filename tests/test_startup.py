@@ -43,7 +43,13 @@ async def test_first_start_registers_imagine_with_exactly_the_documented_options
         15,
         True,
         {11},  # attachment options
-        [("Imagine with these images", 3), ("imagine", 1)],  # 3: a message context menu
+        [  # 3: a message context menu
+            ("Imagine with these images", 3),
+            ("imagine", 1),
+            ("imagine-admin", 1),
+            ("imagine-history", 1),
+            ("imagine-quota", 1),
+        ],
     )
 
 

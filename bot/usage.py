@@ -1,0 +1,347 @@
+"""What server admins and members read about limits and usage: plain text and CSV, no I/O.
+
+- `settings_text`: every per-server setting in one message (`/imagine-admin show`).
+- `quota_text`: what a member has left, from the very counters /imagine charges (`/imagine-quota`).
+- `Period`, `summarize`, `usage_text`, `jobs_csv`: a server's usage for today or this month
+  (`/imagine-admin usage`). Days and months are UTC, like the quotas.
+
+Mentions (`<@id>`, `<#id>`, `<@&id>`) are written as such; the Discord layer sends every text
+with mentions disabled, so they render as names and ping no one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.blocklist import describe
+from bot.catalog import Catalog
+from bot.guild_settings import GuildSettings
+from bot.jobstore import JobRecord, JobState
+from bot.quota import QuotaPlan, day_key, month_key, next_day, next_month
+
+PERIODS = ("today", "month")
+MESSAGE_LIMIT = 2000  # Discord's limit on a message's content
+TOP_MEMBERS = 5
+TOP_FAILURES = 3
+
+
+def _ts(when: float) -> str:
+    return f"<t:{int(when)}:R>"
+
+
+def _plural(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def clip(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _listed(items: Sequence[str], most: int, empty: str) -> str:
+    if not items:
+        return empty
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def limit_words(value: int | None) -> str:
+    """`no limit` for None (or 0), else the number."""
+    return str(value) if value else "no limit"
+
+
+def model_names(ids: Iterable[str], catalog: Catalog) -> list[str]:
+    """Display names for model ids (an id the catalog no longer has is shown as is)."""
+    return [spec.display_name if (spec := catalog.find(i)) else i for i in ids]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def settings_text(settings: GuildSettings, catalog: Catalog) -> str:
+    """Every setting, one line each, short enough for one Discord message."""
+    text = ""
+    for most in (10, 5, 2):
+        lines = setting_lines(settings, catalog, most=most)
+        text = "\n".join(["**Image generation settings for this server**", *lines.values()])
+        if len(text) <= MESSAGE_LIMIT:
+            return text
+    return clip(text, MESSAGE_LIMIT)
+
+
+def setting_lines(s: GuildSettings, catalog: Catalog, *, most: int = 10) -> dict[str, str]:
+    """`**Label:** value` for every setting, keyed by setting; lists show at most `most` items."""
+    channels = [f"<#{c}>" for c in s.allowed_channels]
+    denied = [f"<#{c}>" for c in s.denied_channels]
+    roles = [f"<@&{r}>" for r in s.allowed_roles]
+    admins = [f"<@&{r}>" for r in s.admin_roles]
+    banned = [f"<@{u}>" for u in s.banned_users]
+    role_quotas = [f"<@&{r}>: {q}" for r, q in s.role_quotas]
+    entries = [f"`{clip(describe(e), 60)}`" for e in s.blocklist]
+    count = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}: " if entries else ""
+    cooldown = f"{s.cooldown_seconds} s between a member's requests" if s.cooldown_seconds else "none"
+    audit = f"<#{s.audit_channel_id}>" if s.audit_channel_id else "off"
+    return {
+        "enabled": f"**Generation:** {'on' if s.enabled else 'off'}",
+        "allowed_channels": f"**Allowed channels:** {_listed(channels, most, 'all channels')}",
+        "denied_channels": f"**Denied channels:** {_listed(denied, most, 'none')}",
+        "allowed_roles": f"**Allowed roles:** {_listed(roles, most, 'everyone')}",
+        "admin_roles": f"**Admin roles:** {_listed(admins, most, 'none (Manage Server only)')}",
+        "banned_users": f"**Banned members:** {_listed(banned, most, 'none')}",
+        "allowed_models": f"**Models:** {_listed(model_names(s.allowed_models, catalog), most, 'all')}",
+        "allowed_resolutions": f"**Resolutions:** {_listed(list(s.allowed_resolutions), most, 'all')}",
+        "max_n": f"**Images per request (n):** {limit_words(s.max_n)}",
+        "max_references": f"**Reference images per request:** {limit_words(s.max_references)}",
+        "cooldown_seconds": f"**Cooldown:** {cooldown}",
+        "concurrent": f"**Running jobs:** per member {limit_words(s.max_concurrent_member)} · "
+        f"per server {limit_words(s.max_concurrent_server)}",
+        "daily_member_quota": f"**Daily images per member:** {limit_words(s.daily_member_quota)}",
+        "role_quotas": f"**Daily images by role:** {_listed(role_quotas, most, 'none')}",
+        "server_quota": f"**Server images:** per day {limit_words(s.daily_server_quota)} · "
+        f"per month {limit_words(s.monthly_server_quota)}",
+        "blocklist": f"**Prompt blocklist:** {count}{_listed(entries, min(most, 5), 'empty')}",
+        "audit_channel_id": f"**Audit channel:** {audit}",
+    }
+
+
+# --------------------------------------------------------------------------- a member's quota
+
+_IMAGE_RULES = {
+    # rule: (who, period words)
+    "member_daily": ("You", "today in this server"),
+    "server_daily": ("This server", "today"),
+    "server_monthly": ("This server", "this month"),
+    "global_daily": ("You", "today across every server (the bot's own limit)"),
+}
+
+
+def quota_text(plan: QuotaPlan, used: Mapping[str, int], now: float) -> str:
+    """What a member may still generate, from the counters `plan` names (as /imagine charges them).
+
+    `plan` is `policy.quota_plan(...)` for this member; `used` holds the ledger's values for
+    every key in it (`QuotaLedger.values`), the cooldown key holding the last request's time in ms.
+    """
+    lines: list[str] = []
+    details: list[str] = []
+    lefts: list[int] = []
+    exhausted: list[float] = []
+    for limit in plan.image_limits:
+        who, period = _IMAGE_RULES.get(limit.rule, ("You", ""))
+        if limit.limit is None:
+            if limit.rule == "member_daily":
+                details.append("• You: no daily limit of your own in this server")
+            continue
+        left = max(0, limit.limit - used.get(limit.key, 0))
+        lefts.append(left)
+        if left == 0 and limit.resets_at:
+            exhausted.append(limit.resets_at)
+        resets = f" — resets {_ts(limit.resets_at)}" if limit.resets_at else ""
+        details.append(f"• {who}: {left} of {limit.limit} images left {period}{resets}")
+    if lefts:
+        lines.append(f"**Images left for you: {min(lefts)}**")
+        if exhausted:
+            # Every exhausted limit must reset before the member can generate again.
+            lines.append(f"You can generate again {_ts(max(exhausted))}.")
+    else:
+        lines.append("**No image quota applies to you.**")
+    lines += details
+
+    for limit in plan.active_limits:
+        if limit.limit is None:
+            continue
+        whose = "your" if limit.rule == "member_active" else "this server's"
+        lines.append(f"Running jobs: {used.get(limit.key, 0)} of {whose} {limit.limit}.")
+    if plan.cooldown is not None and plan.cooldown.seconds > 0:
+        ready = used.get(plan.cooldown.key, 0) / 1000 + plan.cooldown.seconds
+        wait = f"you can generate again {_ts(ready)}" if ready > now else "you can generate now"
+        lines.append(f"Cooldown: {plan.cooldown.seconds} s between requests — {wait}.")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- usage
+
+
+@dataclass(frozen=True)
+class Period:
+    """A UTC day or month: jobs created in [start, end)."""
+
+    name: str  # "today" or "month"
+    label: str  # 2026-11-21 or 2026-11
+    start: float
+    end: float
+
+
+def period_of(name: str, now: float) -> Period:
+    """The UTC day or month containing `now`."""
+    if name not in PERIODS:
+        raise ValueError(f"unknown period {name!r}")
+    when = datetime.fromtimestamp(now, UTC)
+    if name == "today":
+        start = when.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        return Period(name, day_key(now), start, next_day(now))
+    start = when.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+    return Period(name, month_key(now), start, next_month(now))
+
+
+def images_of(job: JobRecord) -> int:
+    """Images a job counts in quota: delivered once done, none once failed, all asked while running."""
+    if job.state is JobState.DONE:
+        return len((job.delivered or {}).get("images", []))
+    if job.state is JobState.FAILED:
+        return 0
+    return job.n
+
+
+@dataclass(frozen=True)
+class MemberUsage:
+    user_id: int
+    jobs: int
+    images: int
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """A period's jobs, counted."""
+
+    jobs: int
+    done: int
+    failed: int
+    running: int
+    images: int  # counted in quota (delivered, or reserved while running)
+    asked: int  # the sum of `n`
+    members: tuple[MemberUsage, ...]  # most images first
+    failures: tuple[tuple[str, int], ...]  # (reason, how many), most frequent first
+
+
+def summarize(jobs: Iterable[JobRecord]) -> UsageSummary:
+    jobs = list(jobs)
+    per_member: dict[int, list[int]] = {}
+    for job in jobs:
+        entry = per_member.setdefault(job.user_id, [0, 0])
+        entry[0] += 1
+        entry[1] += images_of(job)
+    members = sorted(
+        (MemberUsage(user, count, images) for user, (count, images) in per_member.items()),
+        key=lambda m: (-m.images, -m.jobs, m.user_id),
+    )
+    reasons = Counter(job.error or "unknown error" for job in jobs if job.state is JobState.FAILED)
+    return UsageSummary(
+        jobs=len(jobs),
+        done=sum(job.state is JobState.DONE for job in jobs),
+        failed=sum(job.state is JobState.FAILED for job in jobs),
+        running=sum(not job.is_final for job in jobs),
+        images=sum(images_of(job) for job in jobs),
+        asked=sum(job.n for job in jobs),
+        members=tuple(members),
+        failures=tuple(sorted(reasons.items(), key=lambda item: (-item[1], item[0]))),
+    )
+
+
+def usage_text(
+    period: Period,
+    summary: UsageSummary,
+    *,
+    today: int,
+    month: int,
+    settings: GuildSettings,
+    truncated: bool = False,
+) -> str:
+    """The usage report; `today` and `month` are the server's quota counters (images)."""
+    title = "today" if period.name == "today" else "this month"
+    daily = f" of {settings.daily_server_quota} allowed" if settings.daily_server_quota else ""
+    monthly = f" of {settings.monthly_server_quota} allowed" if settings.monthly_server_quota else ""
+    lines = [
+        f"**Image usage {title}** ({period.label}, UTC)",
+        f"**Today:** {_plural(today, 'image')}{daily}",
+        f"**This month:** {_plural(month, 'image')}{monthly}",
+        f"**Jobs {title}:** {summary.jobs} — {summary.done} done, {summary.failed} failed, "
+        f"{summary.running} running · {_plural(summary.images, 'image')} of {summary.asked} asked for",
+    ]
+    if summary.members:
+        top = [
+            f"{i}. <@{m.user_id}> — {_plural(m.images, 'image')} ({_plural(m.jobs, 'job')})"
+            for i, m in enumerate(summary.members[:TOP_MEMBERS], start=1)
+        ]
+        lines.append("**Top members:**\n" + "\n".join(top))
+    if summary.failures:
+        reasons = [f"• {clip(r, 150)} ×{c}" for r, c in summary.failures[:TOP_FAILURES]]
+        lines.append(f"**Failures:** {summary.failed}\n" + "\n".join(reasons))
+    else:
+        lines.append("**Failures:** none")
+    if summary.jobs:
+        lines.append(
+            "The attached CSV lists every job of the period"
+            + (" (only the first ones: there were too many)." if truncated else ".")
+        )
+    return clip("\n".join(lines), MESSAGE_LIMIT)
+
+
+CSV_COLUMNS = (
+    "job_id",
+    "created_utc",
+    "finished_utc",
+    "user_id",
+    "channel_id",
+    "state",
+    "model",
+    "ratio",
+    "resolution",
+    "n",
+    "images",
+    "references",
+    "error",
+    "prompt",
+    "message_url",
+)
+
+
+def _iso(when: float | None) -> str:
+    return "" if when is None else datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _cell(text: str | None) -> str:
+    """Free text for a spreadsheet: a leading = + - @ would make it a formula, so it is quoted."""
+    text = text or ""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def csv_filename(guild_id: int, period: Period) -> str:
+    return f"imagine-usage-{guild_id}-{period.label}.csv"
+
+
+def jobs_csv(jobs: Iterable[JobRecord]) -> bytes:
+    """One row per job (UTF-8 with BOM, so spreadsheets read accents right)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for job in jobs:
+        url = (
+            f"https://discord.com/channels/{job.guild_id or '@me'}/{job.channel_id}/{job.message_id}"
+            if job.message_id is not None
+            else ""
+        )
+        writer.writerow(
+            [
+                job.id,
+                _iso(job.created_at),
+                _iso(job.finished_at),
+                job.user_id,
+                job.channel_id,
+                job.state.value,
+                job.model,
+                job.ratio,
+                job.resolution or "",
+                job.n,
+                images_of(job),
+                len(job.reference_urls),
+                _cell(job.error),
+                _cell(job.prompt),
+                url,
+            ]
+        )
+    return buffer.getvalue().encode("utf-8-sig")
