@@ -255,7 +255,7 @@ class JobRunner:
         if job.state is JobState.ACCEPTED:
             if resumed:
                 raise JobFailedError(INTERRUPTED_BEFORE_SENDING)
-            if request.reference_sources and not job.reference_urls:
+            if request.reference_sources:
                 job, request = await self._prepare_references(job, request, name)
                 observer.references_ready(request.reference_urls)
             job, first = await self._submit(job, request, name)
@@ -305,8 +305,9 @@ class JobRunner:
                 raise JobFailedError(failure_message(exc)) from exc
             urls.append(url)
         log.info("%s: uploaded %d reference image(s)", name, len(urls))
-        job = await self._jobs.update(job.id, reference_urls=urls)
-        return job, dataclasses.replace(request, reference_urls=tuple(urls))
+        hosted = (*request.reference_urls, *urls)  # copies the service already had come first
+        job = await self._jobs.update(job.id, reference_urls=hosted)
+        return job, dataclasses.replace(request, reference_urls=hosted, reference_sources=())
 
     async def _submit(
         self, job: JobRecord, request: ImagineRequest, name: str

@@ -194,3 +194,30 @@ class JobStore:
         )
         async with self._engine.connect() as conn:
             return [JobRecord._from_row(row) for row in await conn.execute(query)]
+
+    async def in_guild(self, guild_id: int, *, since: float, until: float, limit: int) -> list[JobRecord]:
+        """A server's jobs created in [since, until), oldest first, at most `limit` (for usage reports)."""
+        query = (
+            sa.select(jobs_table)
+            .where(
+                jobs_table.c.guild_id == guild_id,
+                jobs_table.c.created_at >= since,
+                jobs_table.c.created_at < until,
+            )
+            .order_by(jobs_table.c.created_at, jobs_table.c.id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [JobRecord._from_row(row) for row in await conn.execute(query)]
+
+    async def recent(self, *, guild_id: int | None, user_id: int, limit: int = 10) -> list[JobRecord]:
+        """A member's latest jobs in one server (in DMs when guild_id is None), newest first."""
+        guild = jobs_table.c.guild_id.is_(None) if guild_id is None else jobs_table.c.guild_id == guild_id
+        query = (
+            sa.select(jobs_table)
+            .where(guild, jobs_table.c.user_id == user_id)
+            .order_by(jobs_table.c.id.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [JobRecord._from_row(row) for row in await conn.execute(query)]

@@ -172,6 +172,14 @@ class QuotaLedger:
         self._engine = store.engine
         self._clock = clock
 
+    async def claim(self, key: str, seconds: int) -> bool:
+        """True for the first claim of `key` within `seconds` (across processes); False for repeats.
+
+        Used to turn a double click into one action.
+        """
+        async with self._engine.begin() as conn:
+            return await _stamp(conn, Cooldown(key=key, seconds=seconds), self._clock()) is None
+
     async def values(self, keys: Iterable[str]) -> dict[str, int]:
         """Current counter values (missing keys read as 0)."""
         wanted = list(keys)

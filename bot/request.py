@@ -40,7 +40,7 @@ class ImagineRequest:
 
     @property
     def reference_count(self) -> int:
-        return len(self.reference_urls) or len(self.reference_sources)
+        return len(self.reference_urls) + len(self.reference_sources)
 
     def submit_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `ToAPIsClient.submit`."""
@@ -71,11 +71,14 @@ def build_request(
     resolution: str | None,
     requester_id: int,
     references: tuple[ReferenceSource, ...] = (),
+    hosted_references: tuple[str, ...] = (),
 ) -> ImagineRequest:
     """Validate command options; raise `RequestError` naming what is allowed.
 
     Reference images are checked here only by what Discord says of them (type, size,
     dimensions): cheap enough to answer before anything is downloaded or paid for.
+    `hosted_references` are copies the image service already holds (a reroll reuses a
+    job's); only their number is checked.
     """
     model = catalog.find(model_id)
     if model is None:
@@ -92,6 +95,7 @@ def build_request(
         )
 
     ratio = ratio or DEFAULT_RATIO
+    has_references = bool(references or hosted_references)
     if ratio == AUTO_RATIO:
         if not model.supports_auto:
             auto_models = [m.display_name for m in catalog if m.supports_auto]
@@ -100,7 +104,7 @@ def build_request(
                 f"{model.display_name} does not support the `auto` ratio. "
                 f"Choose one of: {_listing(model.ratios)}.{also}"
             )
-        if not references:
+        if not has_references:
             raise RequestError(
                 "The `auto` ratio matches a reference image, so it needs at least one image: "
                 "attach one, or choose a ratio."
@@ -132,10 +136,16 @@ def build_request(
     else:
         resolution = model.default_resolution
 
-    if references:
+    counted = references + tuple(
+        ReferenceSource(
+            filename=f"reference {i}", url=url, content_type=None, size=None, width=None, height=None
+        )
+        for i, url in enumerate(hosted_references, start=1)
+    )
+    if counted:
         try:
             check_sources(
-                references, n=count, max_references=model.max_reference_images, model_name=model.display_name
+                counted, n=count, max_references=model.max_reference_images, model_name=model.display_name
             )
         except ReferenceRuleError as exc:
             raise RequestError(str(exc)) from None
@@ -147,6 +157,7 @@ def build_request(
         n=count,
         resolution=resolution,
         requester_id=requester_id,
+        reference_urls=hosted_references,
         reference_sources=references,
     )
 

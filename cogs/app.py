@@ -34,7 +34,7 @@ from cogs.delivery import JobMessenger
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.imagine",)
+EXTENSIONS = ("cogs.imagine", "cogs.actions", "cogs.admin")
 
 # On SIGTERM, how long submissions already sent may take to answer (their task ids must be
 # stored). Procfile hosts kill 10 s after SIGTERM; closing takes the rest.
@@ -68,6 +68,10 @@ class ImagineTree(app_commands.CommandTree):
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         command = interaction.command.name if interaction.command else "?"
+        if isinstance(error, app_commands.CheckFailure) and str(error):
+            # A refusal meant for the member (e.g. /imagine-admin without the permission): say why.
+            await send_ephemeral(interaction, str(error))
+            return
         log.error(
             "command %s failed (guild %s, user %s)",
             command,

@@ -30,6 +30,7 @@ from bot.jobstore import JobRecord, JobStore
 from bot.progress import JobProgress
 from bot.request import ImagineRequest
 from cogs import render
+from cogs.actions import result_view
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -133,7 +134,7 @@ class JobMessenger:
             log.warning("%s: progress edit failed: %s", self._label, exc.status)
 
     def references_ready(self, urls: tuple[str, ...]) -> None:
-        self._request = dataclasses.replace(self._request, reference_urls=urls)
+        self._request = dataclasses.replace(self._request, reference_urls=urls, reference_sources=())
 
     async def deliver(self, outcome: JobOutcome) -> list[int | None]:
         per_message = render.ATTACHMENTS_PER_MESSAGE
@@ -143,6 +144,7 @@ class JobMessenger:
             lambda: {
                 "embed": render.result_embed(self._request, outcome, upload_limit),
                 "attachments": _files(first),
+                "view": result_view(self._job, done=True),
             }
         )
         posted: list[int | None] = [main_id] * len(first)
@@ -156,7 +158,11 @@ class JobMessenger:
 
     async def fail(self, message: str, elapsed: float) -> None:
         await self._show_final(
-            lambda: {"embed": render.failure_embed(self._request, message, elapsed), "attachments": []}
+            lambda: {
+                "embed": render.failure_embed(self._request, message, elapsed),
+                "attachments": [],
+                "view": result_view(self._job, done=False),
+            }
         )
 
     # -- final messages ------------------------------------------------------------------

@@ -122,56 +122,75 @@ def images_in_message(message: discord.Message) -> list[ReferenceSource]:
 
 
 class ImagineModal(discord.ui.Modal):
-    """Asks for the prompt (and ratio, n, model) after "Imagine with these images"."""
+    """Asks for the prompt, ratio, n and model: after "Imagine with these images", and for Remix
+    (pre-filled with the original request)."""
 
-    def __init__(self, cog: "ImagineCog", references: tuple[ReferenceSource, ...]) -> None:
-        super().__init__(title="Imagine with these images", timeout=15 * 60)
+    def __init__(
+        self,
+        cog: "ImagineCog",
+        *,
+        title: str = MENU_NAME,
+        references: tuple[ReferenceSource, ...] = (),
+        hosted_references: tuple[str, ...] = (),
+        prompt: str | None = None,
+        ratio: str = DEFAULT_RATIO,
+        n: int = 1,
+        model: str | None = None,
+        resolution: str | None = None,
+    ) -> None:
+        super().__init__(title=title, timeout=15 * 60)
         self.cog = cog
         self.references = references
+        self.hosted_references = hosted_references
+        self.resolution = resolution
         catalog = cog.bot.catalog
-        default_model = cog.bot.settings.default_model
+        chosen_model = model or cog.bot.settings.default_model
+        self.original_model = chosen_model
         self.prompt = discord.ui.TextInput(
             style=discord.TextStyle.paragraph,
             max_length=min(4000, max(m.max_prompt_length for m in catalog)),
-            placeholder="What should the model make from these images?",
+            placeholder="What should the model make?",
+            default=prompt,
         )
         ratios = [*RATIOS, AUTO_RATIO] if any(m.supports_auto for m in catalog) else list(RATIOS)
         self.ratio = discord.ui.Select(
-            options=[discord.SelectOption(label=r, value=r, default=r == DEFAULT_RATIO) for r in ratios]
+            options=[discord.SelectOption(label=r, value=r, default=r == ratio) for r in ratios]
         )
-        most = max(1, MAX_TOTAL_IMAGES - len(references))
+        count = len(references) + len(hosted_references)
+        most = max(1, MAX_TOTAL_IMAGES - count)
         self.n = discord.ui.Select(
             options=[
-                discord.SelectOption(label=str(i), value=str(i), default=i == 1) for i in range(1, most + 1)
+                discord.SelectOption(label=str(i), value=str(i), default=i == min(n, most))
+                for i in range(1, most + 1)
             ]
         )
         self.model = discord.ui.Select(
             options=[
-                discord.SelectOption(label=m.display_name, value=m.id, default=m.id == default_model)
+                discord.SelectOption(label=m.display_name, value=m.id, default=m.id == chosen_model)
                 for m in catalog
             ]
         )
-        count = len(references)
         self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
         self.add_item(discord.ui.Label(text="Ratio", component=self.ratio))
-        self.add_item(
-            discord.ui.Label(
-                text="Number of images",
-                description=f"With {count} reference image{'s' if count != 1 else ''}, at most {most}.",
-                component=self.n,
-            )
+        limit_note = (
+            f"With {count} reference image{'s' if count != 1 else ''}, at most {most}." if count else None
         )
+        self.add_item(discord.ui.Label(text="Number of images", description=limit_note, component=self.n))
         self.add_item(discord.ui.Label(text="Model", component=self.model))
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
+        model = self.model.values[0] if self.model.values else self.original_model
+        # A resolution carried over (Remix) only applies if the model stays the same.
+        same_model = model == self.original_model
         await self.cog.start(
             interaction,
             prompt=self.prompt.value,
             ratio=self.ratio.values[0] if self.ratio.values else DEFAULT_RATIO,
             n=int(self.n.values[0]) if self.n.values else 1,
-            model=self.model.values[0] if self.model.values else None,
-            resolution=None,
+            model=model,
+            resolution=self.resolution if same_model else None,
             references=self.references,
+            hosted_references=self.hosted_references,
         )
 
 
@@ -211,7 +230,7 @@ class ImagineCog(commands.Cog):
                 str(exc), ephemeral=True, allowed_mentions=render.NO_PINGS
             )
             return
-        await interaction.response.send_modal(ImagineModal(self, references))
+        await interaction.response.send_modal(ImagineModal(self, references=references))
 
     async def start(
         self,
@@ -223,8 +242,10 @@ class ImagineCog(commands.Cog):
         model: str | None,
         resolution: str | None,
         references: tuple[ReferenceSource, ...] = (),
+        hosted_references: tuple[str, ...] = (),
     ) -> None:
-        """Everything /imagine and the message menu share: validate, check, record, answer, run."""
+        """Everything /imagine, the message menu and the result buttons share: validate, check,
+        record, answer, run. `hosted_references` are references the image service already has."""
         if self.bot.stopping:
             await refuse(interaction, RESTARTING)
             return
@@ -238,6 +259,7 @@ class ImagineCog(commands.Cog):
                 resolution=resolution,
                 requester_id=interaction.user.id,
                 references=references,
+                hosted_references=hosted_references,
             )
             who = requester(interaction)
             settings = await self.bot.guild_settings.get(who.guild_id) if who.guild_id is not None else None
@@ -302,13 +324,17 @@ def requester(interaction: discord.Interaction) -> policy.Requester:
     """Who is asking and where, as the policy sees it."""
     channel = interaction.channel
     parent = channel.parent_id if isinstance(channel, discord.Thread) else None
-    roles = getattr(interaction.user, "roles", ())
+    # The role ids Discord sent with the member: `Member.roles` only lists roles found in the
+    # guild cache, which may not hold this server yet (and rules must not fail open or closed on that).
+    role_ids = getattr(interaction.user, "_roles", None)
+    if role_ids is None:
+        role_ids = [r.id for r in getattr(interaction.user, "roles", ())]
     return policy.Requester(
         user_id=interaction.user.id,
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id or 0,
         parent_channel_id=parent,
-        role_ids=frozenset(r.id for r in roles),
+        role_ids=frozenset(int(r) for r in role_ids),
     )
 
 

@@ -9,7 +9,7 @@ the bot spending an edit every second.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 import discord
 
@@ -81,7 +81,8 @@ def status_line(state: JobProgress, started: datetime, references: int = 0) -> s
 def progress_embed(request: ImagineRequest, state: JobProgress, started: datetime) -> discord.Embed:
     """The placeholder and every progress edit."""
     embed = _base_embed(request, COLOR_WORKING)
-    embed.add_field(name="Status", value=status_line(state, started, request.reference_count), inline=False)
+    preparing = len(request.reference_sources)
+    embed.add_field(name="Status", value=status_line(state, started, preparing), inline=False)
     return embed
 
 
@@ -152,3 +153,55 @@ def audit_line(job: JobRecord, request: ImagineRequest) -> str:
     if job.message_id is not None:
         parts.append(f"[message]({message_link(job.guild_id, job.channel_id, job.message_id)})")
     return _clip(" · ".join(parts), 2000)
+
+
+def _when(timestamp: float | None) -> str:
+    return discord.utils.format_dt(datetime.fromtimestamp(timestamp, UTC), "f") if timestamp else "—"
+
+
+def details_embed(job: JobRecord, request: ImagineRequest) -> discord.Embed:
+    """Everything about one job, for the Details button (private)."""
+    embed = discord.Embed(title=f"Job {job.id}", description=_clip(request.prompt, DESCRIPTION_LIMIT))
+    embed.add_field(name="Model", value=f"{request.model.display_name} (`{request.model.id}`)")
+    embed.add_field(name="Ratio", value=request.ratio)
+    embed.add_field(name="Resolution", value=request.resolution or "—")
+    delivered = len((job.delivered or {}).get("images", []))
+    embed.add_field(name="Images", value=f"{delivered} of {job.n} delivered" if job.is_final else str(job.n))
+    embed.add_field(name="Requested by", value=f"<@{job.user_id}>")
+    embed.add_field(name="State", value=job.state.value)
+    if request.reference_count:
+        embed.add_field(name="References", value=_references(request), inline=False)
+    timings = [
+        f"Asked {_when(job.created_at)}",
+        f"Sent {_when(job.submitted_at)}",
+        f"Ended {_when(job.finished_at)}",
+    ]
+    if job.finished_at:
+        timings.append(f"Took {duration_words(job.finished_at - job.created_at)}")
+    embed.add_field(name="Timings", value="\n".join(timings), inline=False)
+    embed.add_field(
+        name="Task id", value=f"`{job.task_id}`" if job.task_id else "— (never sent)", inline=False
+    )
+    if job.error:
+        embed.add_field(name="Error", value=_clip(job.error, FIELD_LIMIT), inline=False)
+    return embed
+
+
+def history_text(jobs: Sequence[JobRecord]) -> str:
+    """A member's recent jobs, one line each, newest first (for /imagine-history)."""
+    lines = []
+    for job in jobs:
+        prompt = _clip(" ".join(job.prompt.split()).replace("`", "'"), 60)
+        if job.state is JobState.DONE:
+            count = len((job.delivered or {}).get("images", []))
+            outcome = f"✅ {count} image{'s' if count != 1 else ''}"
+        elif job.state is JobState.FAILED:
+            outcome = "❌ failed"
+        else:
+            outcome = "⏳ running"
+        when = discord.utils.format_dt(datetime.fromtimestamp(job.created_at, UTC), "R")
+        line = f"**{job.id}** · {outcome} · “{prompt}” · {when}"
+        if job.message_id is not None:
+            line += f" · [open]({message_link(job.guild_id, job.channel_id, job.message_id)})"
+        lines.append(line)
+    return _clip("\n".join(lines), 2000)

@@ -1,0 +1,296 @@
+"""Buttons on every finished result — Reroll, Vary, Remix, Delete, Details — and /imagine-history.
+
+The buttons are `DynamicItem`s: their `custom_id` (`imagine:<action>:<job id>`) carries
+the job id and the job record supplies everything else, so they keep working after a
+restart and days later. Every new job goes through `ImagineCog.start`, exactly like
+/imagine (permissions, policy, quotas, cooldown, blocklist), for the member who clicked.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.jobstore import JobRecord
+from bot.references import MAX_TOTAL_IMAGES, ReferenceSource
+from bot.request import request_for_job
+from cogs import render
+
+if TYPE_CHECKING:
+    from cogs.app import ImagineBot
+    from cogs.imagine import ImagineCog
+
+log = logging.getLogger(__name__)
+
+# A second click on the same action of the same job by the same member within this many
+# seconds is the same click.
+DOUBLE_CLICK_SECONDS = 5
+
+_BUTTONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
+    "reroll": ("Reroll", "🔁", discord.ButtonStyle.primary),
+    "vary": ("Vary", "🎲", discord.ButtonStyle.secondary),
+    "remix": ("Remix", "✏️", discord.ButtonStyle.secondary),
+    "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
+    "details": ("Details", "ℹ️", discord.ButtonStyle.secondary),
+}
+DONE_ACTIONS = ("reroll", "vary", "remix", "delete", "details")
+FAILED_ACTIONS = ("reroll", "remix", "details")
+
+GONE = (
+    "This result is no longer in the bot's records, so it can't be used any more. "
+    "Start a new one with /imagine."
+)
+ALREADY = "That's already on its way — one click is enough."
+
+
+class ResultButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=r"imagine:(?P<action>reroll|vary|remix|delete|details):(?P<job_id>[0-9]{1,20})",
+):
+    """One action button of a result message."""
+
+    def __init__(self, action: str, job_id: int) -> None:
+        label, emoji, style = _BUTTONS[action]
+        super().__init__(
+            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=f"imagine:{action}:{job_id}")
+        )
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> ResultButton:
+        return cls(match["action"], int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _actions(interaction).handle(interaction, self.action, self.job_id)
+
+
+class VaryPicker(
+    discord.ui.DynamicItem[discord.ui.Select], template=r"imagine:varypick:(?P<job_id>[0-9]{1,20})"
+):
+    """Which image to vary (a private message shows it when a result has several)."""
+
+    def __init__(self, job_id: int, count: int) -> None:
+        options = [discord.SelectOption(label=f"Image {i}", value=str(i)) for i in range(1, count + 1)]
+        super().__init__(
+            discord.ui.Select(
+                custom_id=f"imagine:varypick:{job_id}", placeholder="Pick an image", options=options
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> VaryPicker:
+        count = len(item.options) if isinstance(item, discord.ui.Select) else 1
+        return cls(int(match["job_id"]), count)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _actions(interaction).vary_pick(interaction, self.job_id, int(self.item.values[0]))
+
+
+def result_view(job: JobRecord, *, done: bool) -> discord.ui.View:
+    """The buttons under a finished job's message (fewer under a failure: nothing to vary or delete)."""
+    view = discord.ui.View(timeout=None)
+    for action in DONE_ACTIONS if done else FAILED_ACTIONS:
+        view.add_item(ResultButton(action, job.id))
+    return view
+
+
+def _actions(interaction: discord.Interaction) -> ActionsCog:
+    cog = interaction.client.get_cog(ActionsCog.__cog_name__)  # type: ignore[attr-defined]
+    assert isinstance(cog, ActionsCog)
+    return cog
+
+
+async def _private(interaction: discord.Interaction, text: str | None, **extra: Any) -> None:
+    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_PINGS, **extra)
+
+
+class ActionsCog(commands.Cog, name="Actions"):
+    """Thin adapter from result buttons to new jobs (through ImagineCog.start)."""
+
+    def __init__(self, bot: ImagineBot) -> None:
+        self.bot = bot
+        self.history = app_commands.Command(
+            name="imagine-history",
+            description="Your last 10 images in this server, with links",
+            callback=self._history,
+        )
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(ResultButton, VaryPicker)
+        self.bot.tree.add_command(self.history)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(ResultButton, VaryPicker)
+        self.bot.tree.remove_command(self.history.name)
+
+    @property
+    def imagine(self) -> ImagineCog:
+        cog = self.bot.get_cog("ImagineCog")
+        assert cog is not None
+        return cog  # type: ignore[return-value]
+
+    async def handle(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
+        job = await self.bot.jobs.get(job_id)
+        if job is None:
+            await _private(interaction, GONE)
+            return
+        await getattr(self, f"_{action}")(interaction, job)
+
+    async def _first_click(self, interaction: discord.Interaction, action: str, job: JobRecord) -> bool:
+        """False (and a private note) when this is a repeat of a click a moment ago."""
+        key = f"click:{action}:{job.id}:{interaction.user.id}"
+        if await self.bot.ledger.claim(key, DOUBLE_CLICK_SECONDS):
+            return True
+        await _private(interaction, ALREADY)
+        return False
+
+    async def _reroll(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        if not await self._first_click(interaction, "reroll", job):
+            return
+        await self.imagine.start(
+            interaction,
+            prompt=job.prompt,
+            ratio=job.ratio,
+            n=job.n,
+            model=job.model,
+            resolution=job.resolution,
+            hosted_references=job.reference_urls,
+        )
+
+    async def _vary(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        images = (job.delivered or {}).get("images", [])
+        if len(images) == 1:
+            await self.vary_pick(interaction, job.id, 1)
+            return
+        if not images:
+            await _private(interaction, "This result has no images to vary.")
+            return
+        view = discord.ui.View(timeout=None)
+        view.add_item(VaryPicker(job.id, len(images)))
+        await _private(interaction, "Which image should the new ones vary?", view=view)
+
+    async def vary_pick(self, interaction: discord.Interaction, job_id: int, number: int) -> None:
+        """Generate from image `number` of job `job_id` as the reference, with the same prompt."""
+        job = await self.bot.jobs.get(job_id)
+        if job is None:
+            await _private(interaction, GONE)
+            return
+        if not await self._first_click(interaction, f"vary{number}", job):
+            return
+        source = await self._posted_image(interaction, job, number)
+        if source is None:
+            await _private(
+                interaction,
+                f"Image {number} is no longer available — its message was deleted or can't be read.",
+            )
+            return
+        await self.imagine.start(
+            interaction,
+            prompt=job.prompt,
+            ratio=job.ratio,
+            n=min(job.n, MAX_TOTAL_IMAGES - 1),
+            model=job.model,
+            resolution=job.resolution,
+            references=(source,),
+        )
+
+    async def _posted_image(
+        self, interaction: discord.Interaction, job: JobRecord, number: int
+    ) -> ReferenceSource | None:
+        """Image `number` as posted in Discord (never the image service's expiring result URL)."""
+        images = (job.delivered or {}).get("images", [])
+        if not 1 <= number <= len(images):
+            return None
+        wanted = images[number - 1]
+        message_id = wanted.get("message_id")
+        message: discord.Message | None = None
+        if interaction.message is not None and interaction.message.id == message_id:
+            message = interaction.message
+        elif message_id is not None:
+            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            try:
+                message = await channel.fetch_message(message_id)
+            except discord.HTTPException as exc:
+                log.info(
+                    "job %s: the message with image %d could not be read: %s", job.id, number, exc.status
+                )
+        if message is None:
+            return None
+        attachment = next((a for a in message.attachments if a.filename == wanted.get("filename")), None)
+        if attachment is None:
+            return None
+        return ReferenceSource(
+            filename=attachment.filename,
+            url=attachment.url,
+            content_type=attachment.content_type,
+            size=attachment.size,
+            width=attachment.width,
+            height=attachment.height,
+        )
+
+    async def _remix(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        from cogs.imagine import ImagineModal  # the one request form, shared with the message menu
+
+        await interaction.response.send_modal(
+            ImagineModal(
+                self.imagine,
+                title="Remix",
+                hosted_references=job.reference_urls,
+                prompt=job.prompt,
+                ratio=job.ratio,
+                n=job.n,
+                model=job.model,
+                resolution=job.resolution,
+            )
+        )
+
+    async def _delete(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        permissions = interaction.permissions
+        if interaction.user.id != job.user_id and not permissions.manage_messages:
+            await _private(
+                interaction,
+                "Only the member who asked for this image, or a moderator with Manage Messages, "
+                "can delete it.",
+            )
+            return
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        ids = list((job.delivered or {}).get("message_ids", [])) or [job.message_id]
+        deleted = 0
+        for message_id in (m for m in ids if m is not None):
+            try:
+                await channel.get_partial_message(message_id).delete()
+                deleted += 1
+            except discord.NotFound:
+                continue
+            except discord.HTTPException as exc:
+                log.warning("job %s: deleting message %s failed: %s", job.id, message_id, exc.status)
+        log.info("job %s: result deleted by user %s (%d message(s))", job.id, interaction.user.id, deleted)
+        await _private(interaction, "Deleted." if deleted else "There was nothing left to delete.")
+
+    async def _details(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        request = request_for_job(job, self.bot.catalog)
+        await _private(interaction, None, embed=render.details_embed(job, request))
+
+    async def _history(self, interaction: discord.Interaction) -> None:
+        jobs = await self.bot.jobs.recent(
+            guild_id=interaction.guild_id, user_id=interaction.user.id, limit=10
+        )
+        if not jobs:
+            await _private(interaction, "You have no images here yet. Try /imagine.")
+            return
+        await _private(interaction, render.history_text(jobs))
+
+
+async def setup(bot: ImagineBot) -> None:
+    await bot.add_cog(ActionsCog(bot))
