@@ -1,4 +1,4 @@
-"""Buttons on every finished result — Reroll, Vary, Remix, Delete, Details — and /imagine-history.
+"""What the result buttons do — Reroll, Vary, Remix, Delete, Details — and /imagine-history.
 
 The buttons are `DynamicItem`s: their `custom_id` (`imagine:<action>:<job id>`) carries
 the job id and the job record supplies everything else, so they keep working after a
@@ -9,7 +9,6 @@ restart and days later. Every new job goes through `ImagineCog.start`, exactly l
 from __future__ import annotations
 
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -20,6 +19,7 @@ from bot.jobstore import JobRecord
 from bot.references import MAX_TOTAL_IMAGES, ReferenceSource
 from bot.request import request_for_job
 from cogs import render
+from cogs.components import ResultButton, VaryPicker
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -31,84 +31,11 @@ log = logging.getLogger(__name__)
 # seconds is the same click.
 DOUBLE_CLICK_SECONDS = 5
 
-_BUTTONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
-    "reroll": ("Reroll", "🔁", discord.ButtonStyle.primary),
-    "vary": ("Vary", "🎲", discord.ButtonStyle.secondary),
-    "remix": ("Remix", "✏️", discord.ButtonStyle.secondary),
-    "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
-    "details": ("Details", "ℹ️", discord.ButtonStyle.secondary),
-}
-DONE_ACTIONS = ("reroll", "vary", "remix", "delete", "details")
-FAILED_ACTIONS = ("reroll", "remix", "details")
-
 GONE = (
     "This result is no longer in the bot's records, so it can't be used any more. "
     "Start a new one with /imagine."
 )
 ALREADY = "That's already on its way — one click is enough."
-
-
-class ResultButton(
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=r"imagine:(?P<action>reroll|vary|remix|delete|details):(?P<job_id>[0-9]{1,20})",
-):
-    """One action button of a result message."""
-
-    def __init__(self, action: str, job_id: int) -> None:
-        label, emoji, style = _BUTTONS[action]
-        super().__init__(
-            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=f"imagine:{action}:{job_id}")
-        )
-        self.action = action
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> ResultButton:
-        return cls(match["action"], int(match["job_id"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _actions(interaction).handle(interaction, self.action, self.job_id)
-
-
-class VaryPicker(
-    discord.ui.DynamicItem[discord.ui.Select], template=r"imagine:varypick:(?P<job_id>[0-9]{1,20})"
-):
-    """Which image to vary (a private message shows it when a result has several)."""
-
-    def __init__(self, job_id: int, count: int) -> None:
-        options = [discord.SelectOption(label=f"Image {i}", value=str(i)) for i in range(1, count + 1)]
-        super().__init__(
-            discord.ui.Select(
-                custom_id=f"imagine:varypick:{job_id}", placeholder="Pick an image", options=options
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> VaryPicker:
-        count = len(item.options) if isinstance(item, discord.ui.Select) else 1
-        return cls(int(match["job_id"]), count)
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _actions(interaction).vary_pick(interaction, self.job_id, int(self.item.values[0]))
-
-
-def result_view(job: JobRecord, *, done: bool) -> discord.ui.View:
-    """The buttons under a finished job's message (fewer under a failure: nothing to vary or delete)."""
-    view = discord.ui.View(timeout=None)
-    for action in DONE_ACTIONS if done else FAILED_ACTIONS:
-        view.add_item(ResultButton(action, job.id))
-    return view
-
-
-def _actions(interaction: discord.Interaction) -> ActionsCog:
-    cog = interaction.client.get_cog(ActionsCog.__cog_name__)  # type: ignore[attr-defined]
-    assert isinstance(cog, ActionsCog)
-    return cog
 
 
 async def _private(interaction: discord.Interaction, text: str | None, **extra: Any) -> None:

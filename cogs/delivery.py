@@ -30,7 +30,7 @@ from bot.jobstore import JobRecord, JobStore
 from bot.progress import JobProgress
 from bot.request import ImagineRequest
 from cogs import render
-from cogs.actions import result_view
+from cogs.components import result_view
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
