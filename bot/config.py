@@ -73,6 +73,10 @@ class Settings:
     owner_ids: frozenset[int] = frozenset()
     allowed_guild_ids: frozenset[int] | None = None
     allow_dms: bool = False
+    metrics_log_seconds: float = 0.0
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] | None = None
+    discord_gateway_url: str | None = None
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -157,6 +161,21 @@ class Settings:
                 return False
             raise _problem(name, f"must be true or false, got {raw!r}")
 
+        shard_count_raw = get("SHARD_COUNT")
+        if shard_count_raw is not None and (not shard_count_raw.isdigit() or int(shard_count_raw) < 1):
+            raise _problem("SHARD_COUNT", f"must be a whole number (1 or more), got {shard_count_raw!r}")
+        shard_count = int(shard_count_raw) if shard_count_raw is not None else None
+        shard_ids = ids("SHARD_IDS")
+        if shard_ids is not None:
+            if shard_count is None:
+                raise _problem("SHARD_IDS", "needs SHARD_COUNT (how many shards there are in all)")
+            if max(shard_ids) >= shard_count:
+                raise _problem("SHARD_IDS", f"must be below SHARD_COUNT ({shard_count}): {sorted(shard_ids)}")
+
+        gateway_raw = get("DISCORD_GATEWAY_URL")
+        if gateway_raw is not None and urlsplit(gateway_raw).scheme not in ("ws", "wss"):
+            raise _problem("DISCORD_GATEWAY_URL", f"must be a ws:// or wss:// URL, got {gateway_raw!r}")
+
         cap_raw = get("GLOBAL_DAILY_IMAGE_CAP")
         if cap_raw is not None and not cap_raw.isdigit():
             raise _problem("GLOBAL_DAILY_IMAGE_CAP", f"must be a whole number of images, got {cap_raw!r}")
@@ -180,4 +199,8 @@ class Settings:
             owner_ids=ids("OWNER_IDS") or frozenset(),
             allowed_guild_ids=ids("ALLOWED_GUILD_IDS"),
             allow_dms=flag("ALLOW_DMS", False),
+            metrics_log_seconds=number("METRICS_LOG_SECONDS", 0.0, 0, 3600),
+            shard_count=shard_count,
+            shard_ids=tuple(sorted(shard_ids)) if shard_ids is not None else None,
+            discord_gateway_url=gateway_raw,
         )

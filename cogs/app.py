@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import discord
+import yarl
 from discord import app_commands
 from discord.ext import commands
 
@@ -23,6 +24,7 @@ from bot.config import Settings
 from bot.guild_settings import GuildSettingsStore
 from bot.jobs import JobRunner, JobTimings
 from bot.jobstore import JobRecord, JobState, JobStore
+from bot.metrics import LoopLagMonitor
 from bot.policy import OperatorRules, guild_allowed
 from bot.quota import QuotaLedger
 from bot.registration import CommandRegistry, fingerprint
@@ -53,10 +55,17 @@ REQUIRED_PERMISSIONS = discord.Permissions(
 SCOPES = ("bot", "applications.commands")
 
 
-def use_discord_api(base_url: str | None) -> None:
-    """Point discord.py at another Discord API base (tests and proxies); None keeps Discord's."""
+def use_discord_api(base_url: str | None, gateway_url: str | None = None) -> None:
+    """Point discord.py at another Discord API base and gateway (tests and proxies); None keeps Discord's."""
     if base_url:
         discord.http.Route.BASE = base_url
+    if gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def shard_of(guild_id: int | None, shard_count: int) -> int:
+    """Discord's rule for which shard receives a server's events (direct messages: shard 0)."""
+    return (guild_id >> 22) % shard_count if guild_id is not None else 0
 
 
 def invite_url(application_id: int) -> str:
@@ -100,6 +109,10 @@ class ImagineBot(commands.AutoShardedBot):
     def __init__(self, settings: Settings, catalog: Catalog, **options: Any) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
+        if settings.shard_count is not None:
+            options.setdefault("shard_count", settings.shard_count)
+        if settings.shard_ids is not None:
+            options.setdefault("shard_ids", list(settings.shard_ids))
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -125,6 +138,7 @@ class ImagineBot(commands.AutoShardedBot):
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
         self._shutdown: asyncio.Task[None] | None = None  # not in _tasks: close() cancels those
+        self._monitor: asyncio.Task[None] | None = None
 
     @property
     def runner(self) -> JobRunner:
@@ -173,12 +187,27 @@ class ImagineBot(commands.AutoShardedBot):
         )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        await self.register_commands()
+        if self.registers_commands:
+            await self.register_commands()
         await self.resume_jobs()
+        if self.settings.metrics_log_seconds > 0:
+            monitor = LoopLagMonitor(self.settings.metrics_log_seconds, jobs_running=lambda: len(self._tasks))
+            self._monitor = asyncio.create_task(monitor.run(), name="metrics")
+
+    @property
+    def registers_commands(self) -> bool:
+        """One process registers slash commands: the one running shard 0 (or the only one)."""
+        return self.settings.shard_ids is None or 0 in self.settings.shard_ids
+
+    def owns(self, job: JobRecord) -> bool:
+        """Whether this process runs the shard that job's server belongs to (so it resumes it)."""
+        if self.settings.shard_count is None or self.settings.shard_ids is None:
+            return True
+        return shard_of(job.guild_id, self.settings.shard_count) in self.settings.shard_ids
 
     async def resume_jobs(self) -> int:
         """Pick up every job a previous run left unfinished; returns how many."""
-        unfinished = await self.jobs.unfinished()
+        unfinished = [job for job in await self.jobs.unfinished() if self.owns(job)]
         for job in unfinished:
             log.info("job %s: resuming from state %s", job.id, job.state)
             self.start_job(job, request_for_job(job, self.catalog), resumed=True)
@@ -273,6 +302,8 @@ class ImagineBot(commands.AutoShardedBot):
 
     async def close(self) -> None:
         self.stopping = True
+        if self._monitor is not None:
+            self._monitor.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -286,7 +317,7 @@ class ImagineBot(commands.AutoShardedBot):
 
 def build_bot(settings: Settings, catalog: Catalog, **options: Any) -> ImagineBot:
     """The bot exactly as `python -m bot` runs it; `options` go to discord.py (tests shorten timeouts)."""
-    use_discord_api(settings.discord_api_base_url)
+    use_discord_api(settings.discord_api_base_url, settings.discord_gateway_url)
     return ImagineBot(settings, catalog, **options)
 
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -172,3 +173,58 @@ async def start_bot(
         await handle.bot.close()
         with contextlib.suppress(asyncio.CancelledError):
             await handle.task
+
+
+SHUTDOWN_LIMIT = 10.0  # what Procfile hosts allow between SIGTERM and SIGKILL
+
+
+class BotProcess:
+    """`python -m bot` as its own process, configured through its environment like a deployment."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.output = bytearray()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, env: dict[str, str], cwd: Path) -> BotProcess:
+        proc = await spawn_bot_process(env, cwd=cwd, stderr=subprocess.STDOUT)
+        return cls(proc)
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := await self.proc.stdout.read(4096):
+            self.output.extend(chunk)
+
+    async def stop(self, sig: signal.Signals, within: float = SHUTDOWN_LIMIT) -> int:
+        """Send `sig`; return the exit code, failing if the process outlives `within` seconds."""
+        self.proc.send_signal(sig)
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), within)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise AssertionError(
+                f"the bot did not exit within {within}s of {sig.name}:\n{self.log}"
+            ) from None
+        await self._reader
+        return code
+
+    @property
+    def log(self) -> str:
+        return self.output.decode(errors="replace")[-4000:]
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+@pytest.fixture
+async def processes():
+    started: list[BotProcess] = []
+    yield started
+    for process in started:
+        await process.close()

@@ -2,72 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionRecord
 from tests.fakes.toapis import FakeToAPIs, TaskPlan
-from tests.rig import eventually, spawn_bot_process, status_of
+from tests.rig import BotProcess, eventually, status_of
 
 ROOT = Path(__file__).resolve().parents[1]
-SHUTDOWN_LIMIT = 10.0  # what Procfile hosts allow between SIGTERM and SIGKILL
-
-
-class BotProcess:
-    """`python -m bot` as its own process, configured through its environment like a deployment."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.output = bytearray()
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, env: dict[str, str], cwd: Path) -> BotProcess:
-        proc = await spawn_bot_process(env, cwd=cwd, stderr=subprocess.STDOUT)
-        return cls(proc)
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := await self.proc.stdout.read(4096):
-            self.output.extend(chunk)
-
-    async def stop(self, sig: signal.Signals, within: float = SHUTDOWN_LIMIT) -> int:
-        """Send `sig`; return the exit code, failing if the process outlives `within` seconds."""
-        self.proc.send_signal(sig)
-        try:
-            code = await asyncio.wait_for(self.proc.wait(), within)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-            raise AssertionError(
-                f"the bot did not exit within {within}s of {sig.name}:\n{self.log}"
-            ) from None
-        await self._reader
-        return code
-
-    @property
-    def log(self) -> str:
-        return self.output.decode(errors="replace")[-4000:]
-
-    async def close(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
-
-
-@pytest.fixture
-async def processes():
-    started: list[BotProcess] = []
-    yield started
-    for process in started:
-        await process.close()
 
 
 @pytest.fixture

@@ -1,0 +1,83 @@
+"""A small health monitor: event-loop lag and memory, logged as one line every few seconds.
+
+Enabled by METRICS_LOG_SECONDS. The line is stable and easy to parse:
+
+    metrics loop_lag_p99_ms=12.3 loop_lag_max_ms=45.6 rss_mb=123.4 peak_rss_mb=130.2 jobs_running=17
+
+Loop lag is how late a timer fires compared with when it was due (a blocked event
+loop delays every job); the figures are cumulative since start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import resource
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TICK = 0.05  # how often the loop is probed
+# Lag histogram bucket edges in milliseconds (fixed memory however long the bot runs).
+_EDGES = [0.5 * 1.25**i for i in range(48)]
+
+
+def memory_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS) of this process in MB."""
+    try:
+        fields = dict(
+            line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line
+        )
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    except (OSError, KeyError, ValueError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak, peak
+
+
+class LoopLagMonitor:
+    """Measures event-loop lag and logs the metrics line every `every` seconds."""
+
+    def __init__(self, every: float, *, jobs_running: Callable[[], int] = lambda: 0) -> None:
+        self._every = every
+        self._jobs_running = jobs_running
+        self._counts = [0] * (len(_EDGES) + 1)
+        self._samples = 0
+        self._max_ms = 0.0
+
+    def record(self, lag_ms: float) -> None:
+        self._counts[bisect.bisect_left(_EDGES, lag_ms)] += 1
+        self._samples += 1
+        self._max_ms = max(self._max_ms, lag_ms)
+
+    def percentile(self, fraction: float) -> float:
+        """Upper edge of the bucket holding the given fraction of samples (ms)."""
+        if not self._samples:
+            return 0.0
+        wanted = fraction * self._samples
+        seen = 0
+        for index, count in enumerate(self._counts):
+            seen += count
+            if seen >= wanted:
+                return _EDGES[index] if index < len(_EDGES) else self._max_ms
+        return self._max_ms
+
+    def line(self) -> str:
+        rss, peak = memory_mb()
+        return (
+            f"metrics loop_lag_p99_ms={self.percentile(0.99):.1f} loop_lag_max_ms={self._max_ms:.1f} "
+            f"rss_mb={rss:.1f} peak_rss_mb={peak:.1f} jobs_running={self._jobs_running()}"
+        )
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_log = loop.time() + self._every
+        while True:
+            due = loop.time() + TICK
+            await asyncio.sleep(TICK)
+            now = loop.time()
+            self.record(max(0.0, now - due) * 1000)
+            if now >= next_log:
+                log.info("%s", self.line())
+                next_log = now + self._every
