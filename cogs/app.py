@@ -25,6 +25,7 @@ from bot.guild_settings import GuildSettingsStore
 from bot.jobs import JobRunner, JobTimings
 from bot.jobstore import JobRecord, JobState, JobStore
 from bot.metrics import LoopLagMonitor
+from bot.pacing import ChannelPacer
 from bot.policy import OperatorRules, guild_allowed
 from bot.quota import QuotaLedger
 from bot.registration import CommandRegistry, fingerprint
@@ -136,6 +137,7 @@ class ImagineBot(commands.AutoShardedBot):
         self._ledger: QuotaLedger | None = None
         self._runner: JobRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.pacer = ChannelPacer()  # every write to a job's message, and audit lines, go through it
         self.stopping = False
         self._shutdown: asyncio.Task[None] | None = None  # not in _tasks: close() cancels those
         self._monitor: asyncio.Task[None] | None = None
@@ -215,7 +217,7 @@ class ImagineBot(commands.AutoShardedBot):
 
     def start_job(self, job: JobRecord, request: ImagineRequest, *, resumed: bool = False) -> None:
         """Run a stored job in the background, delivering into its Discord message."""
-        messenger = JobMessenger(self, job, request, self.jobs)
+        messenger = JobMessenger(self, job, request, self.jobs, self.pacer)
         self.spawn(self._run_job(job, request, messenger, resumed), name=f"job-{job.id}")
 
     async def _run_job(
@@ -233,7 +235,10 @@ class ImagineBot(commands.AutoShardedBot):
             return
         channel = self.get_partial_messageable(settings.audit_channel_id, guild_id=job.guild_id)
         try:
-            await channel.send(render.audit_line(job, request), allowed_mentions=render.NO_PINGS)
+            line = render.audit_line(job, request)
+            await self.pacer.final(
+                settings.audit_channel_id, lambda: channel.send(line, allowed_mentions=render.NO_PINGS)
+            )
         except discord.HTTPException as exc:
             log.warning("job %s: the audit line could not be posted: %s", job.id, exc.status)
 

@@ -18,15 +18,16 @@ import dataclasses
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 
 from bot.images import FittedImage
 from bot.jobs import JobOutcome
 from bot.jobstore import JobRecord, JobStore
+from bot.pacing import ChannelPacer
 from bot.progress import JobProgress
 from bot.request import ImagineRequest
 from cogs import render
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from cogs.app import ImagineBot
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 INVALID_WEBHOOK_TOKEN = 50027
 UNKNOWN_MESSAGE = 10008
@@ -58,10 +61,12 @@ class JobMessenger:
         job: JobRecord,
         request: ImagineRequest,
         jobs: JobStore,
+        pacer: ChannelPacer,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._bot = bot
+        self._pacer = pacer
         self._job = job
         self._request = request
         self._jobs = jobs
@@ -123,11 +128,21 @@ class JobMessenger:
         self._message_gone = True
         raise MessageGoneError
 
+    async def _write(self, send: Callable[[], Awaitable[T]]) -> T:
+        """A write that must happen (a result), paced ahead of progress in this channel."""
+        return await self._pacer.final(self._job.channel_id, send, key=self._job.id)
+
     # -- JobObserver ---------------------------------------------------------------------
 
     async def show_progress(self, state: JobProgress) -> None:
         try:
-            await self._edit(lambda: {"embed": render.progress_embed(self._request, state, self._started)})
+            await self._pacer.progress(
+                self._job.channel_id,
+                self._job.id,
+                lambda: self._edit(
+                    lambda: {"embed": render.progress_embed(self._request, state, self._started)}
+                ),
+            )
         except MessageGoneError:
             pass  # progress is not worth a new message; the result will be
         except discord.HTTPException as exc:
@@ -170,7 +185,7 @@ class JobMessenger:
     async def _show_final(self, make_fields: Callable[[], dict[str, Any]]) -> int | None:
         """Put the final state in the job message, or in a new message; return its id."""
         try:
-            await self._edit(make_fields)
+            await self._write(lambda: self._edit(make_fields))
             return self._job.message_id
         except MessageGoneError:
             pass
@@ -188,7 +203,9 @@ class JobMessenger:
         files = fields.pop("attachments", None) or None
         message: discord.Message | discord.WebhookMessage | None
         try:
-            message = await self._channel.send(content, allowed_mentions=mention, files=files, **fields)
+            message = await self._write(
+                lambda: self._channel.send(content, allowed_mentions=mention, files=files, **fields)
+            )
             # A channel message is not the interaction's: later edits go through the channel.
             self._token_dead = True
         except discord.HTTPException as exc:
@@ -213,7 +230,9 @@ class JobMessenger:
         else:
             fields["files"] = fields.pop("attachments")
         try:
-            return await webhook.send(content, allowed_mentions=mention, wait=True, **fields)
+            return await self._write(
+                lambda: webhook.send(content, allowed_mentions=mention, wait=True, **fields)
+            )
         except discord.HTTPException as exc:
             log.warning("%s: follow-up failed (%s)", self._label, exc.status)
             return None
@@ -230,8 +249,10 @@ class JobMessenger:
             else None
         )
         try:
-            message = await self._channel.send(
-                text, files=_files(images), reference=reference, allowed_mentions=render.NO_PINGS
+            message = await self._write(
+                lambda: self._channel.send(
+                    text, files=_files(images), reference=reference, allowed_mentions=render.NO_PINGS
+                )
             )
             return message.id
         except discord.HTTPException as exc:
@@ -241,8 +262,8 @@ class JobMessenger:
             log.warning("%s: images past the tenth could not be delivered", self._label)
             return None
         try:
-            followup = await webhook.send(
-                text, files=_files(images), allowed_mentions=render.NO_PINGS, wait=True
+            followup = await self._write(
+                lambda: webhook.send(text, files=_files(images), allowed_mentions=render.NO_PINGS, wait=True)
             )
             return followup.id
         except discord.HTTPException as exc:

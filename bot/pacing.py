@@ -1,0 +1,163 @@
+"""Pacing message writes so Discord never has to say 429.
+
+Discord allows roughly 5 message creates/edits per 5 s in one channel and 50 requests
+per second for the whole bot. A popular channel with dozens of running jobs would blow
+through that with progress edits alone, so every write to a job's message goes through
+one `ChannelPacer`:
+
+- per channel, at most `per_channel` writes start in any `channel_window` seconds, and
+  one write at a time (so the window is counted exactly);
+- across all channels, at most `global_limit` writes start in any `global_window`;
+- final results go before progress updates;
+- progress is latest-wins: a progress write still waiting when a newer one (or the
+  final result) for the same job arrives is dropped, never sent late.
+
+Discord-free: it paces any coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Waiter:
+    granted: asyncio.Future[bool]
+    final: bool
+    key: Hashable | None
+
+
+@dataclass
+class _Channel:
+    finals: deque[_Waiter] = field(default_factory=deque)
+    progress: deque[_Waiter] = field(default_factory=deque)
+    starts: deque[float] = field(default_factory=deque)
+    latest: dict[Hashable, _Waiter] = field(default_factory=dict)  # newest progress per job
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # the write in flight finished
+    worker: asyncio.Task[None] | None = None
+
+
+class ChannelPacer:
+    """Grants write slots per channel (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        per_channel: int = 5,
+        channel_window: float = 5.0,
+        global_limit: int = 45,
+        global_window: float = 1.0,
+        margin: float = 0.3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._per_channel = per_channel
+        self._channel_window = channel_window + margin
+        self._global_limit = global_limit
+        self._global_window = global_window + margin / 3
+        self._clock = clock
+        self._channels: dict[Hashable, _Channel] = {}
+        self._global: deque[float] = deque()
+        self.dropped = 0  # stale progress writes never sent
+
+    async def final(
+        self, channel: Hashable, send: Callable[[], Awaitable[T]], *, key: Hashable | None = None
+    ) -> T:
+        """Send a final result (or any write that must happen) as soon as the limits allow."""
+        return await self._run(channel, send, final=True, key=key)  # type: ignore[return-value]
+
+    async def progress(self, channel: Hashable, key: Hashable, send: Callable[[], Awaitable[None]]) -> bool:
+        """Send a progress update for job `key` unless something newer for it comes first; True if sent."""
+        return await self._run(channel, send, final=False, key=key) is not _DROPPED
+
+    async def _run(
+        self, channel: Hashable, send: Callable[[], Awaitable[T]], *, final: bool, key: Hashable | None
+    ) -> T | object:
+        state = self._channels.get(channel)
+        if state is None:
+            self._forget_idle()
+            state = self._channels[channel] = _Channel()
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), final, key)
+        if key is not None:
+            stale = state.latest.pop(key, None)
+            if stale is not None and not stale.granted.done():
+                stale.granted.set_result(False)  # superseded before its turn
+                self.dropped += 1
+            if not final:
+                state.latest[key] = waiter
+        (state.finals if final else state.progress).append(waiter)
+        if state.worker is None or state.worker.done():
+            state.worker = asyncio.create_task(self._serve(channel, state), name=f"pacer-{channel}")
+        if not await waiter.granted:
+            return _DROPPED
+        try:
+            return await send()
+        finally:
+            if key is not None and state.latest.get(key) is waiter:
+                del state.latest[key]
+            state.done.set()
+
+    def _next_waiter(self, state: _Channel) -> _Waiter | None:
+        for queue in (state.finals, state.progress):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.granted.done():  # skip cancelled and superseded ones
+                    return waiter
+        return None
+
+    def _free_at(self, state: _Channel) -> float:
+        """The earliest moment both windows allow another write to start."""
+        now = self._clock()
+        for starts, window in ((state.starts, self._channel_window), (self._global, self._global_window)):
+            while starts and starts[0] <= now - window:
+                starts.popleft()
+        at = now
+        if len(state.starts) >= self._per_channel:
+            at = max(at, state.starts[0] + self._channel_window)
+        if len(self._global) >= self._global_limit:
+            at = max(at, self._global[0] + self._global_window)
+        return at
+
+    def _forget_idle(self) -> None:
+        """Drop channels with nothing queued and no write in their window (bounded memory)."""
+        if len(self._channels) < 256:
+            return
+        cutoff = self._clock() - self._channel_window
+        for channel, state in list(self._channels.items()):
+            idle = state.worker is None or state.worker.done()
+            if (
+                idle
+                and not state.finals
+                and not state.progress
+                and (not state.starts or state.starts[-1] < cutoff)
+            ):
+                del self._channels[channel]
+
+    async def _serve(self, channel: Hashable, state: _Channel) -> None:
+        # The channel's state (and its window history) outlives this worker; see _forget_idle.
+        while True:
+            wait = self._free_at(state) - self._clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue  # the global window may have filled meanwhile
+            waiter = self._next_waiter(state)
+            if waiter is None:
+                return
+            now = self._clock()
+            state.starts.append(now)
+            self._global.append(now)
+            state.done.clear()
+            waiter.granted.set_result(True)
+            await state.done.wait()
+
+
+_DROPPED = object()

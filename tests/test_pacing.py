@@ -1,0 +1,94 @@
+"""The channel pacer: Discord's per-channel and global limits, finals first, stale progress dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from bot.pacing import ChannelPacer
+
+
+class Log:
+    def __init__(self) -> None:
+        self.starts: list[tuple[float, str, object]] = []
+
+    def write(self, channel: object, label: str):
+        async def send() -> str:
+            self.starts.append((time.monotonic(), label, channel))
+            await asyncio.sleep(0)
+            return label
+
+        return send
+
+
+async def test_no_channel_gets_more_writes_than_its_window_allows():
+    pacer, log = ChannelPacer(per_channel=3, channel_window=0.2, margin=0.02), Log()
+    await asyncio.gather(*(pacer.final("c", log.write("c", str(i))) for i in range(9)))
+    starts = [t for t, _, _ in log.starts]
+    assert min(b - a for a, b in zip(starts, starts[3:], strict=False)) >= 0.2
+
+
+async def test_the_global_limit_spans_channels():
+    pacer, log = ChannelPacer(per_channel=100, global_limit=4, global_window=0.2, margin=0.03), Log()
+    await asyncio.gather(*(pacer.final(f"c{i}", log.write(f"c{i}", str(i))) for i in range(12)))
+    starts = sorted(t for t, _, _ in log.starts)
+    assert min(b - a for a, b in zip(starts, starts[4:], strict=False)) >= 0.2
+
+
+async def test_results_go_before_waiting_progress():
+    pacer, log = ChannelPacer(per_channel=1, channel_window=0.1, margin=0.0), Log()
+    first = asyncio.create_task(pacer.final("c", log.write("c", "first")))
+    await asyncio.sleep(0)
+    waiting = [
+        asyncio.create_task(pacer.progress("c", job, log.write("c", f"progress {job}"))) for job in (1, 2)
+    ]
+    await asyncio.sleep(0)
+    result = asyncio.create_task(pacer.final("c", log.write("c", "result 3"), key=3))
+    await asyncio.gather(first, result, *waiting)
+    assert [label for _, label, _ in log.starts] == ["first", "result 3", "progress 1", "progress 2"]
+
+
+async def test_progress_superseded_while_waiting_is_never_sent():
+    pacer, log = ChannelPacer(per_channel=1, channel_window=0.1, margin=0.0), Log()
+    blocker = asyncio.create_task(pacer.final("c", log.write("c", "blocker")))
+    await asyncio.sleep(0)
+    old = asyncio.create_task(pacer.progress("c", 7, log.write("c", "old progress")))
+    await asyncio.sleep(0)
+    new = asyncio.create_task(pacer.progress("c", 7, log.write("c", "new progress")))
+    sent = await asyncio.gather(blocker, old, new)
+    assert (sent[1:], [label for _, label, _ in log.starts], pacer.dropped) == (
+        [False, True],
+        ["blocker", "new progress"],
+        1,
+    )
+
+
+async def test_a_result_drops_the_same_jobs_waiting_progress():
+    pacer, log = ChannelPacer(per_channel=1, channel_window=0.1, margin=0.0), Log()
+    blocker = asyncio.create_task(pacer.final("c", log.write("c", "blocker")))
+    await asyncio.sleep(0)
+    progress = asyncio.create_task(pacer.progress("c", 9, log.write("c", "progress")))
+    await asyncio.sleep(0)
+    await pacer.final("c", log.write("c", "result"), key=9)
+    await asyncio.gather(blocker, progress)
+    assert [label for _, label, _ in log.starts] == ["blocker", "result"]
+
+
+async def test_a_failing_write_frees_the_channel():
+    pacer = ChannelPacer(per_channel=5, channel_window=0.1)
+
+    async def boom() -> None:
+        raise RuntimeError("Discord said no")
+
+    with contextlib.suppress(RuntimeError):
+        await pacer.final("c", boom)
+    assert await asyncio.wait_for(pacer.final("c", Log().write("c", "next")), 2) == "next"
+
+
+async def test_the_window_is_kept_when_a_channel_goes_quiet_and_comes_back():
+    pacer, log = ChannelPacer(per_channel=2, channel_window=0.2, margin=0.02), Log()
+    await asyncio.gather(*(pacer.final("c", log.write("c", str(i))) for i in range(2)))
+    await pacer.final("c", log.write("c", "after a pause"))
+    starts = [t for t, _, _ in log.starts]
+    assert starts[2] - starts[0] >= 0.2
