@@ -22,6 +22,7 @@ from typing import Protocol
 from bot import toapis
 from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_image
 from bot.jobstore import JobRecord, JobState, JobStore
+from bot.polling import ModelDurations, PollAdvice, PollPlanner
 from bot.progress import JobProgress, Phase, ProgressThrottle
 from bot.references import MAX_DOWNLOAD_BYTES, prepare_reference, quoted_filename
 from bot.references import ReferenceError as ReferenceRuleError
@@ -170,6 +171,8 @@ class JobRunner:
         self._clock = clock
         self._sleep = sleep
         self._submissions: set[asyncio.Task[tuple[JobRecord, toapis.TaskStatus]]] = set()
+        self._advice = PollAdvice.around(timings.poll_queued, timings.poll_running)
+        self._durations = ModelDurations()  # recent task durations per model, for first guesses
 
     async def run(
         self, job: JobRecord, request: ImagineRequest, observer: JobObserver, *, resumed: bool = False
@@ -344,10 +347,18 @@ class JobRunner:
     ) -> JobRecord:
         assert job.task_id is not None
         deadline = job.created_at + self._timings.timeout
+        planner = PollPlanner(
+            started=job.submitted_at or self._clock(),
+            advice=self._advice,
+            typical_duration=self._durations.typical(job.model),
+        )
+        polled = False  # the first status may be the submission's own answer
         slow = False
         stored_progress = job.progress
+        phase = Phase.QUEUED if not stored_progress else Phase.GENERATING
         while True:
             if status is None:
+                polled = True
                 try:
                     status = await self._client.get_task(job.task_id)
                     slow = False
@@ -357,8 +368,11 @@ class JobRunner:
                     slow = True
                 except toapis.ToAPIsError as exc:
                     raise JobFailedError(failure_message(exc)) from exc
+            now = self._clock()
             if status is not None:
                 if status.status == "completed":
+                    if job.submitted_at is not None:
+                        self._durations.add(job.model, now - job.submitted_at)
                     urls = status.image_urls[: job.n]
                     if not urls:
                         raise JobFailedError("The image service finished but returned no images. Try again.")
@@ -379,18 +393,19 @@ class JobRunner:
                 if status.progress is not None and status.progress != stored_progress:
                     stored_progress = status.progress
                     await self._jobs.update(job.id, progress=stored_progress)
+                planner.observe(now, status.status, status.progress, polled=polled)
             else:
-                phase = Phase.GENERATING if stored_progress else Phase.QUEUED
+                # A failed poll still counts against the provider's advice.
+                planner.observe(now, "queued" if phase is Phase.QUEUED else "in_progress", None)
             throttle.update(JobProgress(phase, stored_progress, slow))
 
-            remaining = deadline - self._clock()
+            remaining = deadline - now
             if remaining <= 0:
                 raise JobFailedError(
                     f"Timed out after {duration_words(self._timings.timeout)} — the image service did not "
                     "finish in time."
                 )
-            delay = self._timings.poll_queued if phase is Phase.QUEUED else self._timings.poll_running
-            await self._sleep(min(delay, remaining))
+            await self._sleep(min(max(0.0, planner.next_poll_at(now) - now), remaining))
             status = None
 
     async def _download(self, job: JobRecord, name: str) -> JobOutcome:
