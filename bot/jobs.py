@@ -31,6 +31,8 @@ from bot.request import ImagineRequest
 log = logging.getLogger(__name__)
 
 BUSY = "The image service is busy right now — try again in a minute."
+# How many jobs may hold their downloaded images at once (bounds memory under load).
+DELIVERY_SLOTS = 16
 INTERRUPTED_BEFORE_SENDING = (
     "The bot restarted before your request reached the image service, so you were not charged. "
     "Run the command again."
@@ -172,6 +174,7 @@ class JobRunner:
         self._sleep = sleep
         self._submissions: set[asyncio.Task[tuple[JobRecord, toapis.TaskStatus]]] = set()
         self._advice = PollAdvice.around(timings.poll_queued, timings.poll_running)
+        self._delivery_slots = asyncio.Semaphore(DELIVERY_SLOTS)
         self._durations = ModelDurations()  # recent task durations per model, for first guesses
 
     async def run(
@@ -191,9 +194,13 @@ class JobRunner:
         )
         try:
             try:
-                outcome = await self._advance(job, request, observer, throttle, resumed, name)
+                job = await self._advance(job, request, observer, throttle, resumed, name)
             finally:
                 await throttle.close()
+            # Downloaded images stay in memory until posted: only so many jobs hold them at once.
+            async with self._delivery_slots:
+                outcome = await self._download(job, name)
+                posted = await observer.deliver(outcome)
         except JobFailedError as exc:
             return await self._fail(job, observer, str(exc))
         except asyncio.CancelledError:
@@ -203,7 +210,6 @@ class JobRunner:
             log.exception("%s failed unexpectedly", name)
             return await self._fail(job, observer, failure_message(exc))
 
-        posted = await observer.deliver(outcome)
         # The record says what members actually got, and where (later actions reuse posted images).
         images = [
             {
@@ -253,7 +259,8 @@ class JobRunner:
         throttle: ProgressThrottle,
         resumed: bool,
         name: str,
-    ) -> JobOutcome:
+    ) -> JobRecord:
+        """Drive the job up to `delivering` (its result URLs stored)."""
         first: toapis.TaskStatus | None = None
         if job.state is JobState.ACCEPTED:
             if resumed:
@@ -266,7 +273,7 @@ class JobRunner:
             raise JobFailedError(INTERRUPTED_WHILE_SENDING)
         if job.state is JobState.RUNNING:
             job = await self._poll(job, first, throttle, name)
-        return await self._download(job, name)
+        return job
 
     async def _prepare_references(
         self, job: JobRecord, request: ImagineRequest, name: str

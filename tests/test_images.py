@@ -237,3 +237,11 @@ def test_describe_reduction_unchanged():
 )
 def test_format_size(n, text):
     assert format_size(n) == text
+
+
+def test_a_truncated_jpeg_within_the_limit_is_refused_not_passed_on():
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (400, 300), os.urandom(400 * 300 * 3)).save(buffer, "JPEG", quality=90)
+    whole = buffer.getvalue()
+    with pytest.raises(ImageDecodeError):
+        fit_image(whole[: len(whole) // 2], limit=len(whole) * 2, basename="half")
