@@ -79,6 +79,12 @@ class JobRecord:
     quota_keys: tuple[str, ...] = ()
     active_keys: tuple[str, ...] = ()
     quota_settled: bool = False
+    reference_count: int = 0
+
+    @property
+    def references_lost(self) -> bool:
+        """The member gave reference images that were never re-hosted (the job failed preparing them)."""
+        return self.reference_count > len(self.reference_urls)
 
     @property
     def is_final(self) -> bool:

@@ -180,6 +180,11 @@ class QuotaLedger:
         async with self._engine.begin() as conn:
             return await _stamp(conn, Cooldown(key=key, seconds=seconds), self._clock()) is None
 
+    async def release(self, key: str) -> None:
+        """Give a claim back (the action it guarded did not happen)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(counters_table.delete().where(counters_table.c.key == key))
+
     async def values(self, keys: Iterable[str]) -> dict[str, int]:
         """Current counter values (missing keys read as 0)."""
         wanted = list(keys)

@@ -9,6 +9,7 @@ because the `Table` objects below always describe the latest schema.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
@@ -70,6 +71,9 @@ jobs_table = sa.Table(
     sa.Column("quota_keys", sa.Text, nullable=False, server_default="[]"),
     sa.Column("active_keys", sa.Text, nullable=False, server_default="[]"),
     sa.Column("quota_settled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # How many reference images the member gave (migration 4): a reroll must not silently run
+    # without references that were never uploaded.
+    sa.Column("reference_count", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_guild_user", "guild_id", "user_id"),
 )
@@ -133,6 +137,18 @@ async def _m003_moderation(conn: AsyncConnection) -> None:
     await _create(conn, counters_table)
 
 
+async def _m004_reference_count(conn: AsyncConnection) -> None:
+    await _add_missing_columns(conn, jobs_table, ("reference_count",))
+    # Jobs from before knew only their uploaded references: count those.
+    rows = await conn.execute(
+        sa.select(jobs_table.c.id, jobs_table.c.reference_urls).where(jobs_table.c.reference_urls != "[]")
+    )
+    for job_id, urls in rows.all():
+        await conn.execute(
+            jobs_table.update().where(jobs_table.c.id == job_id).values(reference_count=len(json.loads(urls)))
+        )
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
-MIGRATIONS: tuple[Migration, ...] = (_m001_bot_state, _m002_jobs, _m003_moderation)
+MIGRATIONS: tuple[Migration, ...] = (_m001_bot_state, _m002_jobs, _m003_moderation, _m004_reference_count)

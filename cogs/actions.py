@@ -9,6 +9,7 @@ restart and days later. Every new job goes through `ImagineCog.start`, exactly l
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -36,6 +37,10 @@ GONE = (
     "Start a new one with /imagine."
 )
 ALREADY = "That's already on its way — one click is enough."
+REFERENCES_LOST = (
+    "This request's reference images never reached the image service (it failed while preparing them), "
+    "so it can't be repeated as it was. Attach the images again with /imagine."
+)
 
 
 async def _private(interaction: discord.Interaction, text: str | None, **extra: Any) -> None:
@@ -74,25 +79,38 @@ class ActionsCog(commands.Cog, name="Actions"):
             return
         await getattr(self, f"_{action}")(interaction, job)
 
-    async def _first_click(self, interaction: discord.Interaction, action: str, job: JobRecord) -> bool:
-        """False (and a private note) when this is a repeat of a click a moment ago."""
+    async def _once(
+        self,
+        interaction: discord.Interaction,
+        action: str,
+        job: JobRecord,
+        start: Callable[[], Awaitable[bool]],
+    ) -> None:
+        """Run a job-starting action once per double click; a refused start does not count as a click."""
         key = f"click:{action}:{job.id}:{interaction.user.id}"
-        if await self.bot.ledger.claim(key, DOUBLE_CLICK_SECONDS):
-            return True
-        await _private(interaction, ALREADY)
-        return False
+        if not await self.bot.ledger.claim(key, DOUBLE_CLICK_SECONDS):
+            await _private(interaction, ALREADY)
+            return
+        if not await start():
+            await self.bot.ledger.release(key)
 
     async def _reroll(self, interaction: discord.Interaction, job: JobRecord) -> None:
-        if not await self._first_click(interaction, "reroll", job):
+        if job.references_lost:
+            await _private(interaction, REFERENCES_LOST)
             return
-        await self.imagine.start(
+        await self._once(
             interaction,
-            prompt=job.prompt,
-            ratio=job.ratio,
-            n=job.n,
-            model=job.model,
-            resolution=job.resolution,
-            hosted_references=job.reference_urls,
+            "reroll",
+            job,
+            lambda: self.imagine.start(
+                interaction,
+                prompt=job.prompt,
+                ratio=job.ratio,
+                n=job.n,
+                model=job.model,
+                resolution=job.resolution,
+                hosted_references=job.reference_urls,
+            ),
         )
 
     async def _vary(self, interaction: discord.Interaction, job: JobRecord) -> None:
@@ -113,16 +131,19 @@ class ActionsCog(commands.Cog, name="Actions"):
         if job is None:
             await _private(interaction, GONE)
             return
-        if not await self._first_click(interaction, f"vary{number}", job):
-            return
+        await self._once(
+            interaction, f"vary{number}", job, lambda: self._vary_start(interaction, job, number)
+        )
+
+    async def _vary_start(self, interaction: discord.Interaction, job: JobRecord, number: int) -> bool:
         source = await self._posted_image(interaction, job, number)
         if source is None:
             await _private(
                 interaction,
                 f"Image {number} is no longer available — its message was deleted or can't be read.",
             )
-            return
-        await self.imagine.start(
+            return False
+        return await self.imagine.start(
             interaction,
             prompt=job.prompt,
             ratio=job.ratio,
@@ -169,6 +190,9 @@ class ActionsCog(commands.Cog, name="Actions"):
     async def _remix(self, interaction: discord.Interaction, job: JobRecord) -> None:
         from cogs.imagine import ImagineModal  # the one request form, shared with the message menu
 
+        if job.references_lost:
+            await _private(interaction, REFERENCES_LOST)
+            return
         await interaction.response.send_modal(
             ImagineModal(
                 self.imagine,

@@ -243,12 +243,13 @@ class ImagineCog(commands.Cog):
         resolution: str | None,
         references: tuple[ReferenceSource, ...] = (),
         hosted_references: tuple[str, ...] = (),
-    ) -> None:
+    ) -> bool:
         """Everything /imagine, the message menu and the result buttons share: validate, check,
-        record, answer, run. `hosted_references` are references the image service already has."""
+        record, answer, run. `hosted_references` are references the image service already has.
+        True if a job was started; False if the member got a private refusal instead."""
         if self.bot.stopping:
             await refuse(interaction, RESTARTING)
-            return
+            return False
         try:
             request = build_request(
                 self.bot.catalog,
@@ -266,12 +267,12 @@ class ImagineCog(commands.Cog):
             policy.check(settings, self.bot.operator, who, request)
         except (RequestError, policy.RefusedError) as exc:
             await refuse(interaction, str(exc))
-            return
+            return False
 
         missing = missing_permissions(interaction)
         if missing:
             await refuse(interaction, missing_permissions_text(missing))
-            return
+            return False
 
         # The record exists before the placeholder does, so no answered request can be forgotten;
         # its images are reserved in quota in the same transaction.
@@ -293,10 +294,11 @@ class ImagineCog(commands.Cog):
                 resolution=request.resolution,
                 n=request.n,
                 reference_urls=request.reference_urls,
+                reference_count=request.reference_count,
             )
         except QuotaExceededError as exc:
             await refuse(interaction, policy.quota_refusal(exc))
-            return
+            return False
         started = datetime.fromtimestamp(job.created_at, tz=UTC)
         try:
             response = await interaction.response.send_message(
@@ -318,6 +320,7 @@ class ImagineCog(commands.Cog):
             interaction.user.id,
         )
         self.bot.start_job(job, request)
+        return True
 
 
 def requester(interaction: discord.Interaction) -> policy.Requester:

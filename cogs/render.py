@@ -191,7 +191,7 @@ def history_text(jobs: Sequence[JobRecord]) -> str:
     """A member's recent jobs, one line each, newest first (for /imagine-history)."""
     lines = []
     for job in jobs:
-        prompt = _clip(" ".join(job.prompt.split()).replace("`", "'"), 60)
+        prompt = _clip(" ".join(job.prompt.split()).replace("`", "'"), 40)
         if job.state is JobState.DONE:
             count = len((job.delivered or {}).get("images", []))
             outcome = f"✅ {count} image{'s' if count != 1 else ''}"
@@ -203,5 +203,7 @@ def history_text(jobs: Sequence[JobRecord]) -> str:
         line = f"**{job.id}** · {outcome} · “{prompt}” · {when}"
         if job.message_id is not None:
             line += f" · [open]({message_link(job.guild_id, job.channel_id, job.message_id)})"
+        if sum(len(kept) + 1 for kept in lines) + len(line) > 2000:
+            break  # whole lines only: a clipped link is worse than one line fewer
         lines.append(line)
-    return _clip("\n".join(lines), 2000)
+    return "\n".join(lines)

@@ -40,3 +40,35 @@ def test_fingerprint_ignores_order_of_commands_and_keys():
     a = [{"name": "a", "type": 1}, {"name": "b", "type": 1}]
     b = [{"type": 1, "name": "b"}, {"type": 1, "name": "a"}]
     assert fingerprint(a) == fingerprint(b)
+
+
+async def test_jobs_from_before_reference_counts_get_theirs_from_the_uploaded_references(store, database_url):
+    import sqlalchemy as sa
+
+    from bot.config import database_url_for_sqlalchemy
+    from bot.jobstore import JobStore
+    from bot.schema import schema_version
+    from bot.store import Store
+
+    job = await JobStore(store).create(
+        guild_id=1,
+        channel_id=2,
+        user_id=3,
+        application_id=4,
+        upload_limit=1,
+        prompt="p",
+        model="m",
+        ratio="1:1",
+        n=1,
+        reference_urls=("https://files/a.png", "https://files/b.png"),
+    )
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.text('ALTER TABLE jobs DROP COLUMN "reference_count"'))
+        await conn.execute(schema_version.update().values(version=3))
+    again = Store.open(database_url_for_sqlalchemy(database_url))
+    try:
+        await again.migrate()
+        migrated = await JobStore(again).get(job.id)
+    finally:
+        await again.close()
+    assert migrated is not None and (migrated.reference_count, migrated.references_lost) == (2, False)

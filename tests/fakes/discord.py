@@ -78,6 +78,7 @@ ADD_REACTIONS = 1 << 6
 USE_EXTERNAL_EMOJIS = 1 << 18
 USE_APPLICATION_COMMANDS = 1 << 31
 SEND_MESSAGES_IN_THREADS = 1 << 38
+MANAGE_MESSAGES = 1 << 13  # not in the defaults: moderators only
 DEFAULT_MEMBER_PERMISSIONS = (
     VIEW_CHANNEL
     | SEND_MESSAGES
@@ -218,6 +219,16 @@ class FakeMessage:
     def ephemeral(self) -> bool:
         """Only the invoking user sees it (flag 64)."""
         return bool(self.flags & EPHEMERAL)
+
+    @property
+    def component_list(self) -> list[dict[str, Any]]:
+        """Every interactive component (buttons, selects) of the message, row by row, in order."""
+        return [c for row in self.components for c in (row.get("components") or [row])]
+
+    @property
+    def custom_ids(self) -> list[str]:
+        """The ``custom_id`` of every interactive component (what a click sends back)."""
+        return [c["custom_id"] for c in self.component_list if "custom_id" in c]
 
     @property
     def loading(self) -> bool:
@@ -1310,6 +1321,31 @@ class FakeDiscord:
             content=content,
             embeds=[copy.deepcopy(dict(e)) for e in embeds],
             attachments=list(attachments),
+        )
+        return self._store(msg)
+
+    def bot_message(
+        self,
+        content: str = "",
+        *,
+        embeds: Sequence[Mapping[str, Any]] = (),
+        components: Sequence[Mapping[str, Any]] = (),
+        channel_id: int | None = None,
+    ) -> FakeMessage:
+        """Store a message the bot posted earlier (say, before its database was replaced), e.g. one
+        whose buttons name records the bot no longer has. Like :meth:`post_message`, nothing is
+        dispatched; the message exists for REST and for :meth:`component_interaction` payloads.
+        """
+        channel = self.channel(channel_id)
+        msg = FakeMessage(
+            id=self.snowflake(),
+            channel_id=int(channel["id"]),
+            guild_id=int(channel["guild_id"]) if channel.get("guild_id") else None,
+            author=self.bot_user,
+            content=content,
+            embeds=[copy.deepcopy(dict(e)) for e in embeds],
+            components=[copy.deepcopy(dict(c)) for c in components],
+            application_id=self.application_id,
         )
         return self._store(msg)
 
