@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 BUSY = "The image service is busy right now — try again in a minute."
 # How many jobs may hold their downloaded images at once (bounds memory under load).
-DELIVERY_SLOTS = 16
+DELIVERY_SLOTS = 8
 INTERRUPTED_BEFORE_SENDING = (
     "The bot restarted before your request reached the image service, so you were not charged. "
     "Run the command again."
@@ -397,9 +397,10 @@ class JobRunner:
                     except toapis.TaskFailedError as exc:
                         raise JobFailedError(failure_message(exc)) from exc
                 phase = Phase.QUEUED if status.status == "queued" else Phase.GENERATING
-                if status.progress is not None and status.progress != stored_progress:
+                if status.progress is not None:
+                    # Kept in memory only: a write per step of every job would crowd the database
+                    # that members' new requests wait on. The record gets 100 on completion.
                     stored_progress = status.progress
-                    await self._jobs.update(job.id, progress=stored_progress)
                 planner.observe(now, status.status, status.progress, polled=polled)
             else:
                 # A failed poll still counts against the provider's advice.
