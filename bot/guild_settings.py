@@ -124,6 +124,7 @@ class GuildSettingsStore:
     """Reads and writes per-server settings, with a short-lived cache invalidated on write."""
 
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
         self._engine = store.engine
         self._clock = clock
         self._cache: dict[int, tuple[float, GuildSettings]] = {}
@@ -144,7 +145,7 @@ class GuildSettingsStore:
 
     async def update(self, guild_id: int, change: Callable[[GuildSettings], GuildSettings]) -> GuildSettings:
         """Apply `change` to the stored settings in one transaction (no lost concurrent edits)."""
-        async with self._engine.begin() as conn:
+        async with self._store.write() as conn:
             query = sa.select(guild_settings_table.c.data).where(guild_settings_table.c.guild_id == guild_id)
             text = (await conn.execute(query.with_for_update())).scalar()
             current = GuildSettings.from_json(text) if text else DEFAULTS

@@ -17,6 +17,7 @@ survives restarts. States move forward only:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import time
@@ -25,10 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.quota import QuotaPlan, charge, settle
+from bot.quota import QuotaExceededError, QuotaPlan, charge, settle
 from bot.schema import jobs_table
 from bot.store import Store
+
+# At most this many job creations share one transaction.
+CREATE_BATCH = 200
 
 
 class JobState(enum.StrEnum):
@@ -125,8 +130,11 @@ class JobStore:
     """Reads and writes job records. Each write is its own committed transaction."""
 
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
         self._engine = store.engine
         self._clock = clock
+        self._pending: list[tuple[QuotaPlan | None, dict[str, Any], asyncio.Future[JobRecord]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def create(self, *, quota: QuotaPlan | None = None, **fields: Any) -> JobRecord:
         """Insert a job in state `accepted`; `fields` are the record's columns.
@@ -134,7 +142,38 @@ class JobStore:
         With `quota`, the job's images (and a running-job slot, and the cooldown) are charged in
         the same transaction: either the job exists and is paid for in quota, or neither
         happened. Raises `bot.quota.QuotaExceededError` when a limit would be passed.
+
+        Creations that arrive together share one transaction (group commit): a burst of
+        hundreds of requests is recorded in a few commits, so every member gets an answer
+        within Discord's 3 seconds.
         """
+        waiter: asyncio.Future[JobRecord] = asyncio.get_running_loop().create_future()
+        self._pending.append((quota, fields, waiter))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="job-create-flush")
+        return await waiter
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:CREATE_BATCH], self._pending[CREATE_BATCH:]
+            outcomes: list[tuple[asyncio.Future[JobRecord], JobRecord | BaseException]] = []
+            try:
+                async with self._store.write(urgent=True) as conn:
+                    for quota, fields, waiter in batch:
+                        outcomes.append((waiter, await self._insert(conn, quota, fields)))
+            except Exception as exc:  # the commit failed: none of the batch exists
+                outcomes = [(waiter, exc) for _, _, waiter in batch]
+            for waiter, outcome in outcomes:
+                if waiter.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    waiter.set_exception(outcome)
+                else:
+                    waiter.set_result(outcome)
+
+    async def _insert(
+        self, conn: AsyncConnection, quota: QuotaPlan | None, fields: dict[str, Any]
+    ) -> JobRecord | QuotaExceededError:
         now = self._clock()
         values = {
             "state": JobState.ACCEPTED,
@@ -149,12 +188,13 @@ class JobStore:
                 "quota_keys": [limit.key for limit in quota.image_limits],
                 "active_keys": [limit.key for limit in quota.active_limits],
             }
-        async with self._engine.begin() as conn:
-            if quota is not None:
+            try:
                 await charge(conn, quota, now)
-            row = (
-                await conn.execute(jobs_table.insert().values(**_encode(values)).returning(*jobs_table.c))
-            ).one()
+            except QuotaExceededError as exc:
+                return exc
+        row = (
+            await conn.execute(jobs_table.insert().values(**_encode(values)).returning(*jobs_table.c))
+        ).one()
         return JobRecord._from_row(row)
 
     async def finish(
@@ -165,7 +205,7 @@ class JobStore:
         values = _encode(
             {**changes, "state": state, "finished_at": self._clock(), "updated_at": self._clock()}
         )
-        async with self._engine.begin() as conn:
+        async with self._store.write() as conn:
             query = jobs_table.update().where(jobs_table.c.id == job_id).values(**values)
             row = (await conn.execute(query.returning(*jobs_table.c))).one()
             if await settle(conn, job_id, delivered_images):
@@ -175,7 +215,7 @@ class JobStore:
     async def update(self, job_id: int, **changes: Any) -> JobRecord:
         """Write changes (a state change included) and return the record as now stored."""
         values = _encode({**changes, "updated_at": self._clock()})
-        async with self._engine.begin() as conn:
+        async with self._store.write() as conn:
             row = (
                 await conn.execute(
                     jobs_table.update()

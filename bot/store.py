@@ -6,12 +6,16 @@ Tables and the numbered migrations live in `bot.schema`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections import deque
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bot.schema import MIGRATIONS, bot_state, schema_version
 
@@ -30,11 +34,63 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class _WriteQueue:
+    """A lock with two queues: urgent waiters are served before the others."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._normal: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, *, urgent: bool) -> None:
+        if not self._held:
+            self._held = True
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        (self._urgent if urgent else self._normal).append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # it was handed to us just as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        for queue in (self._urgent, self._normal):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._held = False
+
+
 class Store:
     """Owns the engine; every database access in the bot goes through here."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # SQLite has one writer at a time; writers that collide sleep in SQLite's busy handler
+        # with growing back-off. Queueing them here instead keeps a burst of requests fast,
+        # and lets the writes a member is waiting for go first.
+        self._write_lock = _WriteQueue() if engine.dialect.name == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (committed on success, rolled back on error).
+
+        `urgent` writes (a member is waiting for the answer) go before queued background ones.
+        """
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        await self._write_lock.acquire(urgent=urgent)
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        finally:
+            self._write_lock.release()
 
     @classmethod
     def open(cls, sqlalchemy_url: str) -> Store:
@@ -44,7 +100,8 @@ class Store:
             return cls(create_async_engine(url, pool_pre_ping=True))
         if url.database not in (None, "", ":memory:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_pre_ping=True, connect_args={"timeout": 30})
+        # No pre-ping: a local file cannot drop the connection, and the ping costs a round trip.
+        engine = create_async_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return cls(engine)
 
@@ -81,7 +138,7 @@ class Store:
             return (await conn.execute(sa.select(bot_state.c.value).where(bot_state.c.key == key))).scalar()
 
     async def set_state(self, key: str, value: str) -> None:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             updated = await conn.execute(bot_state.update().where(bot_state.c.key == key).values(value=value))
             if updated.rowcount == 0:
                 await conn.execute(bot_state.insert().values(key=key, value=value))

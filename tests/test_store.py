@@ -72,3 +72,30 @@ async def test_jobs_from_before_reference_counts_get_theirs_from_the_uploaded_re
     finally:
         await again.close()
     assert migrated is not None and (migrated.reference_count, migrated.references_lost) == (2, False)
+
+
+async def test_on_sqlite_a_waiting_urgent_write_goes_before_waiting_background_writes(tmp_path):
+    import asyncio
+
+    from bot.config import database_url_for_sqlalchemy
+    from bot.store import Store
+
+    store = Store.open(database_url_for_sqlalchemy(f"sqlite:///{tmp_path / 'q.db'}"))
+    await store.migrate()
+    order: list[str] = []
+
+    async def write(label: str, urgent: bool) -> None:
+        async with store.write(urgent=urgent):
+            order.append(label)
+
+    try:
+        async with store.write():  # hold the writer while others queue up
+            tasks = [
+                asyncio.create_task(write("background", False)),
+                asyncio.create_task(write("member", True)),
+            ]
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+    finally:
+        await store.close()
+    assert order == ["member", "background"]
