@@ -17,6 +17,7 @@ from dotenv import find_dotenv, load_dotenv
 
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.config import ConfigError, Settings
+from bot.metrics import keep_large_buffers_out_of_the_heap
 
 
 def load(env: dict[str, str]) -> tuple[Settings, Catalog]:
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
 
     from cogs.app import run_bot, run_check  # the Discord layer, imported only when needed
+
+    keep_large_buffers_out_of_the_heap()
 
     try:
         return asyncio.run(run_check(settings, catalog) if args.check else run_bot(settings, catalog))

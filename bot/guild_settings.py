@@ -7,6 +7,7 @@ these defaults.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -128,11 +129,22 @@ class GuildSettingsStore:
         self._engine = store.engine
         self._clock = clock
         self._cache: dict[int, tuple[float, GuildSettings]] = {}
+        self._loading: dict[int, asyncio.Future[GuildSettings]] = {}
+        self._writes: dict[int, int] = {}  # updates per server, so a slow read never caches stale data
 
     async def get(self, guild_id: int) -> GuildSettings:
         cached = self._cache.get(guild_id)
         if cached is not None and self._clock() - cached[0] < CACHE_SECONDS:
             return cached[1]
+        # Many requests from one server at once share one read.
+        loading = self._loading.get(guild_id)
+        if loading is None:
+            loading = self._loading[guild_id] = asyncio.ensure_future(self._load(guild_id))
+            loading.add_done_callback(lambda _: self._loading.pop(guild_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, guild_id: int) -> GuildSettings:
+        writes = self._writes.get(guild_id, 0)
         async with self._engine.connect() as conn:
             text = (
                 await conn.execute(
@@ -140,7 +152,8 @@ class GuildSettingsStore:
                 )
             ).scalar()
         settings = GuildSettings.from_json(text) if text else DEFAULTS
-        self._cache[guild_id] = (self._clock(), settings)
+        if self._writes.get(guild_id, 0) == writes:  # an update meanwhile has the newer value cached
+            self._cache[guild_id] = (self._clock(), settings)
         return settings
 
     async def update(self, guild_id: int, change: Callable[[GuildSettings], GuildSettings]) -> GuildSettings:
@@ -159,6 +172,7 @@ class GuildSettingsStore:
                     .where(guild_settings_table.c.guild_id == guild_id)
                     .values(**values)
                 )
+        self._writes[guild_id] = self._writes.get(guild_id, 0) + 1
         self._cache[guild_id] = (self._clock(), new)
         return new
 

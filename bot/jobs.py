@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 BUSY = "The image service is busy right now — try again in a minute."
 # How many jobs may hold their downloaded images at once (bounds memory under load).
 DELIVERY_SLOTS = 8
+# How many submissions may be under way at once: a burst of new jobs then starts in waves,
+# leaving the event loop free to answer the members still waiting for their placeholder.
+SUBMIT_SLOTS = 16
 INTERRUPTED_BEFORE_SENDING = (
     "The bot restarted before your request reached the image service, so you were not charged. "
     "Run the command again."
@@ -175,6 +178,7 @@ class JobRunner:
         self._submissions: set[asyncio.Task[tuple[JobRecord, toapis.TaskStatus]]] = set()
         self._advice = PollAdvice.around(timings.poll_queued, timings.poll_running)
         self._delivery_slots = asyncio.Semaphore(DELIVERY_SLOTS)
+        self._submit_slots = asyncio.Semaphore(SUBMIT_SLOTS)
         self._durations = ModelDurations()  # recent task durations per model, for first guesses
 
     async def run(
@@ -320,6 +324,12 @@ class JobRunner:
         return job, dataclasses.replace(request, reference_urls=hosted, reference_sources=())
 
     async def _submit(
+        self, job: JobRecord, request: ImagineRequest, name: str
+    ) -> tuple[JobRecord, toapis.TaskStatus]:
+        async with self._submit_slots:
+            return await self._submit_now(job, request, name)
+
+    async def _submit_now(
         self, job: JobRecord, request: ImagineRequest, name: str
     ) -> tuple[JobRecord, toapis.TaskStatus]:
         job = await self._jobs.update(job.id, state=JobState.SUBMITTING)

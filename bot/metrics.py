@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import ctypes
+import ctypes.util
 import logging
 import resource
 from collections.abc import Callable
@@ -34,6 +36,23 @@ def memory_mb() -> tuple[float, float]:
     except (OSError, KeyError, ValueError):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return peak, peak
+
+
+def keep_large_buffers_out_of_the_heap() -> bool:
+    """Ask glibc to give every buffer over 128 KiB its own mapping, returned to the system when freed.
+
+    By default glibc raises that threshold as large blocks are freed, so multi-megabyte image
+    buffers end up in the heap and fragment it: RSS then only grows. Best effort (glibc only);
+    True if applied.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024))
+    except (OSError, AttributeError):
+        return False
+
+
+_M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
 
 
 class LoopLagMonitor:
