@@ -1,0 +1,967 @@
+"""`python -m bench`: run the real bot process against the fakes and print one table per scenario.
+
+Each scenario starts fresh fakes (one asyncio loop in this process), a fresh SQLite file and a
+fresh ``python -m bot`` with the production polling/progress settings, fires the jobs as
+``INTERACTION_CREATE``s, waits (bounded) until every job is delivered, failed or given up on,
+reads the bot's peak RSS from /proc, stops it with SIGTERM and reports. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.fakes import BenchDiscord, BenchToAPIs, JobPlan, TaskTimeline, jpeg_pool
+from bench.process import ROOT, BotProcess, StopResult, cpu_seconds, proc_status, reset_peak_rss
+from bench.report import FAIL, Row, at_most, equals, overall, percentile, render_table, seconds
+
+MB = 1024 * 1024
+ONLINE_WITHIN = 60.0  # seconds for the bot process to reach READY
+SEND_WITHIN = 30.0  # seconds for one INTERACTION_CREATE to be written to the gateway
+SETTLE_AFTER_ONLINE = 1.0
+SETTLE_BEFORE_BIG = 3.0  # let the idle bot settle before its RSS is read
+AFTER_SETTLED = 2.5  # stragglers (late duplicate submissions) and one more metrics line
+INCOMPLETE_GRACE = 60.0  # a ✅ message missing overflow images is given this long
+ADVICE_QUEUED = 2.0  # fastest poll interval the provider advises while queued (2–3 s)
+ADVICE_RUNNING = 3.0  # … and while in progress (3–5 s)
+TOLERANCE = 0.05  # seconds of timer slack before a poll counts as sooner than advised
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    jobs: int
+    channels: int
+    n_min: int
+    n_max: int
+    resolution: str | None
+    image_side: int  # result images are JPEGs of side × side
+    image_mb: tuple[float, ...]  # byte sizes of the pooled result images
+    targets: frozenset[str]
+    about: str
+
+
+SIZES_2K = (1.0, 1.3, 1.6, 1.9, 2.1, 2.4, 2.7, 3.0)
+SIZES_3K = (3.5, 4.0, 4.5, 5.0, 5.5)
+SCENARIOS: dict[str, Scenario] = {
+    "load": Scenario(
+        "load",
+        1000,
+        20,
+        1,
+        4,
+        None,
+        2048,
+        SIZES_2K,
+        frozenset({"invariants", "polling", "no_429", "loop_lag", "peak_rss"}),
+        "many concurrent jobs in one process",
+    ),
+    "latency": Scenario(
+        "latency",
+        50,
+        50,
+        1,
+        4,
+        None,
+        2048,
+        SIZES_2K,
+        frozenset({"invariants", "polling", "final_latency"}),
+        "one job per channel: completion to final message",
+    ),
+    "polling": Scenario(
+        "polling",
+        100,
+        20,
+        1,
+        4,
+        None,
+        2048,
+        SIZES_2K,
+        frozenset({"invariants", "polling"}),
+        "detection lag and polls against the provider's advice",
+    ),
+    "big": Scenario(
+        "big",
+        1,
+        1,
+        15,
+        15,
+        "3K",
+        3072,
+        SIZES_3K,
+        frozenset({"invariants", "rss_growth"}),
+        "one 15-image 3K job: memory",
+    ),
+}
+DEFAULT_SCENARIOS = ("load", "latency", "big")
+
+
+@dataclass
+class Options:
+    scenarios: list[str]
+    jobs: int | None
+    channels: int | None
+    min_seconds: float
+    max_seconds: float
+    seed: int
+    json_path: Path | None
+    validate: str
+    grace: float
+    log_dir: Path | None
+    bot_env: dict[str, str]
+    command: str
+
+
+@dataclass
+class Outcome:
+    """One scenario's result."""
+
+    scenario: Scenario
+    settings: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        s = self.settings
+        return (
+            f"{self.scenario.name}: {s['jobs']} job(s), {s['channels']} channel(s), n {s['n']}, "
+            f"tasks {s['min_seconds']:g}–{s['max_seconds']:g} s — {self.scenario.about}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario.name,
+            "settings": self.settings,
+            "result": FAIL if self.error else overall(self.rows),
+            "error": self.error,
+            "figures": {r.key: r.to_json() for r in self.rows},
+            "notes": self.notes,
+            "jobs": self.jobs,
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class LoopLag:
+    """How late this process's own event loop wakes up (the fakes share it)."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="bench-loop-lag")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.interval)
+            self.samples.append(max(0.0, loop.time() - started - self.interval))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class RssSampler:
+    """The bot's VmRSS every ``interval`` seconds (the largest seen)."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.max_kb = 0
+        self.last_kb = 0
+        self._task = asyncio.create_task(self._run(), name="bench-rss")
+
+    async def _run(self) -> None:
+        while True:
+            rss = proc_status(self.pid).get("VmRSS")
+            if rss is None:
+                return
+            self.last_kb = rss
+            self.max_kb = max(self.max_kb, rss)
+            await asyncio.sleep(self.interval)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+class BotDiedError(Exception):
+    """The bot process exited (or never came online); the message says how."""
+
+
+def git_revision() -> str:
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{rev}{'+changes' if dirty else ''}" if rev else "unknown"
+
+
+def make_pool(sizes_mb: Sequence[float], side: int) -> list[bytes]:
+    return jpeg_pool(side, [round(s * 1_000_000) for s in sizes_mb])
+
+
+# --------------------------------------------------------------------------- one scenario
+
+
+class ScenarioRun:
+    """Fakes + bot process + jobs for one scenario, and the figures it yields."""
+
+    def __init__(self, scenario: Scenario, opts: Options, pool: list[bytes]) -> None:
+        self.sc = scenario
+        self.opts = opts
+        self.pool = pool
+        self.jobs = scenario.jobs if scenario.name == "big" or opts.jobs is None else opts.jobs
+        self.channel_count = (
+            scenario.channels if scenario.name == "big" or opts.channels is None else opts.channels
+        )
+        self.channel_count = max(1, min(self.channel_count, self.jobs))
+        validate = opts.validate == "on" or (opts.validate == "auto" and self.jobs <= 100)
+        self.validate = validate
+        self.plans: dict[int, JobPlan] = {}
+        self.discord = BenchDiscord(validate=validate, expected_images={})
+        rng = random.Random(f"{opts.seed}:{scenario.name}")
+        channels = [self.discord.snowflake() for _ in range(self.channel_count)]
+        for job in range(1, self.jobs + 1):
+            n = rng.randint(scenario.n_min, scenario.n_max)
+            duration = rng.uniform(opts.min_seconds, opts.max_seconds)
+            queued = min(rng.uniform(1.0, 3.0), duration / 3)
+            images = tuple(rng.randrange(len(pool)) for _ in range(n))
+            self.plans[job] = JobPlan(job, channels[(job - 1) % len(channels)], n, duration, queued, images)
+            self.discord.expected_images[job] = n
+        self.toapis = BenchToAPIs(pool, self.plans)
+        self.records: dict[int, Any] = {}
+        self.fire_started = self.fire_ended = 0.0
+        self.settled_at = 0.0
+        self.online_seconds = 0.0
+        self.idle_rss_kb: int | None = None
+        self.hwm_reset = False
+        self.bot: BotProcess | None = None
+        self.stop_result: StopResult | None = None
+        self.final_status: dict[str, int] = {}
+        self.cpu: float | None = None
+        self.spawned_at = self.measured_at = 0.0
+        self.rss: RssSampler | None = None
+        self.lag = LoopLag()
+        self.gave_up = False
+        self.fire_error: str | None = None
+        self.job_details: list[dict[str, Any]] = []
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        sc = self.sc
+        return {
+            "jobs": self.jobs,
+            "channels": self.channel_count,
+            "n": f"{sc.n_min}–{sc.n_max}" if sc.n_min != sc.n_max else str(sc.n_min),
+            "images": sum(p.n for p in self.plans.values()),
+            "resolution": sc.resolution,
+            "image_px": f"{sc.image_side}×{sc.image_side}",
+            "image_mb": [round(len(d) / 1_000_000, 2) for d in self.pool],
+            "min_seconds": self.opts.min_seconds,
+            "max_seconds": self.opts.max_seconds,
+            "seed": self.opts.seed,
+            "validation": self.validate,
+        }
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        outcome = Outcome(self.sc, self.settings)
+        workdir = Path(tempfile.mkdtemp(prefix=f"imagine-bench-{self.sc.name}-"))
+        try:
+            await self.toapis.start()
+            await self.discord.start()
+            self.lag.start()
+            try:
+                await self._drive(workdir)
+            except BotDiedError as exc:
+                outcome.error = str(exc)
+            if self.fire_started:  # figures only when jobs were fired
+                outcome.rows, notes = self.figures()
+                outcome.notes += notes
+                outcome.jobs = self.job_details
+        finally:
+            if self.rss is not None:
+                await self.rss.stop()
+            if self.bot is not None:
+                await self.bot.close()
+                if self.opts.log_dir is not None:
+                    self.opts.log_dir.mkdir(parents=True, exist_ok=True)
+                    with contextlib.suppress(OSError):
+                        shutil.copy(self.bot.log_path, self.opts.log_dir / f"{self.sc.name}-bot.log")
+            await self.lag.stop()
+            await self.discord.close()
+            await self.toapis.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+        return outcome
+
+    def _bot_env(self, workdir: Path) -> dict[str, str]:
+        return {
+            "DISCORD_TOKEN": self.discord.token,
+            "TOAPIS_API_KEY": self.toapis.api_key,
+            "TOAPIS_BASE_URL": self.toapis.base_url,
+            "DISCORD_API_BASE_URL": self.discord.api_base,
+            "DATABASE_URL": f"sqlite:///{workdir / 'imagine.db'}",
+            "LOG_LEVEL": "INFO",
+            "METRICS_LOG_SECONDS": "2",
+            **self.opts.bot_env,
+        }
+
+    def _died(self, what: str) -> BotDiedError:
+        assert self.bot is not None
+        code = self.bot.proc.returncode
+        return BotDiedError(
+            f"the bot process {what} (exit code {code}); its last log lines:\n{self.bot.last_lines(40)}"
+        )
+
+    async def _drive(self, workdir: Path) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.spawned_at = time.monotonic()
+        self.bot = bot = await BotProcess.start(self._bot_env(workdir), workdir)
+        while not self.discord.connected_sessions():
+            if not bot.running:
+                raise self._died("exited before it came online")
+            if loop.time() - started > ONLINE_WITHIN:
+                raise self._died(f"did not come online within {ONLINE_WITHIN:g} s")
+            await asyncio.sleep(0.05)
+        self.online_seconds = loop.time() - started
+        big = self.sc.name == "big"
+        await asyncio.sleep(SETTLE_BEFORE_BIG if big else SETTLE_AFTER_ONLINE)
+        if not bot.running:
+            raise self._died("exited right after coming online")
+        self.idle_rss_kb = proc_status(bot.pid).get("VmRSS")
+        if big:
+            self.hwm_reset = reset_peak_rss(bot.pid)
+        self.rss = RssSampler(bot.pid, 0.1 if big else 1.0)
+
+        self.fire_started = time.monotonic()
+        await self._fire()
+        self.fire_ended = time.monotonic()
+        await self._wait_settled()
+        self.settled_at = time.monotonic()
+        if bot.running:
+            await asyncio.sleep(AFTER_SETTLED)
+        self.final_status = proc_status(bot.pid)
+        self.cpu = cpu_seconds(bot.pid)
+        self.measured_at = time.monotonic()
+        if not bot.running:
+            raise self._died("exited during the run")
+        self.stop_result = await bot.stop()
+
+    async def _fire(self) -> None:
+        for job, plan in self.plans.items():
+            options: dict[str, Any] = {"prompt": f"bench {job}", "n": plan.n}
+            if self.sc.resolution:
+                options["resolution"] = self.sc.resolution
+            payload = self.discord.slash_command(
+                "imagine", options, channel_id=plan.channel_id, user_id=self.discord.snowflake()
+            )
+            try:
+                self.records[job] = await asyncio.wait_for(
+                    self.discord.send_interaction(payload), SEND_WITHIN
+                )
+            except TimeoutError:
+                self.fire_error = (
+                    f"the gateway did not take job {job} within {SEND_WITHIN:g} s; stopped firing"
+                )
+                return
+            except (AssertionError, ConnectionError, RuntimeError) as exc:
+                self.fire_error = f"the gateway could not carry job {job}: {exc}"
+                return
+
+    def _settled(self, job: int, now: float) -> bool:
+        track = self.discord.tracks.get(job)
+        if track is not None:
+            if track.delivered_at is not None or track.failed_at is not None:
+                return True
+            if track.done_at is not None and (track.expected <= 10 or now - track.done_at > INCOMPLETE_GRACE):
+                return True
+        record = self.records.get(job)
+        if record is None:
+            return True  # never fired
+        if record.id in self.discord.late_callbacks:
+            return True
+        return record.acknowledged and record.ephemeral  # refused with a private answer
+
+    async def _wait_settled(self) -> None:
+        assert self.bot is not None
+        deadline = self.fire_ended + self.opts.max_seconds + self.opts.grace
+        next_report = time.monotonic() + 10
+        while True:
+            now = time.monotonic()
+            settled = sum(self._settled(job, now) for job in self.plans)
+            if settled >= len(self.plans) or not self.bot.running:
+                return
+            if now > deadline:
+                self.gave_up = True
+                return
+            if now >= next_report:
+                next_report = now + 10
+                delivered = sum(1 for t in self.discord.tracks.values() if t.delivered_at is not None)
+                elapsed = now - self.fire_started
+                print(
+                    f"  [{self.sc.name}] {elapsed:6.1f} s: {settled}/{len(self.plans)} settled, "
+                    f"{delivered} delivered, {len(self.discord.limits.rejections)} Discord 429s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            await asyncio.sleep(0.25)
+
+    # -- figures ----------------------------------------------------------------------------
+
+    def _first_timeline(self, job: int) -> TaskTimeline | None:
+        tasks = self.toapis.tasks_by_job.get(job)
+        return self.toapis.timelines[tasks[0]] if tasks else None
+
+    def figures(self) -> tuple[list[Row], list[str]]:
+        sc, targets = self.sc, self.sc.targets
+        invariants = "invariants" in targets
+        jobs = len(self.plans)
+        rows: list[Row] = []
+        notes: list[str] = []
+
+        delivered, failed, lost = [], [], []
+        reasons: Counter[str] = Counter()
+        for job in self.plans:
+            track = self.discord.tracks.get(job)
+            record = self.records.get(job)
+            if track is not None and track.delivered:
+                delivered.append(job)
+            elif track is not None and (track.failed_at is not None or track.done_at is not None):
+                failed.append(job)
+                reasons[(track.failure or "✅ shown without every image").splitlines()[0][:100]] += 1
+            elif record is not None and record.id in self.discord.late_callbacks:
+                failed.append(job)
+                reasons["the bot answered the interaction after Discord's 3 s deadline"] += 1
+            elif record is not None and record.acknowledged and record.ephemeral:
+                failed.append(job)
+                content = ((record.callback or {}).get("data") or {}).get("content") or "a private refusal"
+                reasons[f"refused: {content.splitlines()[0][:90]}"] += 1
+            else:
+                lost.append(job)
+        share = 100 * len(delivered) / jobs if jobs else 0.0
+        images = sum(p.n for p in self.plans.values())
+        rows.append(Row("jobs", "jobs", jobs, f"{jobs} ({images} images)"))
+        rows.append(
+            Row(
+                "delivered",
+                "delivered (every image attached)",
+                round(share, 2),
+                f"{len(delivered)} ({share:.1f} %)",
+                equals(100, "100 %") if invariants else None,
+            )
+        )
+        rows.append(Row("failed", "failed (❌ or refused)", len(failed), str(len(failed))))
+        rows.append(
+            Row(
+                "lost",
+                "lost (never finished)",
+                len(lost),
+                str(len(lost)),
+                equals(0) if invariants else None,
+                {"jobs": lost[:50]},
+            )
+        )
+        dupes = sum(max(0, len(t) - 1) for t in self.toapis.tasks_by_job.values())
+        dupes += self.toapis.unplanned_submissions
+        rows.append(
+            Row(
+                "duplicate_submissions",
+                "duplicate submissions",
+                dupes,
+                str(dupes),
+                equals(0) if invariants else None,
+            )
+        )
+
+        # Polling: counts against the provider's advice, and how soon completion was seen.
+        polls, budgets, most, over, soon = [], [], [], 0, 0
+        detection, final = [], []
+        for job in self.plans:
+            timeline = self._first_timeline(job)
+            if timeline is None:
+                continue
+            job_polls = [p for t in self.toapis.tasks_by_job[job] for p in self.toapis.timelines[t].polls]
+            allowed = advice_most_polls(timeline.queued, timeline.duration)
+            polls.append(len(job_polls))
+            budgets.append(advice_budget(timeline.queued, timeline.duration))
+            most.append(allowed)
+            over += len(job_polls) > allowed
+            soon += _sooner_than_advised(timeline)
+            if timeline.detected_at is not None:
+                detection.append(timeline.detected_at - timeline.completed_at)
+            track = self.discord.tracks.get(job)
+            if track is not None and track.delivered and track.delivered_at is not None:
+                final.append(track.delivered_at - timeline.completed_at)
+        polling = "polling" in targets
+        mean_polls = _mean(polls)
+        mean_budget, mean_most = _mean(budgets), _mean(most)
+        rows.append(
+            Row(
+                "polls_per_job",
+                "polls / job (mean · max)",
+                over if polls else None,
+                f"{mean_polls:.1f} · {max(polls)}  ({over} jobs over the advice)" if polls else "n/a",
+                equals(0, "≤ advice, every job") if polling else None,
+                {"mean": mean_polls, "max": max(polls) if polls else None, "jobs_over_advice": over},
+            )
+        )
+        rows.append(
+            Row(
+                "advice_budget_per_job",
+                "advice budget / job (mean)",
+                mean_budget,
+                f"{mean_budget:.1f} = q/2 + r/3; at most {mean_most:.1f} incl. the detecting poll"
+                if mean_budget is not None and mean_most is not None
+                else "n/a",
+                None,
+                {"formula_mean": mean_budget, "most_allowed_mean": mean_most},
+            )
+        )
+        rows.append(
+            Row(
+                "polls_sooner_than_advised",
+                "polls sooner than advised",
+                soon,
+                f"{soon}  (< 2 s queued / < 3 s running)",
+            )
+        )
+        det50, det95 = percentile(detection, 50), percentile(detection, 95)
+        rows.append(
+            Row(
+                "detection_lag_p50",
+                "completion→detected p50",
+                det50,
+                seconds(det50),
+                at_most(1.0, " s") if polling else None,
+            )
+        )
+        rows.append(Row("detection_lag_p95", "completion→detected p95", det95, seconds(det95)))
+        fin50, fin95 = percentile(final, 50), percentile(final, 95)
+        latency = "final_latency" in targets
+        rows.append(
+            Row(
+                "final_lag_p50",
+                "completion→final message p50",
+                fin50,
+                seconds(fin50),
+                at_most(1.0, " s") if latency else None,
+            )
+        )
+        rows.append(
+            Row(
+                "final_lag_p95",
+                "completion→final message p95",
+                fin95,
+                seconds(fin95),
+                at_most(2.5, " s") if latency else None,
+                {"max": max(final) if final else None},
+            )
+        )
+
+        # Discord.
+        requests = len(self.discord.requests)
+        writes = sum(t.writes for t in self.discord.tracks.values())
+        rejections = self.discord.limits.rejections
+        scopes = Counter(r.scope for r in rejections)
+        rows.append(
+            Row(
+                "discord_requests_per_job",
+                "Discord requests / job",
+                requests / jobs if jobs else None,
+                f"{requests / jobs:.1f}  ({requests} in all, {writes / jobs:.1f} message writes/job)"
+                if jobs
+                else "n/a",
+                None,
+                {
+                    "total": requests,
+                    "message_writes": writes,
+                    "by_route": dict(
+                        Counter(f"{r.method} {r.route} -> {r.status}" for r in self.discord.requests)
+                    ),
+                },
+            )
+        )
+        scope_text = ", ".join(f"{k} {v}" for k, v in sorted(scopes.items()))
+        rows.append(
+            Row(
+                "discord_429s",
+                "Discord 429s received",
+                len(rejections),
+                f"{len(rejections)}" + (f"  ({scope_text})" if scope_text else ""),
+                equals(0) if "no_429" in targets else None,
+                dict(scopes),
+            )
+        )
+        lateness = sorted(self.discord.late_callbacks.values())
+        late_text = str(len(lateness))
+        if lateness:
+            late_text += f"  ({lateness[0]:.1f}–{lateness[-1]:.1f} s after the interaction)"
+        rows.append(Row("late_callbacks", "interaction answers after 3 s", len(lateness), late_text))
+        body_violations = [v for v in self.discord.violations if "Discord allows 3 s" not in v]
+        rows.append(
+            Row(
+                "discord_violations",
+                "requests Discord would refuse",
+                len(body_violations),
+                str(len(body_violations))
+                + ("" if self.validate else "  (bodies not checked: --validate on)"),
+                equals(0) if invariants else None,
+                {"first": body_violations[:5]},
+            )
+        )
+
+        # The bot process.
+        metrics = self.bot.metrics if self.bot is not None else None
+        lag = metrics.get("loop_lag_p99_ms") if metrics else None
+        lag_max = metrics.get("loop_lag_max_ms") if metrics else None
+        rows.append(
+            Row(
+                "loop_lag_p99_ms",
+                "bot event-loop lag p99",
+                lag,
+                "n/a (no metrics line)" if lag is None else f"{lag:.1f} ms  (max {lag_max or 0:.1f} ms)",
+                at_most(50, " ms") if "loop_lag" in targets else None,
+                dict(metrics or {}),
+            )
+        )
+        hwm = self.final_status.get("VmHWM")
+        sampled_peak = self.rss.max_kb if self.rss is not None else 0
+        if sc.name == "big":
+            idle = self.idle_rss_kb
+            peak_kb = max(hwm or 0, sampled_peak) if self.hwm_reset else sampled_peak
+            growth = (peak_kb - idle) / 1024 if idle and peak_kb else None
+            how = "VmHWM since reset" if self.hwm_reset else "VmRSS sampled every 0.1 s"
+            rows.append(Row("idle_rss_mb", "bot idle RSS", idle / 1024 if idle else None, _mb(idle), None))
+            rows.append(
+                Row(
+                    "rss_growth_mb",
+                    "peak RSS growth over idle",
+                    growth,
+                    "n/a" if growth is None else f"{growth:.1f} MB  (peak {_mb(peak_kb)}, {how})",
+                    at_most(200, " MB") if "rss_growth" in targets else None,
+                )
+            )
+        rows.append(
+            Row(
+                "peak_rss_mb",
+                "bot peak RSS (VmHWM)",
+                hwm / 1024 if hwm else None,
+                _mb(hwm) + (" since reset" if self.hwm_reset else ""),
+                at_most(400, " MB") if "peak_rss" in targets else None,
+            )
+        )
+        wall = (self.settled_at - self.fire_started) if self.settled_at else None
+        life = self.measured_at - self.spawned_at if self.measured_at else None
+        if self.cpu is not None and life:
+            cpu_text = f"{self.cpu:.1f} s in {life:.0f} s of life ({100 * self.cpu / life:.0f} % of a core)"
+        else:
+            cpu_text = "n/a"
+        rows.append(Row("bot_cpu_seconds", "bot CPU time (whole life)", self.cpu, cpu_text))
+        stop = self.stop_result
+        rows.append(
+            Row(
+                "stop_seconds",
+                "exit after SIGTERM",
+                stop.seconds if stop else None,
+                (
+                    f"{stop.seconds:.1f} s (exit code {stop.exit_code})"
+                    if stop and stop.in_time
+                    else "did not exit within 10 s: killed"
+                    if stop
+                    else "n/a"
+                ),
+                at_most(10, " s"),
+            )
+        )
+        fake_lag = percentile(self.lag.samples, 99)
+        rows.append(
+            Row(
+                "fakes_loop_lag_p99_ms",
+                "fakes' event-loop lag p99",
+                fake_lag * 1000 if fake_lag is not None else None,
+                f"{fake_lag * 1000:.1f} ms" if fake_lag is not None else "n/a",
+            )
+        )
+        rows.append(
+            Row(
+                "run_seconds",
+                "run time (first job → all settled)",
+                wall,
+                f"{wall:.1f} s  (firing took {self.fire_ended - self.fire_started:.1f} s, bot online "
+                f"after {self.online_seconds:.1f} s)"
+                if wall
+                else "n/a",
+            )
+        )
+
+        self.job_details = self._job_details(delivered, failed)
+        for reason, count in reasons.most_common(3):
+            notes.append(f"{count} failed: {reason}")
+        if self.gave_up:
+            notes.append(
+                f"gave up waiting {self.opts.max_seconds + self.opts.grace:g} s after the last job was fired"
+            )
+        if self.fire_error:
+            notes.append(self.fire_error)
+        if fake_lag is not None and fake_lag > 0.1:
+            notes.append("the fakes' own loop lagged > 100 ms at p99: timings include some fake-side delay")
+        if lag is None:
+            notes.append("the bot printed no 'metrics …' line (METRICS_LOG_SECONDS=2): loop lag not measured")
+        if self.stop_result and not self.stop_result.in_time:
+            notes.append("the bot did not exit within 10 s of SIGTERM and was killed")
+        return rows, notes
+
+    def _job_details(self, delivered: list[int], failed: list[int]) -> list[dict[str, Any]]:
+        """Per job, for the JSON file: the plan, every poll (seconds after submission), the lags."""
+        done, bad = set(delivered), set(failed)
+        details = []
+        for job, plan in self.plans.items():
+            timeline = self._first_timeline(job)
+            track = self.discord.tracks.get(job)
+            entry: dict[str, Any] = {
+                "job": job,
+                "n": plan.n,
+                "duration": round(plan.duration, 3),
+                "queued": round(plan.queued, 3),
+                "outcome": "delivered" if job in done else "failed" if job in bad else "lost",
+                "submissions": len(self.toapis.tasks_by_job.get(job, [])),
+                "message_writes": track.writes if track else 0,
+            }
+            if timeline is not None:
+                entry["advice_budget"] = round(advice_budget(timeline.queued, timeline.duration), 2)
+                entry["advice_most_polls"] = advice_most_polls(timeline.queued, timeline.duration)
+                entry["polls"] = [[round(at - timeline.created, 3), status] for at, status in timeline.polls]
+                if timeline.detected_at is not None:
+                    entry["detection_lag"] = round(timeline.detected_at - timeline.completed_at, 3)
+                if track is not None and track.delivered_at is not None and job in done:
+                    entry["final_lag"] = round(track.delivered_at - timeline.completed_at, 3)
+            details.append(entry)
+        return details
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def advice_budget(queued: float, duration: float) -> float:
+    """The issue's budget: queued_seconds/2 + running_seconds/3 (the advice's fastest beat)."""
+    return queued / ADVICE_QUEUED + (duration - queued) / ADVICE_RUNNING
+
+
+def advice_most_polls(queued: float, duration: float) -> int:
+    """The most polls the advice allows until completion is seen, the detecting poll included.
+
+    Polling as early as the advice allows after each look (2 s after a queued one, 3 s after one
+    in progress; the submission's answer is the first look) makes the most polls: an earlier
+    look never allows a later next poll. Close to ``advice_budget + 1``, but exact.
+    """
+    at, count = 0.0, 0
+    while at < duration:
+        at += ADVICE_QUEUED if at < queued else ADVICE_RUNNING
+        count += 1
+    return count
+
+
+def _mb(kb: int | None) -> str:
+    return "n/a" if not kb else f"{kb / 1024:.1f} MB"
+
+
+def _sooner_than_advised(timeline: TaskTimeline) -> int:
+    """Polls that came sooner after the previous look than the advice allows for the state seen."""
+    count = 0
+    previous_at, previous_status = timeline.created, "queued"  # the submission's answer
+    for at, status in timeline.polls:
+        least = ADVICE_QUEUED if previous_status == "queued" else ADVICE_RUNNING
+        count += at - previous_at < least - TOLERANCE
+        previous_at, previous_status = at, status
+    return count
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Run the real bot process against rate-limited fakes and print one table per scenario.",
+    )
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        metavar="scenario",
+        help=f"any of {', '.join(SCENARIOS)} (default: {' '.join(DEFAULT_SCENARIOS)}; polling figures "
+        "are part of every table, 'polling' alone is a mid-size run judged on them)",
+    )
+    parser.add_argument("--jobs", type=int, help="jobs per scenario (load 1000, latency 50, polling 100)")
+    parser.add_argument(
+        "--channels", type=int, help="channels per scenario (load 20, latency 50, polling 20)"
+    )
+    parser.add_argument("--min-seconds", type=float, default=8.0, help="shortest task duration (8)")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="longest task duration (60)")
+    parser.add_argument("--seed", type=int, default=1, help="seed for n, durations and images (1)")
+    parser.add_argument("--json", type=Path, dest="json_path", help="also write the results to this file")
+    parser.add_argument(
+        "--validate",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="check request bodies against Discord's OpenAPI spec (auto: for scenarios of ≤ 100 jobs)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=300.0,
+        help="seconds past the longest task before unfinished jobs count as lost (300)",
+    )
+    parser.add_argument("--log-dir", type=Path, help="keep each scenario's bot log here")
+    parser.add_argument(
+        "--bot-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the bot (shown in the header); default: production settings",
+    )
+    args = parser.parse_args(argv)
+    unknown = [s for s in args.scenarios if s not in SCENARIOS and s != "all"]
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    if "all" in args.scenarios:
+        scenarios = list(SCENARIOS)
+    else:
+        scenarios = list(dict.fromkeys(args.scenarios)) or list(DEFAULT_SCENARIOS)
+    if not 0 < args.min_seconds <= args.max_seconds:
+        parser.error("need 0 < --min-seconds <= --max-seconds")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    if args.channels is not None and args.channels < 1:
+        parser.error("--channels must be at least 1")
+    bot_env = {}
+    for item in args.bot_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--bot-env wants NAME=VALUE, got {item!r}")
+        bot_env[name] = value
+    shown = sys.argv[1:] if argv is None else list(argv)
+    return Options(
+        scenarios=scenarios,
+        jobs=args.jobs,
+        channels=args.channels,
+        min_seconds=args.min_seconds,
+        max_seconds=args.max_seconds,
+        seed=args.seed,
+        json_path=args.json_path,
+        validate=args.validate,
+        grace=args.grace,
+        log_dir=args.log_dir,
+        bot_env=bot_env,
+        command="python -m bench" + ("" if not shown else " " + shlex.join(shown)),
+    )
+
+
+def header(opts: Options) -> str:
+    extra = " ".join(f"{k}={v}" for k, v in opts.bot_env.items())
+    return (
+        f"{opts.command} | scenarios {' '.join(opts.scenarios)} | tasks {opts.min_seconds:g}–"
+        f"{opts.max_seconds:g} s | seed {opts.seed} | validation {opts.validate} | bot settings: "
+        f"{extra or 'production defaults'} + METRICS_LOG_SECONDS=2 | bot at {git_revision()} | "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs"
+    )
+
+
+async def run_all(opts: Options) -> list[Outcome]:
+    # SIGTERM stops the run like Ctrl-C does: the scenario's `finally` kills the bot and cleans up.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    outcomes = []
+    pools: dict[tuple[int, tuple[float, ...]], list[bytes]] = {}
+    for name in opts.scenarios:
+        scenario = SCENARIOS[name]
+        key = (scenario.image_side, scenario.image_mb)
+        if key not in pools:
+            started = time.monotonic()
+            pools[key] = await asyncio.to_thread(make_pool, scenario.image_mb, scenario.image_side)
+            print(
+                f"  made {len(pools[key])} JPEGs of {scenario.image_side}×{scenario.image_side} "
+                f"({', '.join(f'{len(d) / 1_000_000:.1f}' for d in pools[key])} MB) in "
+                f"{time.monotonic() - started:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        run = ScenarioRun(scenario, opts, pools[key])
+        print(f"  [{name}] starting: {run.jobs} job(s) in {run.channel_count} channel(s)", file=sys.stderr)
+        outcome = await run.run()
+        if outcome.rows:
+            print(render_table(outcome.title, outcome.rows, outcome.notes), flush=True)
+        if outcome.error:
+            print(f"!! {name} FAILED TO RUN: {outcome.error}", flush=True)
+        print(flush=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    line = header(opts)
+    print(line, flush=True)
+    print(flush=True)
+    started = datetime.now(UTC)
+    # Ctrl-C must work even when SIGINT was ignored by whoever started us (e.g. a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        outcomes = asyncio.run(run_all(opts))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted: the bot process was stopped and the temporary files removed", file=sys.stderr)
+        return 130
+    if opts.json_path is not None:
+        document = {
+            "command": opts.command,
+            "header": line,
+            "started_utc": started.isoformat(),
+            "scenarios": [o.to_json() for o in outcomes],
+        }
+        opts.json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+        print(f"results written to {opts.json_path}", flush=True)
+    if any(o.error for o in outcomes):
+        return 2
+    return 1 if any(overall(o.rows) == FAIL for o in outcomes) else 0
