@@ -20,7 +20,7 @@ from bot.jobstore import JobRecord
 from bot.references import MAX_TOTAL_IMAGES, ReferenceSource
 from bot.request import request_for_job
 from cogs import render
-from cogs.components import ResultButton, VaryPicker
+from cogs.components import ResultButton, VaryPicker, source_from_attachment
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -178,14 +178,7 @@ class ActionsCog(commands.Cog, name="Actions"):
         attachment = next((a for a in message.attachments if a.filename == wanted.get("filename")), None)
         if attachment is None:
             return None
-        return ReferenceSource(
-            filename=attachment.filename,
-            url=attachment.url,
-            content_type=attachment.content_type,
-            size=attachment.size,
-            width=attachment.width,
-            height=attachment.height,
-        )
+        return source_from_attachment(attachment)
 
     async def _remix(self, interaction: discord.Interaction, job: JobRecord) -> None:
         from cogs.imagine import ImagineModal  # the one request form, shared with the message menu

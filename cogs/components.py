@@ -1,4 +1,4 @@
-"""The buttons under a finished result, and the image picker for Vary.
+"""The buttons under a finished result, the image picker for Vary, and Discord attachments as references.
 
 They are `DynamicItem`s: the `custom_id` (`imagine:<action>:<job id>`) carries the job id,
 so they work after a restart and days later; the job record supplies everything else.
@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import discord
 
 from bot.jobstore import JobRecord
+from bot.references import ReferenceSource
 
 
 class ActionHandler(Protocol):
@@ -97,3 +98,15 @@ def result_view(job: JobRecord, *, done: bool) -> discord.ui.View:
     for action in DONE_ACTIONS if done else FAILED_ACTIONS:
         view.add_item(ResultButton(action, job.id))
     return view
+
+
+def source_from_attachment(attachment: discord.Attachment) -> ReferenceSource:
+    """A member's attachment as the core sees it: Discord's own URL and metadata."""
+    return ReferenceSource(
+        filename=attachment.filename,
+        url=attachment.url,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        width=attachment.width,
+        height=attachment.height,
+    )

@@ -20,6 +20,7 @@ from bot.references import MAX_REFERENCES, MAX_TOTAL_IMAGES, ReferenceSource, ch
 from bot.references import ReferenceError as ReferenceRuleError
 from bot.request import AUTO_RATIO, DEFAULT_RATIO, RATIOS, RequestError, build_request
 from cogs import render
+from cogs.components import source_from_attachment
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -77,18 +78,6 @@ def build_imagine_command(catalog: Catalog, cog: "ImagineCog") -> app_commands.C
     if resolutions:
         app_commands.choices(resolution=[app_commands.Choice(name=r, value=r) for r in resolutions])(imagine)
     return imagine
-
-
-def source_from_attachment(attachment: discord.Attachment) -> ReferenceSource:
-    """A member's attachment as the core sees it: Discord's own URL and metadata."""
-    return ReferenceSource(
-        filename=attachment.filename,
-        url=attachment.url,
-        content_type=attachment.content_type,
-        size=attachment.size,
-        width=attachment.width,
-        height=attachment.height,
-    )
 
 
 def images_in_message(message: discord.Message) -> list[ReferenceSource]:
