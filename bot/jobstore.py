@@ -206,10 +206,9 @@ class JobStore:
             {**changes, "state": state, "finished_at": self._clock(), "updated_at": self._clock()}
         )
         async with self._store.write() as conn:
+            await settle(conn, job_id, delivered_images)  # first, so the row below shows it settled
             query = jobs_table.update().where(jobs_table.c.id == job_id).values(**values)
             row = (await conn.execute(query.returning(*jobs_table.c))).one()
-            if await settle(conn, job_id, delivered_images):
-                row = (await conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id))).one()
         return JobRecord._from_row(row)
 
     async def update(self, job_id: int, **changes: Any) -> JobRecord:
