@@ -192,6 +192,8 @@ class ImagineBot(commands.AutoShardedBot):
         if self.registers_commands:
             await self.register_commands()
         await self.resume_jobs()
+        pruned = await self.ledger.prune()  # yesterday's and older quota counters
+        log.info("pruned %d expired quota counter(s)", pruned)
         if self.settings.metrics_log_seconds > 0:
             monitor = LoopLagMonitor(self.settings.metrics_log_seconds, jobs_running=lambda: len(self._tasks))
             self._monitor = asyncio.create_task(monitor.run(), name="metrics")

@@ -222,3 +222,22 @@ async def test_a_database_from_before_quotas_gains_the_columns_and_keeps_its_job
         json.loads(row.quota_keys),
         reread is not None and reread.prompt,
     ) == (len(MIGRATIONS), True, 0, [], "a fox")
+
+
+async def test_pruning_removes_counters_whose_period_is_long_over_and_keeps_the_rest(store):
+    now = [1_000_000.0]
+    jobs, ledger = JobStore(store, clock=lambda: now[0]), QuotaLedger(store, clock=lambda: now[0])
+    old = QuotaPlan(images=1, image_limits=(Limit("m:old", 5, "member_daily", resets_at=now[0] + 10),))
+    await jobs.create(quota=old, **JOB)
+    now[0] += 3 * 86400
+    current = QuotaPlan(
+        images=1,
+        image_limits=(Limit("m:today", 5, "member_daily", resets_at=now[0] + 10),),
+        active_limits=(Limit("am:1:3", None, "member_active"),),  # no period: never pruned
+    )
+    await jobs.create(quota=current, **JOB)
+    pruned = await ledger.prune()
+    assert (pruned, await ledger.values(["m:old", "m:today", "am:1:3"])) == (
+        1,
+        {"m:old": 0, "m:today": 1, "am:1:3": 1},
+    )
