@@ -413,8 +413,8 @@ class JobRunner:
                     stored_progress = status.progress
                 planner.observe(now, status.status, status.progress, polled=polled)
             else:
-                # A failed poll still counts against the provider's advice.
-                planner.observe(now, "queued" if phase is Phase.QUEUED else "in_progress", None)
+                # A failed poll still counts against the provider's advice, but showed no status.
+                planner.observe(now, None, None)
             throttle.update(JobProgress(phase, stored_progress, slow))
 
             remaining = deadline - now
