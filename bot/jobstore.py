@@ -17,7 +17,7 @@ survives restarts. States move forward only:
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import enum
 import json
 import time
@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.quota import QuotaExceededError, QuotaPlan, charge, settle
+from bot.quota import QuotaExceededError, QuotaPlan, charge_many, settle
 from bot.schema import jobs_table
-from bot.store import Store
+from bot.store import GroupCommit, Store
 
-# At most this many job creations share one transaction.
+# At most this many job creations (message ids) share one transaction.
 CREATE_BATCH = 200
+MESSAGE_ID_BATCH = 500
 
 
 class JobState(enum.StrEnum):
@@ -126,6 +126,33 @@ def _encode(changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _new_row(quota: QuotaPlan | None, fields: dict[str, Any], now: float) -> dict[str, Any]:
+    values = {"state": JobState.ACCEPTED, "reference_urls": (), **fields}
+    values |= {"created_at": now, "updated_at": now}
+    if quota is not None:
+        values |= {
+            "quota_reserved": quota.images,
+            "quota_keys": [limit.key for limit in quota.image_limits],
+            "active_keys": [limit.key for limit in quota.active_limits],
+        }
+    return _encode(values)
+
+
+def _in_order(
+    rows: list[sa.Row[Any]], inserted: list[dict[str, Any]], columns: tuple[str, ...]
+) -> list[sa.Row[Any]]:
+    """The rows a multi-row INSERT … RETURNING gave back, in the order of the values inserted.
+
+    Neither SQLite nor PostgreSQL promises RETURNING's order (and SQLAlchemy's ordered form
+    falls back to one INSERT per row on SQLite), so rows are matched by the values written:
+    rows that are equal in every one of them are interchangeable.
+    """
+    waiting: dict[tuple[Any, ...], list[sa.Row[Any]]] = {}
+    for row in rows:
+        waiting.setdefault(tuple(row._mapping[c] for c in columns), []).append(row)
+    return [waiting[tuple(values[c] for c in columns)].pop() for values in inserted]
+
+
 class JobStore:
     """Reads and writes job records. Each write is its own committed transaction."""
 
@@ -133,8 +160,8 @@ class JobStore:
         self._store = store
         self._engine = store.engine
         self._clock = clock
-        self._pending: list[tuple[QuotaPlan | None, dict[str, Any], asyncio.Future[JobRecord]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._creates = GroupCommit(self._create_batch, size=CREATE_BATCH, name="job-create")
+        self._message_ids = GroupCommit(self._message_id_batch, size=MESSAGE_ID_BATCH, name="job-message-id")
 
     async def create(self, *, quota: QuotaPlan | None = None, **fields: Any) -> JobRecord:
         """Insert a job in state `accepted`; `fields` are the record's columns.
@@ -143,59 +170,52 @@ class JobStore:
         the same transaction: either the job exists and is paid for in quota, or neither
         happened. Raises `bot.quota.QuotaExceededError` when a limit would be passed.
 
-        Creations that arrive together share one transaction (group commit): a burst of
-        hundreds of requests is recorded in a few commits, so every member gets an answer
-        within Discord's 3 seconds.
+        Creations that arrive together share one transaction and a few statements (group
+        commit): a burst of hundreds of requests is recorded in a few commits, so every member
+        gets an answer within Discord's 3 seconds.
         """
-        waiter: asyncio.Future[JobRecord] = asyncio.get_running_loop().create_future()
-        self._pending.append((quota, fields, waiter))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="job-create-flush")
-        return await waiter
+        return await self._creates.submit((quota, fields))
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:CREATE_BATCH], self._pending[CREATE_BATCH:]
-            outcomes: list[tuple[asyncio.Future[JobRecord], JobRecord | BaseException]] = []
-            try:
-                async with self._store.write(urgent=True) as conn:
-                    for quota, fields, waiter in batch:
-                        outcomes.append((waiter, await self._insert(conn, quota, fields)))
-            except Exception as exc:  # the commit failed: none of the batch exists
-                outcomes = [(waiter, exc) for _, _, waiter in batch]
-            for waiter, outcome in outcomes:
-                if waiter.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    waiter.set_exception(outcome)
-                else:
-                    waiter.set_result(outcome)
-
-    async def _insert(
-        self, conn: AsyncConnection, quota: QuotaPlan | None, fields: dict[str, Any]
-    ) -> JobRecord | QuotaExceededError:
+    async def _create_batch(
+        self, batch: list[tuple[QuotaPlan | None, dict[str, Any]]]
+    ) -> list[JobRecord | QuotaExceededError]:
         now = self._clock()
-        values = {
-            "state": JobState.ACCEPTED,
-            "reference_urls": (),
-            **fields,
-            "created_at": now,
-            "updated_at": now,
-        }
-        if quota is not None:
-            values |= {
-                "quota_reserved": quota.images,
-                "quota_keys": [limit.key for limit in quota.image_limits],
-                "active_keys": [limit.key for limit in quota.active_limits],
+        outcomes: list[JobRecord | QuotaExceededError | None] = [None] * len(batch)
+        async with self._store.write(urgent=True) as conn:
+            charged = [(i, quota) for i, (quota, _) in enumerate(batch) if quota is not None]
+            refusals = await charge_many(conn, [quota for _, quota in charged], now)
+            for (i, _), refusal in zip(charged, refusals, strict=True):
+                outcomes[i] = refusal
+            rows = {
+                i: _new_row(quota, fields, now)
+                for i, (quota, fields) in enumerate(batch)
+                if outcomes[i] is None
             }
-            try:
-                await charge(conn, quota, now)
-            except QuotaExceededError as exc:
-                return exc
-        row = (
-            await conn.execute(jobs_table.insert().values(**_encode(values)).returning(*jobs_table.c))
-        ).one()
-        return JobRecord._from_row(row)
+            # One multi-row INSERT per shape of row (callers normally all give the same columns).
+            shapes: dict[tuple[str, ...], list[int]] = {}
+            for i, row in rows.items():
+                shapes.setdefault(tuple(sorted(row)), []).append(i)
+            for columns, positions in shapes.items():
+                values = [rows[i] for i in positions]
+                result = await conn.execute(jobs_table.insert().returning(*jobs_table.c), values)
+                for i, row in zip(positions, _in_order(result.all(), values, columns), strict=True):
+                    outcomes[i] = JobRecord._from_row(row)
+        return outcomes  # type: ignore[return-value]
+
+    async def set_message_id(self, job: JobRecord, message_id: int) -> JobRecord:
+        """Record where the job's message is (writes arriving together share one statement)."""
+        await self._message_ids.submit((job.id, message_id))
+        return dataclasses.replace(job, message_id=message_id)
+
+    async def _message_id_batch(self, batch: list[tuple[int, int]]) -> list[None]:
+        statement = (
+            jobs_table.update()
+            .where(jobs_table.c.id == sa.bindparam("job_id"))
+            .values(message_id=sa.bindparam("new_message_id"), updated_at=self._clock())
+        )
+        async with self._store.write() as conn:
+            await conn.execute(statement, [{"job_id": j, "new_message_id": m} for j, m in batch])
+        return [None] * len(batch)
 
     async def finish(
         self, job_id: int, state: JobState, *, delivered_images: int, **changes: Any

@@ -126,52 +126,158 @@ async def _add_all(conn: AsyncConnection, charges: list[tuple[Limit, int]]) -> s
     return set((await conn.execute(statement)).scalars())
 
 
+async def _stamp_all(conn: AsyncConnection, cooldowns: Sequence[Cooldown], now: float) -> set[str]:
+    """Stamp each cooldown key with this moment unless its previous stamp is too recent, in ONE
+    statement; returns the keys stamped (a key missing from it must wait). Keys must be distinct."""
+    if not cooldowns:
+        return set()
+    now_ms = int(now * 1000)
+    value, key = counters_table.c.value, counters_table.c.key
+    insert = _upsert(conn).values(
+        [{"key": c.key, "value": now_ms, "expires_at": now + c.seconds} for c in cooldowns]
+    )
+    gap_ms = sa.case({c.key: c.seconds * 1000 for c in cooldowns}, value=key, else_=0)
+    statement = insert.on_conflict_do_update(
+        index_elements=[key],
+        set_={"value": insert.excluded.value, "expires_at": insert.excluded.expires_at},
+        where=value + gap_ms <= now_ms,
+    ).returning(key)
+    return set((await conn.execute(statement)).scalars())
+
+
+async def _retry_at(conn: AsyncConnection, cooldown: Cooldown) -> float:
+    """When a member who hit `cooldown` may ask again."""
+    last = (
+        await conn.execute(sa.select(counters_table.c.value).where(counters_table.c.key == cooldown.key))
+    ).scalar_one()
+    return last / 1000 + cooldown.seconds
+
+
 async def _stamp(conn: AsyncConnection, cooldown: Cooldown, now: float) -> float | None:
     """Record this request's time unless the previous one is too recent; else when it may retry."""
-    now_ms = int(now * 1000)
-    value = counters_table.c.value
-    insert = _upsert(conn).values(key=cooldown.key, value=now_ms, expires_at=now + cooldown.seconds)
-    statement = insert.on_conflict_do_update(
-        index_elements=[counters_table.c.key],
-        set_={"value": now_ms, "expires_at": now + cooldown.seconds},
-        where=value <= now_ms - cooldown.seconds * 1000,
-    ).returning(value)
-    if (await conn.execute(statement)).scalar() is not None:
+    if await _stamp_all(conn, [cooldown], now):
         return None
-    last = (await conn.execute(sa.select(value).where(counters_table.c.key == cooldown.key))).scalar_one()
-    return last / 1000 + cooldown.seconds
+    return await _retry_at(conn, cooldown)
+
+
+def _charges(plan: QuotaPlan) -> list[tuple[Limit, int]]:
+    running = [(limit, 1) for limit in plan.active_limits]
+    return running + [(limit, plan.images) for limit in plan.image_limits]
+
+
+def _cooldown(plan: QuotaPlan) -> Cooldown | None:
+    return plan.cooldown if plan.cooldown is not None and plan.cooldown.seconds > 0 else None
+
+
+def _over_alone(plan: QuotaPlan) -> QuotaExceededError | None:
+    """A job bigger than a limit itself (a new counter would start over it)."""
+    for limit, amount in _charges(plan):
+        if limit.limit is not None and amount > limit.limit:
+            return QuotaExceededError(limit, 0, asked=amount)
+    return None
 
 
 async def charge(conn: AsyncConnection, plan: QuotaPlan, now: float) -> None:
     """Charge `plan` inside the caller's transaction, or raise QuotaExceededError having charged
     nothing — even when other jobs share the transaction (group commit), so a refusal undoes
     its own partial charges rather than rolling back."""
-    charges = [(limit, 1) for limit in plan.active_limits] + [
-        (limit, plan.images) for limit in plan.image_limits
-    ]
-    for limit, amount in charges:
-        if limit.limit is not None and amount > limit.limit:  # a new counter would start over it
-            raise QuotaExceededError(limit, 0, asked=amount)
-    charged = await _add_all(conn, charges)
-    refused = next(((limit, amount) for limit, amount in charges if limit.key not in charged), None)
+    refused = _over_alone(plan)
     if refused is not None:
+        raise refused
+    charges = _charges(plan)
+    charged = await _add_all(conn, charges)
+    over = next(((limit, amount) for limit, amount in charges if limit.key not in charged), None)
+    if over is not None:
         await _undo(conn, [(limit, amount) for limit, amount in charges if limit.key in charged])
-        limit, amount = refused
+        limit, amount = over
         used = (
             await conn.execute(sa.select(counters_table.c.value).where(counters_table.c.key == limit.key))
         ).scalar() or 0
         raise QuotaExceededError(limit, used, asked=amount)
-    if plan.cooldown is not None and plan.cooldown.seconds > 0:
-        retry_at = await _stamp(conn, plan.cooldown, now)
+    cooldown = _cooldown(plan)
+    if cooldown is not None:
+        retry_at = await _stamp(conn, cooldown, now)
         if retry_at is not None:
             await _undo(conn, charges)
-            rule = Limit(key=plan.cooldown.key, limit=plan.cooldown.seconds, rule="cooldown")
-            raise QuotaExceededError(rule, 0, asked=1, retry_at=retry_at)
+            raise _cooldown_refusal(cooldown, retry_at)
+
+
+def _cooldown_refusal(cooldown: Cooldown, retry_at: float) -> QuotaExceededError:
+    rule = Limit(key=cooldown.key, limit=cooldown.seconds, rule="cooldown")
+    return QuotaExceededError(rule, 0, asked=1, retry_at=retry_at)
+
+
+async def charge_many(
+    conn: AsyncConnection, plans: Sequence[QuotaPlan], now: float
+) -> list[QuotaExceededError | None]:
+    """Charge several jobs inside one transaction (group commit), in order: per plan, None if
+    it was charged, else its refusal (that job charged nothing).
+
+    Usually two statements for the whole batch: the batch's amounts are added up per counter
+    and charged together, then the cooldowns stamped together. Only when a sum would pass
+    some limit, or one member asks twice under a cooldown, is each plan charged on its own —
+    so who is refused near a limit is exactly what one-by-one charging would decide.
+    """
+    outcomes: list[QuotaExceededError | None] = [_over_alone(plan) for plan in plans]
+    rest = [i for i, refused in enumerate(outcomes) if refused is None]
+    cooldown_keys = [c.key for i in rest if (c := _cooldown(plans[i])) is not None]
+    together = None
+    if len(rest) > 1 and len(set(cooldown_keys)) == len(cooldown_keys):
+        together = await _charge_together(conn, [plans[i] for i in rest], now)
+    for position, i in enumerate(rest):
+        if together is not None:
+            outcomes[i] = together[position]
+            continue
+        try:
+            await charge(conn, plans[i], now)
+        except QuotaExceededError as exc:
+            outcomes[i] = exc
+    return outcomes
+
+
+async def _charge_together(
+    conn: AsyncConnection, plans: list[QuotaPlan], now: float
+) -> list[QuotaExceededError | None] | None:
+    """The fast path of `charge_many`; None (having charged nothing) when some sum would pass a limit."""
+    totals: dict[str, tuple[Limit, int]] = {}
+    for plan in plans:
+        for limit, amount in _charges(plan):
+            if limit.key in totals:
+                known, total = totals[limit.key]
+                limit, amount = _stricter(known, limit), total + amount
+            totals[limit.key] = (limit, amount)
+    if any(limit.limit is not None and total > limit.limit for limit, total in totals.values()):
+        return None  # a new counter would start over its limit (the upsert only guards existing ones)
+    charged = await _add_all(conn, list(totals.values()))
+    if len(charged) < len(totals):
+        await _undo(conn, [(limit, amount) for limit, amount in totals.values() if limit.key in charged])
+        return None
+    stamped = await _stamp_all(conn, [c for plan in plans if (c := _cooldown(plan)) is not None], now)
+    outcomes: list[QuotaExceededError | None] = []
+    for plan in plans:
+        cooldown = _cooldown(plan)
+        if cooldown is None or cooldown.key in stamped:
+            outcomes.append(None)
+            continue
+        await _undo(conn, _charges(plan))  # asked again too soon: only this one is refused
+        outcomes.append(_cooldown_refusal(cooldown, await _retry_at(conn, cooldown)))
+    return outcomes
+
+
+def _stricter(a: Limit, b: Limit) -> Limit:
+    """Of two limits on one counter (they differ only while settings change), the lower."""
+    if a.limit is None:
+        return b
+    return a if b.limit is None or a.limit <= b.limit else b
 
 
 async def _undo(conn: AsyncConnection, charges: list[tuple[Limit, int]]) -> None:
+    """Take charges back: one statement per distinct amount."""
+    by_amount: dict[int, list[str]] = {}
     for limit, amount in charges:
-        await _subtract(conn, [limit.key], amount)
+        by_amount.setdefault(amount, []).append(limit.key)
+    for amount, keys in by_amount.items():
+        await _subtract(conn, keys, amount)
 
 
 async def settle(conn: AsyncConnection, job_id: int, delivered: int) -> bool:

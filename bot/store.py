@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -20,6 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bot.schema import MIGRATIONS, bot_state, schema_version
 
 log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -63,6 +66,58 @@ class _WriteQueue:
                     waiter.set_result(None)
                     return
         self._held = False
+
+
+class GroupCommit(Generic[Item, Result]):
+    """Group commit: writes that arrive together are done by one call of `flush`.
+
+    `flush` gets up to `size` items, oldest first, writes them in one transaction and returns
+    one outcome per item: its result, or an exception for that item's caller. If `flush`
+    raises, every caller in the batch gets the exception (nothing of the batch was written).
+    A burst of hundreds of writes then costs a few transactions instead of hundreds.
+    """
+
+    def __init__(
+        self,
+        flush: Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]],
+        *,
+        size: int,
+        name: str,
+    ) -> None:
+        self._flush = flush
+        self._size = size
+        self._name = name
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Item) -> Result:
+        waiter: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, waiter))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(), name=self._name)
+        return await waiter
+
+    async def _run(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self._size], self._pending[self._size :]
+            batch = [(item, waiter) for item, waiter in batch if not waiter.cancelled()]
+            if not batch:
+                continue
+            try:
+                outcomes: Sequence[Result | BaseException] = await self._flush([item for item, _ in batch])
+            except Exception as exc:
+                outcomes = [exc] * len(batch)
+            except BaseException:
+                for _, waiter in batch:
+                    waiter.cancel()
+                raise
+            for (_, waiter), outcome in zip(batch, outcomes, strict=True):
+                if waiter.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    waiter.set_exception(outcome)
+                else:
+                    waiter.set_result(outcome)
 
 
 class Store:

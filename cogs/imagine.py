@@ -300,7 +300,7 @@ class ImagineCog(commands.Cog):
                 job.id, JobState.FAILED, delivered_images=0, error="the placeholder could not be posted"
             )
             raise
-        job = await self.bot.jobs.update(job.id, message_id=response.message_id)
+        job = await self.bot.jobs.set_message_id(job, response.message_id)
         log.info(
             "job %s: accepted (guild %s, channel %s, user %s)",
             job.id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import subprocess
 import sys
 import textwrap
@@ -89,6 +90,113 @@ async def test_many_requests_at_once_get_exactly_the_quota(store):
 
     results = await asyncio.gather(*(attempt() for _ in range(30)))
     assert (sum(results), (await QuotaLedger(store).values(["m:1:3:day"]))["m:1:3:day"]) == (7, 7)
+
+
+def member_plan(
+    member: int,
+    n: int,
+    *,
+    prefix: str = "",
+    member_limit: int | None = None,
+    server_limit: int | None = None,
+    active: int | None = None,
+    cooldown: int = 0,
+) -> QuotaPlan:
+    """A plan like the bot's: the member's own counters plus counters the whole server shares."""
+    return QuotaPlan(
+        images=n,
+        image_limits=(
+            Limit(f"{prefix}m:{member}", member_limit, "member_daily"),
+            Limit(f"{prefix}g", server_limit, "server_daily"),
+        ),
+        active_limits=(
+            Limit(f"{prefix}am:{member}", active, "member_active"),
+            Limit(f"{prefix}ag", None, "x"),
+        ),
+        cooldown=Cooldown(f"{prefix}cd:{member}", cooldown) if cooldown else None,
+    )
+
+
+async def burst(jobs: JobStore, plans: list[QuotaPlan]) -> list[object]:
+    """Create one job per plan, all at once (they share a transaction); each a record or its refusal."""
+
+    async def attempt(number: int, quota: QuotaPlan) -> object:
+        try:
+            return await jobs.create(quota=quota, **{**JOB, "user_id": number, "n": quota.images})
+        except QuotaExceededError as exc:
+            return exc
+
+    return await asyncio.gather(*(attempt(i, p) for i, p in enumerate(plans)))
+
+
+async def test_a_burst_from_many_members_is_recorded_and_charged_in_a_few_statements(store):
+    jobs, ledger = JobStore(store), QuotaLedger(store)
+    plans = [
+        member_plan(m, 1 + m % 4, member_limit=10, server_limit=500, active=2, cooldown=30) for m in range(60)
+    ]
+    statements: list[str] = []
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    outcomes = await burst(jobs, plans)
+    counters = await ledger.values([f"m:{m}" for m in range(60)] + ["g", "ag"])
+    assert [(o.user_id, o.n) for o in outcomes] == [(m, 1 + m % 4) for m in range(60)]  # each its own record
+    assert counters == {
+        **{f"m:{m}": 1 + m % 4 for m in range(60)},
+        "g": sum(p.images for p in plans),
+        "ag": 60,
+    }
+    # charges, cooldown stamps, the inserts: not one statement per job
+    assert len([s for s in statements if not s.startswith(("BEGIN", "COMMIT"))]) <= 4, statements
+
+
+async def test_a_burst_that_would_pass_a_limit_is_decided_in_order_one_by_one(store):
+    jobs, ledger = JobStore(store), QuotaLedger(store)
+    outcomes = await burst(jobs, [member_plan(m, 2, server_limit=10) for m in range(8)])
+    refused = [o for o in outcomes[5:] if isinstance(o, QuotaExceededError)]
+    assert [isinstance(o, QuotaExceededError) for o in outcomes] == [False] * 5 + [True] * 3
+    assert [r.limit.rule for r in refused] == ["server_daily"] * 3
+    assert await ledger.values(["g", "m:5", "am:6", "m:4"]) == {"g": 10, "m:5": 0, "am:6": 0, "m:4": 2}
+
+
+async def test_a_burst_refuses_only_the_member_still_in_their_cooldown(store):
+    now = [2_000_000.0]
+    jobs, ledger = JobStore(store, clock=lambda: now[0]), QuotaLedger(store)
+    await jobs.create(quota=member_plan(1, 1, cooldown=30), **JOB)
+    now[0] += 10
+    outcomes = await burst(jobs, [member_plan(m, 3, cooldown=30) for m in (0, 1, 2)])
+    assert [type(o).__name__ for o in outcomes] == ["JobRecord", "QuotaExceededError", "JobRecord"]
+    assert (outcomes[1].limit.rule, outcomes[1].retry_at) == ("cooldown", 2_000_030.0)
+    assert await ledger.values(["m:1", "am:1", "g"]) == {"m:1": 1, "am:1": 1, "g": 7}  # only the earlier job
+
+
+async def test_one_member_twice_in_a_burst_under_a_cooldown_gets_one_job(store):
+    jobs, ledger = JobStore(store), QuotaLedger(store)
+    outcomes = await burst(jobs, [member_plan(7, 2, cooldown=60), member_plan(7, 2, cooldown=60)])
+    assert [type(o).__name__ for o in outcomes] == ["JobRecord", "QuotaExceededError"]
+    assert await ledger.values(["m:7", "am:7"]) == {"m:7": 2, "am:7": 1}
+
+
+async def test_a_burst_decides_exactly_as_charging_one_by_one_would(store):
+    rng = random.Random(7)
+    shapes = [
+        dict(
+            member=rng.randrange(6),
+            n=rng.randint(1, 4),
+            member_limit=rng.choice([None, 4, 6]),
+            server_limit=rng.choice([None, 25]),
+            active=rng.choice([None, 3]),
+            cooldown=rng.choice([0, 0, 30]),
+        )
+        for _ in range(40)
+    ]
+    jobs, ledger = JobStore(store), QuotaLedger(store)
+    together = await burst(jobs, [member_plan(**shape, prefix="t") for shape in shapes])
+    alone = [(await burst(jobs, [member_plan(**shape, prefix="a")]))[0] for shape in shapes]
+    keys = [f"m:{m}" for m in range(6)] + [f"am:{m}" for m in range(6)] + ["g", "ag"]
+    assert [type(o).__name__ for o in together] == [type(o).__name__ for o in alone]
+    assert await ledger.values("t" + k for k in keys) == {
+        "t" + k: v for k, v in (await ledger.values("a" + k for k in keys)).items() for k in [k[1:]]
+    }
+    assert any(isinstance(o, QuotaExceededError) for o in together)  # the limits were reached
 
 
 async def test_a_failed_job_refunds_every_image_and_frees_its_slot(store):
