@@ -10,7 +10,8 @@ one `ChannelPacer`:
 - across all channels, at most `global_limit` writes start in any `global_window`;
 - final results go before progress updates;
 - progress is latest-wins: a progress write still waiting when a newer one (or the
-  final result) for the same job arrives is dropped, never sent late.
+  final result) for the same job arrives is dropped, never sent late; a caller that stops
+  waiting (cancels) drops its write too, unless it is already being sent.
 
 Discord-free: it paces any coroutine.
 """
@@ -97,14 +98,32 @@ class ChannelPacer:
         (state.finals if final else state.progress).append(waiter)
         if state.worker is None or state.worker.done():
             state.worker = asyncio.create_task(self._serve(channel, state), name=f"pacer-{channel}")
-        if not await waiter.granted:
-            return _DROPPED
         try:
-            return await send()
-        finally:
-            if key is not None and state.latest.get(key) is waiter:
-                del state.latest[key]
-            state.done.set()
+            granted = await waiter.granted
+        except asyncio.CancelledError:
+            if waiter.granted.done() and not waiter.granted.cancelled() and waiter.granted.result():
+                self._finished(state, waiter)  # granted just as the caller gave up: pass the turn on
+            raise
+        if not granted:
+            return _DROPPED
+        if final:
+            try:
+                return await send()
+            finally:
+                self._finished(state, waiter)
+        # A progress edit already on its way is never abandoned halfway (a cancelled request
+        # could still land after the result): it finishes in the background, and the channel's
+        # next write waits for it.
+        sending = asyncio.ensure_future(send())
+        sending.add_done_callback(lambda done: self._finished(state, waiter, done))
+        return await asyncio.shield(sending)
+
+    def _finished(self, state: _Channel, waiter: _Waiter, sent: asyncio.Future[object] | None = None) -> None:
+        if waiter.key is not None and state.latest.get(waiter.key) is waiter:
+            del state.latest[waiter.key]
+        if sent is not None and not sent.cancelled():
+            sent.exception()  # retrieved here too, in case its caller stopped waiting
+        state.done.set()
 
     def _next_waiter(self, state: _Channel) -> _Waiter | None:
         for queue in (state.finals, state.progress):

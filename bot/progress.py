@@ -8,7 +8,6 @@ coalesces updates (latest wins) and keeps sends at least `interval` apart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -48,9 +47,8 @@ class ProgressThrottle:
     """Sends progress states through `send`, at most once per `interval`, latest wins.
 
     `update()` never blocks the caller; a background task does the sending so a
-    slow edit never delays polling. `close()` drops anything still pending and
-    waits for an edit already in flight, so a final message is never overtaken
-    by a stale progress edit.
+    slow edit never delays polling. `close()` drops anything not yet sent, so a
+    final message never waits behind a stale progress edit.
     """
 
     def __init__(
@@ -82,15 +80,23 @@ class ProgressThrottle:
             self._task = asyncio.create_task(self._run(), name="progress-throttle")
 
     async def close(self) -> None:
-        """Stop sending; wait for an edit already in flight to finish."""
+        """Stop sending: anything pending or still waiting for its turn is dropped.
+
+        An edit already being sent is left to finish in the background; `send` must keep
+        it ahead of whatever the caller writes next (the pacer does, per channel).
+        """
         self._closed = True
         self._pending = None
         task, self._task = self._task, None
         if task is None:
             return
-        self._wake.set()
-        with contextlib.suppress(asyncio.CancelledError):
+        task.cancel()
+        try:
             await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the caller itself is being cancelled: never swallow that
 
     async def _run(self) -> None:
         while not self._closed:

@@ -92,3 +92,52 @@ async def test_the_window_is_kept_when_a_channel_goes_quiet_and_comes_back():
     await pacer.final("c", log.write("c", "after a pause"))
     starts = [t for t, _, _ in log.starts]
     assert starts[2] - starts[0] >= 0.2
+
+
+async def test_progress_given_up_while_waiting_is_never_sent_and_the_channel_goes_on():
+    pacer, log = ChannelPacer(per_channel=1, channel_window=0.1, margin=0.0), Log()
+    blocker = asyncio.create_task(pacer.final("c", log.write("c", "blocker")))
+    await asyncio.sleep(0)
+    abandoned = asyncio.create_task(pacer.progress("c", 7, log.write("c", "abandoned progress")))
+    await asyncio.sleep(0)
+    abandoned.cancel()
+    await pacer.final("c", log.write("c", "result"), key=7)
+    await blocker
+    assert (abandoned.cancelled(), [label for _, label, _ in log.starts]) == (True, ["blocker", "result"])
+
+
+async def test_progress_already_being_sent_finishes_before_the_channels_next_write():
+    pacer, events = ChannelPacer(per_channel=10, channel_window=0.1, margin=0.0), []
+    release, on_the_wire = asyncio.Event(), asyncio.Event()
+
+    async def slow_edit() -> None:
+        events.append("progress started")
+        on_the_wire.set()
+        await release.wait()
+        events.append("progress finished")
+
+    async def result() -> None:
+        events.append("result")
+
+    progress = asyncio.create_task(pacer.progress("c", 7, slow_edit))
+    await on_the_wire.wait()
+    progress.cancel()  # the job moved on while its edit was on the wire
+    final = asyncio.create_task(pacer.final("c", result, key=7))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert events == ["progress started"]  # the result waits for the edit in flight
+    release.set()
+    await final
+    assert (progress.cancelled(), events) == (True, ["progress started", "progress finished", "result"])
+
+
+async def test_a_write_cancelled_just_as_its_turn_came_does_not_stall_the_channel():
+    pacer, log = ChannelPacer(per_channel=10, channel_window=0.1, margin=0.0), Log()
+    for spins in range(4):  # cancel at each point around the grant
+        write = asyncio.create_task(pacer.progress("c", spins, log.write("c", f"p{spins}")))
+        for _ in range(spins):
+            await asyncio.sleep(0)
+        write.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await write
+        assert await asyncio.wait_for(pacer.final("c", log.write("c", f"r{spins}")), timeout=5) == f"r{spins}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 
@@ -78,3 +79,49 @@ async def test_a_failing_send_does_not_stop_later_updates():
     await rec.wait_for(2)
     await throttle.close()
     assert rec.sent[-1][1] == JobProgress(Phase.GENERATING, 20)
+
+
+async def test_close_drops_an_update_waiting_for_its_turn_without_waiting_for_it():
+    started, waiting, never = [], asyncio.Event(), asyncio.Event()
+
+    async def send(state: JobProgress) -> None:
+        started.append(state)
+        waiting.set()
+        await never.wait()  # e.g. queued behind other writes in its channel
+
+    throttle = ProgressThrottle(send, interval=0.0)
+    throttle.update(JobProgress(Phase.QUEUED))
+    await waiting.wait()
+    await asyncio.wait_for(throttle.close(), timeout=5)
+    throttle.update(JobProgress(Phase.GENERATING, 50))
+    await asyncio.sleep(0)
+    assert started == [JobProgress(Phase.QUEUED)]
+
+
+async def test_close_never_swallows_the_callers_own_cancellation():
+    stopping, finish = asyncio.Event(), asyncio.Event()
+
+    async def send(state: JobProgress) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            stopping.set()
+            await finish.wait()  # slow to stop
+            raise
+
+    throttle = ProgressThrottle(send, interval=0.0)
+    throttle.update(JobProgress(Phase.QUEUED))
+    await asyncio.sleep(0)
+    reached_after_close = []
+
+    async def job() -> None:
+        await throttle.close()
+        reached_after_close.append(True)  # e.g. going on to deliver
+
+    task = asyncio.create_task(job())
+    await stopping.wait()
+    task.cancel()  # shutdown
+    finish.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert (task.cancelled(), reached_after_close) == (True, [])
