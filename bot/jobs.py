@@ -16,8 +16,9 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot import toapis
 from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_image
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 BUSY = "The image service is busy right now — try again in a minute."
 # How many jobs may hold their downloaded images at once (bounds memory under load).
 DELIVERY_SLOTS = 8
+DOWNLOADS_PER_JOB = 4
 # How many submissions may be under way at once: a burst of new jobs then starts in waves,
 # leaving the event loop free to answer the members still waiting for their placeholder.
 SUBMIT_SLOTS = 16
@@ -75,6 +77,14 @@ class JobObserver(Protocol):
 
     def references_ready(self, urls: tuple[str, ...]) -> None:
         """The references were re-hosted at `urls`; show those from now on."""
+        ...
+
+    def delivery_turn(self) -> AbstractAsyncContextManager[None]:
+        """Entered when the destination can take the result now; held while delivering.
+
+        The runner downloads images only inside it, so no images wait in memory for a busy
+        destination.
+        """
         ...
 
     async def deliver(self, outcome: JobOutcome) -> list[int | None]:
@@ -201,10 +211,7 @@ class JobRunner:
                 job = await self._advance(job, request, observer, throttle, resumed, name)
             finally:
                 await throttle.close()
-            # Downloaded images stay in memory until posted: only so many jobs hold them at once.
-            async with self._delivery_slots:
-                outcome = await self._download(job, name)
-                posted = await observer.deliver(outcome)
+            images = await self._deliver(job, observer, name)
         except JobFailedError as exc:
             return await self._fail(job, observer, str(exc))
         except asyncio.CancelledError:
@@ -213,9 +220,33 @@ class JobRunner:
         except Exception as exc:
             log.exception("%s failed unexpectedly", name)
             return await self._fail(job, observer, failure_message(exc))
+        message_ids = list(dict.fromkeys(image["message_id"] for image in images))
+        return await self._jobs.finish(
+            job.id,
+            JobState.DONE,
+            delivered_images=len(images),
+            delivered={"message_ids": message_ids, "images": images},
+        )
 
-        # The record says what members actually got, and where (later actions reuse posted images).
-        images = [
+    async def _deliver(self, job: JobRecord, observer: JobObserver, name: str) -> list[dict[str, Any]]:
+        """Download and show the images; return what the record keeps about those shown.
+
+        Downloaded images stay in memory until posted: only so many jobs hold them at once,
+        only once their destination has room, and not a moment longer (the caller's record
+        write may queue behind others, so nothing here outlives this call).
+        """
+        async with observer.delivery_turn(), self._delivery_slots:
+            outcome = await self._download(job, name)
+            posted = await observer.deliver(outcome)
+        log.info(
+            "%s: delivered %d of %d image(s) in %.1fs",
+            name,
+            sum(message_id is not None for message_id in posted),
+            len(outcome.images),
+            outcome.elapsed,
+        )
+        # What members actually got, and where (later actions reuse posted images).
+        return [
             {
                 "filename": i.filename,
                 "size": len(i.data),
@@ -227,20 +258,6 @@ class JobRunner:
             for i, message_id in zip(outcome.images, posted, strict=True)
             if message_id is not None
         ]
-        message_ids = list(dict.fromkeys(m for m in posted if m is not None))
-        log.info(
-            "%s: delivered %d of %d image(s) in %.1fs",
-            name,
-            len(images),
-            len(outcome.images),
-            outcome.elapsed,
-        )
-        return await self._jobs.finish(
-            job.id,
-            JobState.DONE,
-            delivered_images=len(images),
-            delivered={"message_ids": message_ids, "images": images},
-        )
 
     async def drain_submissions(self, within: float) -> None:
         """Wait (bounded) for submissions already sent, so their task ids are stored before exit."""
@@ -430,21 +447,26 @@ class JobRunner:
         urls = job.result_urls or ()
         if job.result_expires_at is not None and self._clock() >= job.result_expires_at:
             raise JobFailedError(RESULTS_EXPIRED)
-        # One image at a time: at most one full-size image and its re-encoding in memory.
-        images: list[FittedImage] = []
+        # A few images at a time (one job's set is in memory anyway); each checked in a thread.
+        parallel = asyncio.Semaphore(DOWNLOADS_PER_JOB)
         gone = 0
-        for index, url in enumerate(urls, start=1):
-            try:
-                data = await self._client.download(url)
-                fitted = await asyncio.to_thread(
-                    fit_image, data, limit=job.upload_limit, basename=f"imagine-{job.id}-{index}"
-                )
-            except (toapis.ToAPIsError, ImageDecodeError, ImageTooLargeError) as exc:
-                # A 4xx from the file host means the link is dead: the result expired.
-                gone += isinstance(exc, toapis.BadRequestError)
-                log.warning("%s: image %d could not be delivered: %s", name, index, exc)
-                continue
-            images.append(fitted)
+
+        async def fetch(index: int, url: str) -> FittedImage | None:
+            nonlocal gone
+            async with parallel:
+                try:
+                    data = await self._client.download(url)
+                    return await asyncio.to_thread(
+                        fit_image, data, limit=job.upload_limit, basename=f"imagine-{job.id}-{index}"
+                    )
+                except (toapis.ToAPIsError, ImageDecodeError, ImageTooLargeError) as exc:
+                    # A 4xx from the file host means the link is dead: the result expired.
+                    gone += isinstance(exc, toapis.BadRequestError)
+                    log.warning("%s: image %d could not be delivered: %s", name, index, exc)
+                    return None
+
+        fetched = await asyncio.gather(*(fetch(i, url) for i, url in enumerate(urls, start=1)))
+        images = [image for image in fetched if image is not None]
         if not images:
             raise JobFailedError(RESULTS_EXPIRED if gone == len(urls) else NOT_DOWNLOADED)
         return JobOutcome(

@@ -8,7 +8,11 @@ one `ChannelPacer`:
 - per channel, at most `per_channel` writes start in any `channel_window` seconds, and
   one write at a time (so the window is counted exactly);
 - across all channels, at most `global_limit` writes start in any `global_window`;
-- final results go before progress updates;
+- final results go before progress updates, and progress never takes a channel's last
+  `progress_reserve` slots of a window (nor the global window's last ones): under load
+  a result finds room at once and progress gives way;
+- `turn(channel)` lets one delivery at a time per channel wait for room *before* it
+  downloads its images, so images are not held in memory while a busy channel catches up;
 - progress is latest-wins: a progress write still waiting when a newer one (or the
   final result) for the same job arrives is dropped, never sent late; a caller that stops
   waiting (cancels) drops its write too, unless it is already being sent.
@@ -19,10 +23,11 @@ Discord-free: it paces any coroutine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -45,6 +50,8 @@ class _Channel:
     starts: deque[float] = field(default_factory=deque)
     latest: dict[Hashable, _Waiter] = field(default_factory=dict)  # newest progress per job
     done: asyncio.Event = field(default_factory=asyncio.Event)  # the write in flight finished
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # a result arrived
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)  # one delivery at a time
     worker: asyncio.Task[None] | None = None
 
 
@@ -59,9 +66,11 @@ class ChannelPacer:
         global_limit: int = 45,
         global_window: float = 1.0,
         margin: float = 0.3,
+        progress_reserve: int = 2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._per_channel = per_channel
+        self._progress_reserve = progress_reserve
         self._channel_window = channel_window + margin
         self._global_limit = global_limit
         self._global_window = global_window + margin / 3
@@ -96,6 +105,8 @@ class ChannelPacer:
             if not final:
                 state.latest[key] = waiter
         (state.finals if final else state.progress).append(waiter)
+        if final:
+            state.wake.set()
         if state.worker is None or state.worker.done():
             state.worker = asyncio.create_task(self._serve(channel, state), name=f"pacer-{channel}")
         try:
@@ -125,25 +136,37 @@ class ChannelPacer:
             sent.exception()  # retrieved here too, in case its caller stopped waiting
         state.done.set()
 
-    def _next_waiter(self, state: _Channel) -> _Waiter | None:
-        for queue in (state.finals, state.progress):
-            while queue:
-                waiter = queue.popleft()
-                if not waiter.granted.done():  # skip cancelled and superseded ones
-                    return waiter
-        return None
+    @contextlib.asynccontextmanager
+    async def turn(self, channel: Hashable) -> AsyncIterator[None]:
+        """Hold the channel's delivery turn: entered when a result could be written there now."""
+        state = self._channels.get(channel)
+        if state is None:
+            self._forget_idle()
+            state = self._channels[channel] = _Channel()
+        async with state.turn:
+            # Once: the write itself is then paced exactly, this only spares holding images.
+            await asyncio.sleep(max(0.0, self._free_at(state, final=True) - self._clock()))
+            yield
 
-    def _free_at(self, state: _Channel) -> float:
-        """The earliest moment both windows allow another write to start."""
+    @staticmethod
+    def _live(queue: deque[_Waiter]) -> bool:
+        while queue and queue[0].granted.done():  # cancelled or superseded
+            queue.popleft()
+        return bool(queue)
+
+    def _free_at(self, state: _Channel, *, final: bool) -> float:
+        """The earliest moment both windows allow a result (or progress) write to start."""
         now = self._clock()
-        for starts, window in ((state.starts, self._channel_window), (self._global, self._global_window)):
+        reserve = 0 if final else self._progress_reserve
+        at = now
+        for starts, window, limit in (
+            (state.starts, self._channel_window, self._per_channel - reserve),
+            (self._global, self._global_window, self._global_limit - reserve),
+        ):
             while starts and starts[0] <= now - window:
                 starts.popleft()
-        at = now
-        if len(state.starts) >= self._per_channel:
-            at = max(at, state.starts[0] + self._channel_window)
-        if len(self._global) >= self._global_limit:
-            at = max(at, self._global[0] + self._global_window)
+            if len(starts) >= max(1, limit):
+                at = max(at, starts[len(starts) - max(1, limit)] + window)
         return at
 
     def _forget_idle(self) -> None:
@@ -152,7 +175,7 @@ class ChannelPacer:
             return
         cutoff = self._clock() - self._channel_window
         for channel, state in list(self._channels.items()):
-            idle = state.worker is None or state.worker.done()
+            idle = (state.worker is None or state.worker.done()) and not state.turn.locked()
             if (
                 idle
                 and not state.finals
@@ -164,13 +187,20 @@ class ChannelPacer:
     async def _serve(self, channel: Hashable, state: _Channel) -> None:
         # The channel's state (and its window history) outlives this worker; see _forget_idle.
         while True:
-            wait = self._free_at(state) - self._clock()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue  # the global window may have filled meanwhile
-            waiter = self._next_waiter(state)
-            if waiter is None:
+            final = self._live(state.finals)
+            if not final and not self._live(state.progress):
                 return
+            wait = self._free_at(state, final=final) - self._clock()
+            if wait > 0:
+                state.wake.clear()
+                if final:
+                    await asyncio.sleep(wait)
+                else:  # a result arriving meanwhile may go sooner than this progress
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await state.wake.wait()
+                continue  # the global window may have filled meanwhile
+            waiter = (state.finals if final else state.progress).popleft()
             now = self._clock()
             state.starts.append(now)
             self._global.append(now)

@@ -19,6 +19,7 @@ import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,8 +45,29 @@ INVALID_WEBHOOK_TOKEN = 50027
 UNKNOWN_MESSAGE = 10008
 
 
-def _files(images: tuple[FittedImage, ...]) -> list[discord.File]:
-    return [discord.File(io.BytesIO(img.data), filename=img.filename) for img in images]
+class _Uploads:
+    """The in-memory files of one delivery, released as soon as it is over.
+
+    discord.py leaves each file's buffer in a reference cycle after sending (`File.close`
+    re-binds the buffer's own `close` onto it), so it would only be freed by a later garbage
+    collection: under load that is hundreds of megabytes of images held for nothing.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: list[io.BytesIO] = []
+
+    def files(self, images: tuple[FittedImage, ...]) -> list[discord.File]:
+        buffers = [io.BytesIO(img.data) for img in images]
+        self._buffers += buffers
+        return [
+            discord.File(buffer, filename=img.filename) for buffer, img in zip(buffers, images, strict=True)
+        ]
+
+    def release(self) -> None:
+        for buffer in self._buffers:
+            vars(buffer).pop("close", None)  # undo discord.py's stub: breaks the cycle
+            buffer.close()  # frees the bytes now
+        self._buffers.clear()
 
 
 class MessageGoneError(Exception):
@@ -74,6 +96,7 @@ class JobMessenger:
         self._started = datetime.fromtimestamp(job.created_at, tz=UTC)
         self._token_dead = not job.interaction_token
         self._message_gone = job.message_id is None
+        self._uploads = _Uploads()
 
     @property
     def _label(self) -> str:
@@ -151,14 +174,23 @@ class JobMessenger:
     def references_ready(self, urls: tuple[str, ...]) -> None:
         self._request = dataclasses.replace(self._request, reference_urls=urls, reference_sources=())
 
+    def delivery_turn(self) -> AbstractAsyncContextManager[None]:
+        return self._pacer.turn(self._job.channel_id)
+
     async def deliver(self, outcome: JobOutcome) -> list[int | None]:
+        try:
+            return await self._deliver(outcome)
+        finally:
+            self._uploads.release()
+
+    async def _deliver(self, outcome: JobOutcome) -> list[int | None]:
         per_message = render.ATTACHMENTS_PER_MESSAGE
         first, rest = outcome.images[:per_message], outcome.images[per_message:]
         upload_limit = self._job.upload_limit
         main_id = await self._show_final(
             lambda: {
                 "embed": render.result_embed(self._request, outcome, upload_limit),
-                "attachments": _files(first),
+                "attachments": self._uploads.files(first),
                 "view": result_view(self._job, done=True),
             }
         )
@@ -251,7 +283,10 @@ class JobMessenger:
         try:
             message = await self._write(
                 lambda: self._channel.send(
-                    text, files=_files(images), reference=reference, allowed_mentions=render.NO_PINGS
+                    text,
+                    files=self._uploads.files(images),
+                    reference=reference,
+                    allowed_mentions=render.NO_PINGS,
                 )
             )
             return message.id
@@ -263,7 +298,9 @@ class JobMessenger:
             return None
         try:
             followup = await self._write(
-                lambda: webhook.send(text, files=_files(images), allowed_mentions=render.NO_PINGS, wait=True)
+                lambda: webhook.send(
+                    text, files=self._uploads.files(images), allowed_mentions=render.NO_PINGS, wait=True
+                )
             )
             return followup.id
         except discord.HTTPException as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import itertools
 import re
@@ -135,6 +136,34 @@ async def test_fifteen_images_are_split_ten_in_the_message_and_five_in_a_reply(s
         reply.content,
         all(decode(a.data) for a in [*message.attachments, *reply.attachments]),
     ) == (10, 5, "Images 11–15 of 15", True)
+
+
+def open_image_buffers() -> list[io.BytesIO]:
+    """In-memory files still holding an image (PNG or JPEG bytes), reachable or not."""
+    found = []
+    for obj in gc.get_objects():
+        if (
+            isinstance(obj, io.BytesIO)
+            and not obj.closed
+            and obj.getvalue()[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0")
+        ):
+            found.append(obj)
+    return found
+
+
+async def test_uploaded_images_leave_memory_as_soon_as_they_are_delivered(start_bot):
+    rig = await start_bot()
+    gc.collect()
+    gc.disable()  # what only a later garbage collection would free counts as kept
+    try:
+        before = len(open_image_buffers())
+        record = await rig.imagine(prompt="many foxes", n=12)
+        message = await rig.finished(record)
+        await rig.discord.wait_for_message(lambda m: m.message_reference is not None)
+        kept = len(open_image_buffers()) - before
+    finally:
+        gc.enable()
+    assert (len(message.attachments), kept) == (10, 0)
 
 
 async def test_images_past_ten_go_in_a_follow_up_when_the_bot_cannot_post_in_the_channel(start_bot):

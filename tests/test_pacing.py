@@ -141,3 +141,60 @@ async def test_a_write_cancelled_just_as_its_turn_came_does_not_stall_the_channe
         with contextlib.suppress(asyncio.CancelledError):
             await write
         assert await asyncio.wait_for(pacer.final("c", log.write("c", f"r{spins}")), timeout=5) == f"r{spins}"
+
+
+async def test_progress_leaves_the_last_slots_of_a_window_to_results():
+    window = 3.0
+    pacer, log = ChannelPacer(per_channel=5, channel_window=window, margin=0.0, progress_reserve=2), Log()
+    third = asyncio.Event()
+
+    def write(job: int):
+        send = log.write("c", f"p{job}")
+
+        async def progress_edit() -> str:
+            if job == 2:
+                third.set()
+            return await send()
+
+        return progress_edit
+
+    progress = [asyncio.create_task(pacer.progress("c", job, write(job))) for job in range(5)]
+    await third.wait()
+    results = [await pacer.final("c", log.write("c", f"r{i}")) for i in range(2)]
+    t0 = log.starts[0][0]
+    labels = [label for _, label, _ in log.starts]
+    result_starts = [t - t0 for t, label, _ in log.starts if label in results]
+    for task in progress:
+        task.cancel()
+    # Three progress edits took their share; the results found the last two slots free
+    # instead of waiting for the window to roll over.
+    assert (labels, max(result_starts) < window) == (["p0", "p1", "p2", "r0", "r1"], True)
+
+
+async def test_a_result_waiting_behind_a_full_window_goes_before_progress_queued_earlier():
+    pacer, log = ChannelPacer(per_channel=2, channel_window=0.2, margin=0.0, progress_reserve=1), Log()
+    await pacer.final("c", log.write("c", "r0"))
+    await pacer.final("c", log.write("c", "r1"))  # window full
+    waiting = asyncio.create_task(pacer.progress("c", 1, log.write("c", "progress")))
+    await asyncio.sleep(0.01)
+    await pacer.final("c", log.write("c", "r2"))
+    await waiting
+    assert [label for _, label, _ in log.starts] == ["r0", "r1", "r2", "progress"]
+
+
+async def test_delivery_turns_are_one_at_a_time_per_channel_and_wait_for_room():
+    window = 1.0
+    pacer = ChannelPacer(per_channel=1, channel_window=window, margin=0.0)
+    events: list[tuple[str, float]] = []
+
+    async def deliver(name: str, channel: str) -> None:
+        async with pacer.turn(channel):
+            events.append((f"{name} in", time.monotonic()))
+            await pacer.final(channel, lambda: asyncio.sleep(0))
+            events.append((f"{name} out", time.monotonic()))
+
+    await asyncio.gather(deliver("a", "c"), deliver("b", "c"), deliver("other", "d"))
+    names, times = [name for name, _ in events], dict(events)
+    assert names.index("a out") < names.index("b in")  # one at a time in a channel
+    assert times["b in"] - times["a in"] >= window  # b entered only once its write could start
+    assert times["other in"] - times["a in"] < window  # another channel's turn did not wait for c
