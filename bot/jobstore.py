@@ -176,6 +176,11 @@ class JobStore:
         """
         return await self._creates.submit((quota, fields))
 
+    async def drain(self) -> None:
+        """Let writes already grouped for a commit finish (call before closing the database)."""
+        await self._creates.drain()
+        await self._message_ids.drain()
+
     async def _create_batch(
         self, batch: list[tuple[QuotaPlan | None, dict[str, Any]]]
     ) -> list[JobRecord | QuotaExceededError]:

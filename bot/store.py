@@ -97,6 +97,11 @@ class GroupCommit(Generic[Item, Result]):
             self._worker = asyncio.create_task(self._run(), name=self._name)
         return await waiter
 
+    async def drain(self) -> None:
+        """Wait until every write submitted so far is done (before closing the database)."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.wait([self._worker])
+
     async def _run(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self._size], self._pending[self._size :]

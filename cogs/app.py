@@ -317,6 +317,8 @@ class ImagineBot(commands.AutoShardedBot):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.toapis is not None:
             await self.toapis.close()
+        if self._jobs is not None:
+            await self._jobs.drain()
         if self.store is not None:
             await self.store.close()
         await super().close()

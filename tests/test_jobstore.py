@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -252,3 +253,12 @@ async def test_migrating_an_already_migrated_database_keeps_existing_jobs(store,
     assert kept == [running, done]
     assert [job.id for job in unfinished] == [running.id]
     assert newer.id not in (running.id, done.id)
+
+
+async def test_writes_grouped_for_a_commit_are_finished_before_the_database_closes(store):
+    jobs = JobStore(store)
+    job = await jobs.create(**job_fields())
+    pending = asyncio.ensure_future(jobs.set_message_id(job, MESSAGE_ID))
+    await asyncio.sleep(0)  # grouped, not yet written
+    await jobs.drain()
+    assert (pending.done(), (await jobs.get(job.id)).message_id) == (True, MESSAGE_ID)
