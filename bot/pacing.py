@@ -92,10 +92,7 @@ class ChannelPacer:
     async def _run(
         self, channel: Hashable, send: Callable[[], Awaitable[T]], *, final: bool, key: Hashable | None
     ) -> T | object:
-        state = self._channels.get(channel)
-        if state is None:
-            self._forget_idle()
-            state = self._channels[channel] = _Channel()
+        state = self._channel(channel)
         waiter = _Waiter(asyncio.get_running_loop().create_future(), final, key)
         if key is not None:
             stale = state.latest.pop(key, None)
@@ -139,14 +136,18 @@ class ChannelPacer:
     @contextlib.asynccontextmanager
     async def turn(self, channel: Hashable) -> AsyncIterator[None]:
         """Hold the channel's delivery turn: entered when a result could be written there now."""
-        state = self._channels.get(channel)
-        if state is None:
-            self._forget_idle()
-            state = self._channels[channel] = _Channel()
+        state = self._channel(channel)
         async with state.turn:
             # Once: the write itself is then paced exactly, this only spares holding images.
             await asyncio.sleep(max(0.0, self._free_at(state, final=True) - self._clock()))
             yield
+
+    def _channel(self, channel: Hashable) -> _Channel:
+        state = self._channels.get(channel)
+        if state is None:
+            self._forget_idle()
+            state = self._channels[channel] = _Channel()
+        return state
 
     @staticmethod
     def _live(queue: deque[_Waiter]) -> bool:
@@ -165,8 +166,9 @@ class ChannelPacer:
         ):
             while starts and starts[0] <= now - window:
                 starts.popleft()
-            if len(starts) >= max(1, limit):
-                at = max(at, starts[len(starts) - max(1, limit)] + window)
+            limit = max(1, limit)
+            if len(starts) >= limit:
+                at = max(at, starts[len(starts) - limit] + window)
         return at
 
     def _forget_idle(self) -> None:

@@ -246,7 +246,7 @@ class JobMessenger:
             if message is None:
                 log.error("%s: the result could not be delivered anywhere", self._label)
                 return None
-        self._job = await self._jobs.update(self._job.id, message_id=message.id)
+        self._job = await self._jobs.set_message_id(self._job, message.id)
         self._message_gone = False
         return message.id
 
