@@ -8,6 +8,7 @@ restart and days later. Every new job goes through `ImagineCog.start`, exactly l
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from bot.references import MAX_TOTAL_IMAGES, ReferenceSource
 from bot.request import request_for_job
 from cogs import render
 from cogs.components import ResultButton, VaryPicker, source_from_attachment
+from cogs.forms import FormAnswers, RemixForm, RequestForm, answer_form, submitted_form
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -181,22 +183,49 @@ class ActionsCog(commands.Cog, name="Actions"):
         return source_from_attachment(attachment)
 
     async def _remix(self, interaction: discord.Interaction, job: JobRecord) -> None:
-        from cogs.imagine import ImagineModal  # the one request form, shared with the message menu
-
         if job.references_lost:
             await _private(interaction, REFERENCES_LOST)
             return
         await interaction.response.send_modal(
-            ImagineModal(
-                self.imagine,
+            RequestForm(
+                RemixForm(job.id),
+                self.bot.catalog,
                 title="Remix",
-                hosted_references=job.reference_urls,
+                model=job.model,
+                reference_count=len(job.reference_urls),
                 prompt=job.prompt,
                 ratio=job.ratio,
                 n=job.n,
-                model=job.model,
-                resolution=job.resolution,
             )
+        )
+
+    @commands.Cog.listener("on_interaction")
+    async def on_remix_form(self, interaction: discord.Interaction) -> None:
+        """A submitted Remix form (also one opened before a restart): the job record supplies the rest."""
+        form = submitted_form(interaction)
+        if isinstance(form, RemixForm):
+            await answer_form(interaction, form, functools.partial(self._remix_submitted, interaction, form))
+
+    async def _remix_submitted(
+        self, interaction: discord.Interaction, form: RemixForm, answers: FormAnswers
+    ) -> None:
+        job = await self.bot.jobs.get(form.job_id)
+        if job is None:
+            await _private(interaction, GONE)
+            return
+        if job.references_lost:
+            await _private(interaction, REFERENCES_LOST)
+            return
+        model = answers.model or job.model
+        await self.imagine.start(
+            interaction,
+            prompt=answers.prompt,
+            ratio=answers.ratio or job.ratio,
+            n=answers.n or job.n,
+            model=model,
+            # The original resolution only applies while the model stays the same.
+            resolution=job.resolution if model == job.model else None,
+            hosted_references=job.reference_urls,
         )
 
     async def _delete(self, interaction: discord.Interaction, job: JobRecord) -> None:

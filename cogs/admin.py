@@ -274,10 +274,23 @@ def build_admin_group(cog: AdminCog, catalog: Catalog) -> AdminGroup:
 
     @group.command(name="reset", description="Restore every setting of this server to the defaults")
     async def reset(interaction: discord.Interaction) -> None:
+        if _may_change_admins(cog, interaction):
+            await cog.change(
+                interaction,
+                lambda _: DEFAULTS,
+                lambda _, new: "Every setting is back to its default.\n" + usage.settings_text(new, catalog),
+            )
+            return
+        # A member who is admin through an admin role may not drop the admin roles: that would lock
+        # them and every other role-admin out, which only someone with Manage Server may decide.
         await cog.change(
             interaction,
-            lambda _: DEFAULTS,
-            lambda _, new: "Every setting is back to its default.\n" + usage.settings_text(new, catalog),
+            lambda s: DEFAULTS.replace(admin_roles=s.admin_roles),
+            lambda _, new: (
+                "Every setting is back to its default, except the admin roles: they were kept, because "
+                "only members with the **Manage Server** permission can change the admin roles.\n"
+                + usage.settings_text(new, catalog)
+            ),
         )
 
     @group.command(name="enable", description="Turn image generation on in this server")

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: discord.py reads the /imagine parameter annotations at
 # definition time, and the prompt length range is computed from the catalog in a closure.
+import functools
 import logging
 import time
 from datetime import UTC, datetime
@@ -16,11 +17,22 @@ from bot.catalog import Catalog
 from bot.jobs import first_progress
 from bot.jobstore import JobState
 from bot.quota import QuotaExceededError
-from bot.references import MAX_REFERENCES, MAX_TOTAL_IMAGES, ReferenceSource, check_sources
+from bot.references import MAX_REFERENCES, ReferenceSource, check_sources
 from bot.references import ReferenceError as ReferenceRuleError
 from bot.request import AUTO_RATIO, DEFAULT_RATIO, RATIOS, RequestError, build_request
 from cogs import render
 from cogs.components import source_from_attachment
+from cogs.forms import (
+    EXPIRED,
+    ExpiredForm,
+    FormAnswers,
+    MenuForm,
+    OpenMenuForms,
+    RequestForm,
+    answer_expired,
+    answer_form,
+    submitted_form,
+)
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -29,6 +41,15 @@ log = logging.getLogger(__name__)
 
 RESTARTING = "The bot is restarting — try again in a minute."
 MENU_NAME = "Imagine with these images"
+MENU_MESSAGE_GONE = (
+    "The message with those images was deleted, so this form can't be used any more. "
+    f"Use “{MENU_NAME}” on another message."
+)
+# Also what a member sees where Discord hides a member's message from the bot's own reads.
+MENU_IMAGES_GONE = (
+    f"{EXPIRED} I can't read that message's images any more: right-click the message → Apps → "
+    f"“{MENU_NAME}” for a new form."
+)
 
 
 def build_imagine_command(catalog: Catalog, cog: "ImagineCog") -> app_commands.Command:
@@ -110,79 +131,6 @@ def images_in_message(message: discord.Message) -> list[ReferenceSource]:
     return found
 
 
-class ImagineModal(discord.ui.Modal):
-    """Asks for the prompt, ratio, n and model: after "Imagine with these images", and for Remix
-    (pre-filled with the original request)."""
-
-    def __init__(
-        self,
-        cog: "ImagineCog",
-        *,
-        title: str = MENU_NAME,
-        references: tuple[ReferenceSource, ...] = (),
-        hosted_references: tuple[str, ...] = (),
-        prompt: str | None = None,
-        ratio: str = DEFAULT_RATIO,
-        n: int = 1,
-        model: str | None = None,
-        resolution: str | None = None,
-    ) -> None:
-        super().__init__(title=title, timeout=15 * 60)
-        self.cog = cog
-        self.references = references
-        self.hosted_references = hosted_references
-        self.resolution = resolution
-        catalog = cog.bot.catalog
-        chosen_model = model or cog.bot.settings.default_model
-        self.original_model = chosen_model
-        self.prompt = discord.ui.TextInput(
-            style=discord.TextStyle.paragraph,
-            max_length=min(4000, max(m.max_prompt_length for m in catalog)),
-            placeholder="What should the model make?",
-            default=prompt,
-        )
-        ratios = [*RATIOS, AUTO_RATIO] if any(m.supports_auto for m in catalog) else list(RATIOS)
-        self.ratio = discord.ui.Select(
-            options=[discord.SelectOption(label=r, value=r, default=r == ratio) for r in ratios]
-        )
-        count = len(references) + len(hosted_references)
-        most = max(1, MAX_TOTAL_IMAGES - count)
-        self.n = discord.ui.Select(
-            options=[
-                discord.SelectOption(label=str(i), value=str(i), default=i == min(n, most))
-                for i in range(1, most + 1)
-            ]
-        )
-        self.model = discord.ui.Select(
-            options=[
-                discord.SelectOption(label=m.display_name, value=m.id, default=m.id == chosen_model)
-                for m in catalog
-            ]
-        )
-        self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
-        self.add_item(discord.ui.Label(text="Ratio", component=self.ratio))
-        limit_note = (
-            f"With {count} reference image{'s' if count != 1 else ''}, at most {most}." if count else None
-        )
-        self.add_item(discord.ui.Label(text="Number of images", description=limit_note, component=self.n))
-        self.add_item(discord.ui.Label(text="Model", component=self.model))
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        model = self.model.values[0] if self.model.values else self.original_model
-        # A resolution carried over (Remix) only applies if the model stays the same.
-        same_model = model == self.original_model
-        await self.cog.start(
-            interaction,
-            prompt=self.prompt.value,
-            ratio=self.ratio.values[0] if self.ratio.values else DEFAULT_RATIO,
-            n=int(self.n.values[0]) if self.n.values else 1,
-            model=model,
-            resolution=self.resolution if same_model else None,
-            references=self.references,
-            hosted_references=self.hosted_references,
-        )
-
-
 class ImagineCog(commands.Cog):
     """Thin adapter from /imagine and the message menu to the core job runner."""
 
@@ -190,6 +138,7 @@ class ImagineCog(commands.Cog):
         self.bot = bot
         self.command = build_imagine_command(bot.catalog, self)
         self.menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.imagine_from_message)
+        self.open_menu_forms = OpenMenuForms()
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.command)
@@ -219,7 +168,73 @@ class ImagineCog(commands.Cog):
                 str(exc), ephemeral=True, allowed_mentions=render.NO_PINGS
             )
             return
-        await interaction.response.send_modal(ImagineModal(self, references=references))
+        form = MenuForm(message.channel.id, message.id)
+        self.open_menu_forms.remember(form, references)
+        await interaction.response.send_modal(
+            RequestForm(
+                form,
+                self.bot.catalog,
+                title=MENU_NAME,
+                model=self.bot.settings.default_model,
+                reference_count=len(references),
+            )
+        )
+
+    @commands.Cog.listener("on_interaction")
+    async def on_menu_form(self, interaction: discord.Interaction) -> None:
+        """A submitted "Imagine with these images" form (also one opened before a restart)."""
+        form = submitted_form(interaction)
+        if isinstance(form, ExpiredForm):
+            await answer_expired(interaction)
+        elif isinstance(form, MenuForm):
+            await answer_form(
+                interaction, form, functools.partial(self._menu_form_submitted, interaction, form)
+            )
+
+    async def _menu_form_submitted(
+        self, interaction: discord.Interaction, form: MenuForm, answers: FormAnswers
+    ) -> None:
+        references = self.open_menu_forms.recall(form)
+        if references is None:
+            references = await self._reread_menu_images(interaction, form)
+            if references is None:
+                return
+        await self.start(
+            interaction,
+            prompt=answers.prompt,
+            ratio=answers.ratio or DEFAULT_RATIO,
+            n=answers.n or 1,
+            model=answers.model,
+            resolution=None,
+            references=references,
+        )
+
+    async def _reread_menu_images(
+        self, interaction: discord.Interaction, form: MenuForm
+    ) -> tuple[ReferenceSource, ...] | None:
+        """The images of a menu form's message, read again (after a restart); None once the member
+        was told privately why they cannot be had."""
+        channel = self.bot.get_partial_messageable(form.channel_id, guild_id=interaction.guild_id)
+        try:
+            message = await channel.fetch_message(form.message_id)
+        except discord.NotFound:
+            await refuse(interaction, MENU_MESSAGE_GONE)
+            return None
+        except discord.HTTPException as exc:
+            log.info(
+                "menu form for message %s (guild %s, user %s): the message could not be read: %s",
+                form.message_id,
+                interaction.guild_id,
+                interaction.user.id,
+                exc.status,
+            )
+            await refuse(interaction, MENU_IMAGES_GONE)
+            return None
+        sources = images_in_message(message)
+        if not sources:
+            await refuse(interaction, MENU_IMAGES_GONE)
+            return None
+        return tuple(sources[:MAX_REFERENCES])
 
     async def start(
         self,

@@ -847,6 +847,47 @@ async def test_show_lists_every_setting_in_one_message_and_reset_restores_the_de
     await server.accepted(await server.imagine())
 
 
+async def test_reset_by_a_role_admin_keeps_the_admin_roles_and_says_why(server: Server):
+    mods, helpers = await server.new_role("mods"), await server.new_role("helpers")
+    for role in (mods, helpers):
+        await server.admin("role admin", {"role": Role(role)})
+    await server.admin("disable")
+    await server.admin("quota", {"member_daily": 5})
+    moderator, helper = server.new_member(), server.new_member()
+
+    answer = await server.admin("reset", user_id=moderator, roles=(mods,), permissions=MEMBER)
+    assert answer.splitlines()[:1] == [
+        "Every setting is back to its default, except the admin roles: they were kept, because only "
+        "members with the **Manage Server** permission can change the admin roles."
+    ]
+    assert f"**Admin roles:** <@&{mods}>, <@&{helpers}>" in answer
+    assert await server.stored() == GuildSettings(admin_roles=(mods, helpers))
+    # Both role-admins still administer the server after the reset.
+    for member, role in ((moderator, mods), (helper, helpers)):
+        shown = await server.admin("show", user_id=member, roles=(role,), permissions=MEMBER)
+        assert "**Generation:** on" in shown
+
+
+async def test_reset_by_a_member_with_manage_server_or_an_owner_drops_the_admin_roles_too(start_bot):
+    owner = 4242
+    rig = await start_bot(owner_ids=frozenset({owner}))
+    await eventually(lambda: rig.bot.get_guild(GUILD))
+    server = Server(rig)
+    mods = await server.new_role("mods")
+    moderator = server.new_member()
+    for who in ({"permissions": MANAGER}, {"user_id": owner, "permissions": MEMBER}):
+        await server.admin("role admin", {"role": Role(mods)})
+        await server.admin("disable")
+
+        answer = await server.admin("reset", **who)
+        assert (answer.splitlines()[0], "**Admin roles:** none" in answer) == (
+            "Every setting is back to its default.",
+            True,
+        )
+        assert await server.stored() == GuildSettings()
+        assert await server.admin("show", user_id=moderator, roles=(mods,), permissions=MEMBER) == NOT_ADMIN
+
+
 async def test_limits_without_options_change_nothing(server: Server):
     answer = await server.admin("limits")
     assert answer.startswith("Nothing given, nothing changed.")
