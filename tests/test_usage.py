@@ -359,7 +359,7 @@ HOSTILE = (
     "a cat\t@SUM(A1:A9)",
     "first line\n-2+3",
     "first line\r\n+cmd",
-    "a cat; \t=HYPERLINK(\"http://x\")",
+    'a cat; \t=HYPERLINK("http://x")',
     " =1+1",
     "\uff1dcmd",
 )
