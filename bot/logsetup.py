@@ -29,19 +29,20 @@ _SECRET_NAME = re.compile(r"(token|key|secret|secrets|password)$")
 # Shorter values are too likely to be ordinary words to replace wherever they appear.
 _MIN_SECRET_CHARS = 4
 
-# Secrets recognised by their shape, for values the filter was not told about.
+# Secrets recognised by their shape, for values the filter was not told about. Repeats are
+# bounded so a long line cannot make a pattern backtrack for long.
 _TOKEN_SHAPES = (
     # Interaction tokens in webhook and interaction callback URLs.
     (re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s?#'\"]+"), r"\1" + REDACTED),
     # "token": "…" in JSON, 'token': '…' in a logged dict (INTERACTION_CREATE, IDENTIFY).
     (
-        re.compile(r"""(["'](?:\w*_)?(?:token|secret|password)["']\s*:\s*["'])[^"']*"""),
+        re.compile(r"""(["'](?:[a-z]{1,40}_)?(?:token|secret|password)["']\s*:\s*["'])[^"']*"""),
         r"\1" + REDACTED,
     ),
     # Authorization headers: "Bot …", "Bearer …".
     (re.compile(r"(?i)\b(bot|bearer)(\s+)[A-Za-z0-9_\-.=]{16,}"), r"\1\2" + REDACTED),
     # A Discord bot token: three base64url parts separated by dots.
-    (re.compile(r"\b[A-Za-z0-9_\-]{20,}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{25,}"), REDACTED),
+    (re.compile(r"\b[A-Za-z0-9_\-]{20,40}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{25,60}"), REDACTED),
     # API keys of the sk-… form.
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), REDACTED),
     # Passwords in URLs (DATABASE_URL).
