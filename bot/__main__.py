@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
@@ -17,6 +16,7 @@ from dotenv import find_dotenv, load_dotenv
 
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.config import ConfigError, Settings
+from bot.logsetup import configure_logging
 from bot.metrics import keep_large_buffers_out_of_the_heap
 
 
@@ -49,13 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)-8s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # discord.py's INFO logging is chatty about gateway internals.
-    logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+    configure_logging(settings)  # secrets never reach the log, at any level
 
     from cogs.app import run_bot, run_check  # the Discord layer, imported only when needed
 

@@ -154,14 +154,18 @@ class Store:
 
     @classmethod
     def open(cls, sqlalchemy_url: str) -> Store:
-        """Create the engine (and the SQLite file's folder) without connecting yet."""
+        """Create the engine (and the SQLite file's folder) without connecting yet.
+
+        Statement parameters never appear in SQLAlchemy's log lines or error messages: they
+        include interaction tokens.
+        """
         url = sa.make_url(sqlalchemy_url)
         if url.get_backend_name() != "sqlite":
-            return cls(create_async_engine(url, pool_pre_ping=True))
+            return cls(create_async_engine(url, pool_pre_ping=True, hide_parameters=True))
         if url.database not in (None, "", ":memory:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         # No pre-ping: a local file cannot drop the connection, and the ping costs a round trip.
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         sa.event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return cls(engine)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "USER_AGENT",
     "AuthenticationError",
     "BadRequestError",
+    "DownloadRefusedError",
     "DownloadTooLargeError",
     "InsufficientBalanceError",
     "InvalidResponseError",
@@ -48,6 +51,7 @@ __all__ = [
     "ToAPIsTimeoutError",
     "extract_error_code",
     "extract_error_message",
+    "is_public_address",
     "parse_retry_after",
     "parse_task",
 ]
@@ -64,6 +68,9 @@ _UPLOADS_PATH: Final = "/v1/uploads/images"
 _MAX_API_BODY: Final = 2 * 1024 * 1024
 _MAX_ERROR_BODY: Final = 64 * 1024
 _CHUNK_SIZE: Final = 64 * 1024
+# Redirects a download may follow; each hop is checked like the first address.
+_MAX_REDIRECTS: Final = 5
+_REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _MAX_MESSAGE_CHARS: Final = 300
 
 # Errors raised before any byte of the request left this machine: safe to retry even a POST.
@@ -213,6 +220,79 @@ class DownloadTooLargeError(ToAPIsError):
             message = f"The image file is larger than the download limit of {_format_bytes(limit)}."
         super().__init__(message, status=status)
         self.limit = limit
+
+
+class DownloadRefusedError(ToAPIsError):
+    """An image address (or a redirect) leads somewhere the bot does not fetch from.
+
+    Only HTTPS to public internet addresses is fetched, except from the image service's own
+    host and the hosts the operator configured; never retried.
+    """
+
+    default_message = "The image address is not a public HTTPS address, so it was not fetched."
+
+
+# --------------------------------------------------------------------------- address guard
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (mapped, 6to4, Teredo, NAT64), if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in network for network in _NAT64):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """True for an address on the public internet: not private, loopback, link-local, CGNAT,
+    multicast, reserved or unspecified, also when wrapped in an IPv6 address."""
+    if isinstance(address, ipaddress.IPv6Address) and (inner := _embedded_ipv4(address)) is not None:
+        return is_public_address(inner)
+    return address.is_global and not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def _host_key(host: str | None) -> str:
+    return (host or "").rstrip(".").lower()
+
+
+class _PublicAddressResolver(AbstractResolver):
+    """Resolves names like aiohttp does, then keeps only public addresses.
+
+    The check runs when the connection is made, on the addresses it will use, so a name that
+    resolves to a private address (or changes to one after a first check) is never reached.
+    """
+
+    def __init__(self, trusted_hosts: frozenset[str]) -> None:
+        self._inner = aiohttp.DefaultResolver()
+        self._trusted = trusted_hosts
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:
+        found = await self._inner.resolve(host, port, family)
+        if _host_key(host) in self._trusted:
+            return found
+        public = [entry for entry in found if is_public_address(ipaddress.ip_address(entry["host"]))]
+        if not public:
+            log.warning("refused a download from %s: it resolves to no public address", host)
+            raise DownloadRefusedError("The image address leads to a private network, so it was not fetched.")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -512,7 +592,12 @@ class ToAPIsClient:
         max_retry_after: float = 60.0,
         rng: Callable[[], float] = random.random,
         sleep: Sleep = asyncio.sleep,
+        trusted_file_hosts: Sequence[str] = (),
     ) -> None:
+        """`trusted_file_hosts` are URLs (or host names) whose host may serve downloads over
+        plain HTTP and from a private address, like the API base's host (a local proxy, the
+        Discord API base that serves attachments in tests). Every other file must come over
+        HTTPS from a public address."""
         if not _is_http_url(base_url):
             raise ValueError("base_url must be an http(s) URL")
         if max_get_attempts < 1 or max_submit_attempts < 1:
@@ -521,6 +606,11 @@ class ToAPIsClient:
         self._api_key = api_key
         self._session = session
         self._owns_session = session is None
+        self._trusted_hosts = frozenset(
+            _host_key(URL(entry).host if "://" in entry else entry)
+            for entry in (base_url, *trusted_file_hosts)
+        )
+        self._download_session: aiohttp.ClientSession | None = None
         self._request_timeout = request_timeout
         self._max_download_bytes = max_download_bytes
         self._download_timeout = download_timeout
@@ -553,6 +643,9 @@ class ToAPIsClient:
             await self._session.close()
         if self._owns_session:
             self._session = None
+        if self._download_session is not None and not self._download_session.closed:
+            await self._download_session.close()
+        self._download_session = None
 
     # ----------------------------------------------------------------- public API
 
@@ -675,7 +768,9 @@ class ToAPIsClient:
         """Download an image (a result, or a member's reference from Discord), bounded in size and time.
 
         The file host is a third party, so no Authorization header is sent. `max_bytes`
-        lowers the client's download cap for this one file.
+        lowers the client's download cap for this one file. Only HTTPS from public addresses
+        is fetched (the API's host and the trusted hosts excepted), on every redirect hop:
+        anything else raises :class:`DownloadRefusedError`.
         """
         if not isinstance(url, str) or not _is_http_url(url):
             raise InvalidResponseError("The image address is not an http(s) URL.")
@@ -761,24 +856,59 @@ class ToAPIsClient:
                 raise InvalidResponseError("The image service sent an answer that is too large.")
             return _Answer(response.status, response.reason or "", response.headers, body)
 
+    def _get_download_session(self) -> aiohttp.ClientSession:
+        # Its own session: every connection it opens goes through the public-address check.
+        if self._download_session is None or self._download_session.closed:
+            connector = aiohttp.TCPConnector(resolver=_PublicAddressResolver(self._trusted_hosts))
+            self._download_session = aiohttp.ClientSession(connector=connector)
+        return self._download_session
+
+    def _check_file_address(self, url: URL) -> None:
+        """Refuse what the resolver cannot see: a scheme other than HTTPS, an address written as an IP."""
+        if _host_key(url.host) in self._trusted_hosts and url.scheme in ("http", "https"):
+            return
+        if url.scheme != "https":
+            log.warning("refused a download from %s: %s is not HTTPS", url.host, url.scheme)
+            raise DownloadRefusedError("The image address is not HTTPS, so it was not fetched.")
+        try:
+            literal = ipaddress.ip_address(_host_key(url.host).strip("[]"))
+        except ValueError:
+            return  # a name: the resolver checks the addresses it stands for
+        if not is_public_address(literal):
+            log.warning("refused a download from %s: not a public address", url.host)
+            raise DownloadRefusedError("The image address leads to a private network, so it was not fetched.")
+
     async def _fetch_file(self, url: str, max_bytes: int | None = None) -> _Answer:
-        session = self._get_session()
+        session = self._get_download_session()
         headers = {"User-Agent": USER_AGENT}
-        async with session.get(
-            url, headers=headers, timeout=aiohttp.ClientTimeout(total=self._download_timeout)
-        ) as response:
-            if not 200 <= response.status < 300:
-                body = await _read_capped(response, _MAX_ERROR_BODY) or b""
-                return _Answer(response.status, response.reason or "", response.headers, body)
-            limit = min(self._max_download_bytes, max_bytes or self._max_download_bytes)
-            if response.content_length is not None and response.content_length > limit:
-                log.warning("refusing a %d byte download (limit %d)", response.content_length, limit)
-                raise DownloadTooLargeError(limit=limit, status=response.status)
-            body = await _read_capped(response, limit)
-            if body is None:
-                log.warning("a download exceeded %d bytes while streaming", limit)
-                raise DownloadTooLargeError(limit=limit, status=response.status)
+        current = URL(url)
+        # One time limit for the whole chain of redirects, as before they were followed by hand.
+        async with asyncio.timeout(self._download_timeout):
+            for _ in range(_MAX_REDIRECTS + 1):
+                self._check_file_address(current)
+                async with session.get(current, headers=headers, allow_redirects=False) as response:
+                    location = response.headers.get("Location")
+                    if response.status in _REDIRECT_STATUSES and location:
+                        current = current.join(URL(location))
+                        continue
+                    return await self._read_file(response, max_bytes)
+        log.warning("refused a download: more than %d redirects", _MAX_REDIRECTS)
+        raise DownloadRefusedError("The image address redirects too many times, so it was not fetched.")
+
+    async def _read_file(self, response: aiohttp.ClientResponse, max_bytes: int | None) -> _Answer:
+        """The body of a final answer, within the byte limit (an error's body only briefly)."""
+        if not 200 <= response.status < 300:
+            body = await _read_capped(response, _MAX_ERROR_BODY) or b""
             return _Answer(response.status, response.reason or "", response.headers, body)
+        limit = min(self._max_download_bytes, max_bytes or self._max_download_bytes)
+        if response.content_length is not None and response.content_length > limit:
+            log.warning("refusing a %d byte download (limit %d)", response.content_length, limit)
+            raise DownloadTooLargeError(limit=limit, status=response.status)
+        body = await _read_capped(response, limit)
+        if body is None:
+            log.warning("a download exceeded %d bytes while streaming", limit)
+            raise DownloadTooLargeError(limit=limit, status=response.status)
+        return _Answer(response.status, response.reason or "", response.headers, body)
 
     async def _get_api(self, url: URL, *, what: str) -> _Answer:
         async def send() -> _Answer:

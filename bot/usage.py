@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -304,10 +305,24 @@ def _iso(when: float | None) -> str:
     return "" if when is None else datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# What a spreadsheet may run as a formula when it starts a cell (OWASP's CSV injection list, `|` for DDE
+# and the full-width forms some locales accept), and what may start a new cell when the file is
+# opened with another separator (`;` in many locales) or a line is split.
+_FORMULA_STARTERS = "=+-@|\t\r\uff1d\uff0b\uff0d\uff20"
+_SEPARATORS = ",;\t\r\n"
+_STARTER_AFTER_SEPARATOR = re.compile(
+    f"([{re.escape(_SEPARATORS)}])(?=[ {re.escape(_SEPARATORS)}]*[{re.escape(_FORMULA_STARTERS)}])"
+)
+
+
 def _cell(text: str | None) -> str:
-    """Free text for a spreadsheet: a leading = + - @ would make it a formula, so it is quoted."""
-    text = text or ""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    """Free text for a spreadsheet: never read as a formula, whatever separator the reader uses.
+
+    A `'` goes before the cell and after any separator that a formula starter follows, so
+    `a cat;=cmd|…` stays text even where `;` separates cells.
+    """
+    text = _STARTER_AFTER_SEPARATOR.sub(r"\1'", text or "")
+    return "'" + text if text.lstrip(" ")[:1] in tuple(_FORMULA_STARTERS) else text
 
 
 def csv_filename(guild_id: int, period: Period) -> str:
@@ -317,7 +332,8 @@ def csv_filename(guild_id: int, period: Period) -> str:
 def jobs_csv(jobs: Iterable[JobRecord]) -> bytes:
     """One row per job (UTF-8 with BOM, so spreadsheets read accents right)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    # Every cell quoted: a reader that splits on another separator still keeps each cell whole.
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for job in jobs:
         url = (
@@ -332,10 +348,10 @@ def jobs_csv(jobs: Iterable[JobRecord]) -> bytes:
                 _iso(job.finished_at),
                 job.user_id,
                 job.channel_id,
-                job.state.value,
-                job.model,
-                job.ratio,
-                job.resolution or "",
+                _cell(job.state.value),
+                _cell(job.model),
+                _cell(job.ratio),
+                _cell(job.resolution),
                 job.n,
                 images_of(job),
                 len(job.reference_urls),

@@ -176,6 +176,8 @@ class ImagineBot(commands.AutoShardedBot):
             self.settings.toapis_base_url,
             self.settings.toapis_api_key,
             request_timeout=self.settings.toapis_timeout_seconds,
+            # Members' references are Discord attachments: served by Discord's API host when it is a proxy.
+            trusted_file_hosts=[url for url in (self.settings.discord_api_base_url,) if url],
         )
         self._runner = JobRunner(
             self.toapis,

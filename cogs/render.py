@@ -27,16 +27,51 @@ COLOR_DONE = discord.Colour.green()
 COLOR_FAILED = discord.Colour.red()
 
 TITLE = "Imagine"
+# Discord's embed limits: a message over any of them is refused outright.
+TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 4096
 FIELD_LIMIT = 1024
+EMBED_TOTAL_LIMIT = 6000  # title, description, field names and values, footer and author together
 
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def embed_size(embed: discord.Embed) -> int:
+    """The characters Discord counts against an embed's 6,000 total."""
+    size = len(embed.title or "") + len(embed.description or "")
+    size += len(embed.footer.text or "") + len(embed.author.name or "")
+    return size + sum(len(field.name or "") + len(field.value or "") for field in embed.fields)
+
+
+def _shortened_note(length: int) -> str:
+    return f"\n*(prompt shortened to fit Discord's limits; it has {length:,} characters)*"
+
+
+def _with_prompt(embed: discord.Embed, prompt: str) -> discord.Embed:
+    """Put the prompt in the description last, shortened so the whole embed stays within every limit.
+
+    The prompt is the only part that can be thousands of characters long (operators may allow
+    up to 6,000), so it gets what the fields leave of the 6,000 total.
+    """
+    embed.title = _clip(embed.title or "", TITLE_LIMIT)
+    for index, field in enumerate(embed.fields):
+        if len(field.value or "") > FIELD_LIMIT:
+            embed.set_field_at(
+                index, name=field.name, value=_clip(field.value or "", FIELD_LIMIT), inline=field.inline
+            )
+    room = min(DESCRIPTION_LIMIT, EMBED_TOTAL_LIMIT - embed_size(embed))
+    if len(prompt) > room:
+        note = _shortened_note(len(prompt))
+        prompt = prompt[: max(0, room - len(note) - 1)] + "…" + note
+    embed.description = prompt
+    return embed
+
+
 def _base_embed(request: ImagineRequest, colour: discord.Colour) -> discord.Embed:
-    embed = discord.Embed(title=TITLE, description=_clip(request.prompt, DESCRIPTION_LIMIT), colour=colour)
+    """Title and settings; the prompt is added last by `_with_prompt`, once the fields are known."""
+    embed = discord.Embed(title=TITLE, colour=colour)
     embed.add_field(name="Model", value=request.model.display_name)
     embed.add_field(name="Ratio", value=request.ratio)
     if request.resolution:
@@ -83,7 +118,7 @@ def progress_embed(request: ImagineRequest, state: JobProgress, started: datetim
     embed = _base_embed(request, COLOR_WORKING)
     preparing = len(request.reference_sources)
     embed.add_field(name="Status", value=status_line(state, started, preparing), inline=False)
-    return embed
+    return _with_prompt(embed, request.prompt)
 
 
 def _reductions(images: Sequence[FittedImage], limit: int) -> str | None:
@@ -110,7 +145,7 @@ def result_embed(request: ImagineRequest, outcome: JobOutcome, upload_limit: int
     notes = _reductions(outcome.images, upload_limit)
     if notes:
         embed.add_field(name="Reduced images", value=notes, inline=False)
-    return embed
+    return _with_prompt(embed, request.prompt)
 
 
 def overflow_text(first: int, last: int, total: int) -> str:
@@ -126,7 +161,7 @@ def failure_embed(request: ImagineRequest, message: str, elapsed: float) -> disc
         value=_clip(f"❌ {message}\n(after {duration_words(elapsed)})", FIELD_LIMIT),
         inline=False,
     )
-    return embed
+    return _with_prompt(embed, request.prompt)
 
 
 def message_link(guild_id: int | None, channel_id: int, message_id: int) -> str:
@@ -160,8 +195,8 @@ def _when(timestamp: float | None) -> str:
 
 
 def details_embed(job: JobRecord, request: ImagineRequest) -> discord.Embed:
-    """Everything about one job, for the Details button (private)."""
-    embed = discord.Embed(title=f"Job {job.id}", description=_clip(request.prompt, DESCRIPTION_LIMIT))
+    """Everything about one job, for the Details button (private); always within Discord's embed limits."""
+    embed = discord.Embed(title=f"Job {job.id}")
     embed.add_field(name="Model", value=f"{request.model.display_name} (`{request.model.id}`)")
     embed.add_field(name="Ratio", value=request.ratio)
     embed.add_field(name="Resolution", value=request.resolution or "—")
@@ -184,7 +219,7 @@ def details_embed(job: JobRecord, request: ImagineRequest) -> discord.Embed:
     )
     if job.error:
         embed.add_field(name="Error", value=_clip(job.error, FIELD_LIMIT), inline=False)
-    return embed
+    return _with_prompt(embed, request.prompt)
 
 
 def history_text(jobs: Sequence[JobRecord]) -> str:

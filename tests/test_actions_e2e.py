@@ -462,6 +462,55 @@ async def test_details_shows_privately_everything_about_the_job(start_bot):
     )
 
 
+async def test_details_of_the_largest_job_fits_every_discord_embed_limit(start_bot, tmp_path):
+    # Everything at its largest: an operator's model with the longest id and name and a 6,000
+    # character prompt limit, four references behind long signed links, the longest task id the
+    # database keeps and the longest refusal the provider can give.
+    model_id, name = "m" * 100, "N" * 100
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(f'[models."{model_id}"]\ndisplay_name = "{name}"\nmax_prompt_length = 6000\n')
+    rig = await start_bot(model_catalog_file=catalog)
+    rig.toapis.models.add(model_id)
+    rig.toapis.upload_url_query = "signature=" + "s" * 180
+    rig.toapis.plan = TaskPlan(outcome="failed", failure_message="refused " * 60, task_id="t" * 200)
+    prompt = ("a red fox in snow " * 400)[:5999] + "!"
+    refs = {
+        f"image{i}": rig.discord.make_attachment(f"ref{i}.jpg", make_image(320, 240, "JPEG", seed=i))
+        for i in range(1, 5)
+    }
+    original, job = await imagined(rig, prompt=prompt, model=model_id, **refs)
+    assert (len(job.prompt), len(job.reference_urls), len(job.task_id or "")) == (6000, 4, 200)
+
+    record = await click(rig, original, button("details", job))
+    private_text(record)
+    embed = record.callback["data"]["embeds"][0]
+    fields = embed_fields(embed)
+    total = len(embed["title"]) + len(embed["description"])
+    total += sum(len(f["name"]) + len(f["value"]) for f in embed["fields"])
+    shown, note = embed["description"].rsplit("…", 1)
+    assert (
+        total <= 6000,
+        len(embed["description"]) <= 4096,
+        max(len(v) for v in fields.values()) <= 1024,
+        prompt.startswith(shown),
+        len(shown) > 3000,
+        note,
+        fields["References"].count("](http"),
+        fields["Task id"],
+        fields["Model"],
+    ) == (
+        True,
+        True,
+        True,
+        True,
+        True,
+        "\n*(prompt shortened to fit Discord's limits; it has 6,000 characters)*",
+        4,
+        f"`{'t' * 200}`",
+        f"{name} (`{model_id}`)",
+    )
+
+
 # --------------------------------------------------------------------------- after a restart
 
 

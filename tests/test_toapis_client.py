@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from bot import toapis
 from bot.toapis import (
     AuthenticationError,
     BadRequestError,
+    DownloadRefusedError,
     DownloadTooLargeError,
     InsufficientBalanceError,
     InvalidResponseError,
@@ -26,6 +28,7 @@ from bot.toapis import (
     ToAPIsConnectionError,
     ToAPIsError,
     ToAPIsTimeoutError,
+    is_public_address,
 )
 from tests.fakes.toapis import FakeToAPIs, TaskPlan, make_image
 
@@ -556,6 +559,116 @@ async def test_download_of_an_expired_link_is_a_bad_request_not_an_account_probl
     with pytest.raises(BadRequestError) as info:
         await client.download(fake.url("/files/expired.jpg"))
     assert (info.value.status, fake.downloads) == (404, 1)
+
+
+# --------------------------------------------------------------------------- where downloads may go
+
+
+def port_of(fake: FakeToAPIs) -> int:
+    return int(fake.base_url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://localhost:{port}/files/ok.jpg",  # loopback by name, not the API's host
+        "http://localhost:{port}/files/ok.jpg",
+        "http://169.254.169.254/latest/meta-data/",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[::ffff:127.0.0.1]:{port}/files/ok.jpg",  # loopback wrapped in IPv6
+        "https://[::1]:{port}/files/ok.jpg",
+        "https://10.0.0.1/a.jpg",
+        "https://100.64.0.1/a.jpg",  # carrier-grade NAT
+        "https://0.0.0.0:{port}/files/ok.jpg",
+        "https://224.0.0.1/a.jpg",
+        "http://files.example.com/a.jpg",  # plain HTTP to a public-looking host
+    ],
+)
+async def test_download_refuses_addresses_outside_the_public_internet(
+    client: ToAPIsClient, fake: FakeToAPIs, url: str
+) -> None:
+    fake.add_file("ok.jpg", make_image(16, 16))
+    with pytest.raises(DownloadRefusedError) as info:
+        await client.download(url.format(port=port_of(fake)))
+    assert (str(info.value).endswith("so it was not fetched."), fake.downloads) == (True, 0)
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "https://localhost:{port}/files/ok.jpg",
+        "http://169.254.169.254/latest/meta-data/",
+        "https://[::ffff:169.254.169.254]/latest/meta-data/",
+        "http://files.example.com/a.jpg",
+    ],
+)
+async def test_a_redirect_from_the_image_host_is_checked_like_the_first_address(
+    client: ToAPIsClient, fake: FakeToAPIs, location: str
+) -> None:
+    fake.add_file("ok.jpg", make_image(16, 16))
+    fake.inject("GET", "/files/", 302, headers={"Location": location.format(port=port_of(fake))})
+    with pytest.raises(DownloadRefusedError):
+        await client.download(fake.url("/files/start.jpg"))
+    assert [r.path for r in fake.download_requests] == ["/files/start.jpg"]
+
+
+async def test_a_redirect_within_the_image_host_is_followed(client: ToAPIsClient, fake: FakeToAPIs) -> None:
+    data = make_image(16, 16, seed=5)
+    fake.add_file("moved.jpg", data)
+    fake.inject("GET", "/files/old.jpg", 301, headers={"Location": "/files/moved.jpg"})
+    assert await client.download(fake.url("/files/old.jpg")) == data
+
+
+async def test_endless_redirects_are_refused_after_a_few_hops(client: ToAPIsClient, fake: FakeToAPIs) -> None:
+    fake.inject("GET", "/files/", 302, headers={"Location": "/files/again.jpg"}, times=50)
+    with pytest.raises(DownloadRefusedError):
+        await client.download(fake.url("/files/again.jpg"))
+    assert fake.downloads == 6  # the first address and five redirects
+
+
+async def test_only_the_api_host_and_trusted_hosts_may_serve_from_a_private_address(
+    make_client: Callable[..., ToAPIsClient], fake: FakeToAPIs
+) -> None:
+    data = make_image(16, 16, seed=6)
+    url = fake.add_file("ref.jpg", data)  # on 127.0.0.1
+    elsewhere = fake.base_url.replace("127.0.0.1", "localhost")  # an API reached by another name
+    with pytest.raises(DownloadRefusedError):
+        await make_client(base_url=elsewhere).download(url)
+    trusted = make_client(base_url=elsewhere, trusted_file_hosts=["http://127.0.0.1:1/api/v10"])
+    assert (await trusted.download(url), fake.downloads) == (data, 1)
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2606:4700::1111", True),
+        ("::ffff:8.8.8.8", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("239.255.255.250", False),
+        ("240.0.0.1", False),
+        ("255.255.255.255", False),
+        ("192.0.2.1", False),
+        ("::1", False),
+        ("::", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("ff02::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:169.254.169.254", False),
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+    ],
+)
+def test_public_addresses_are_told_from_every_other_kind(address: str, public: bool) -> None:
+    assert is_public_address(ipaddress.ip_address(address)) is public
 
 
 # --------------------------------------------------------------------------- uploads

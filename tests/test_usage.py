@@ -353,5 +353,47 @@ def test_csv_has_one_row_per_job_and_never_a_formula():
     assert (rows[0]["message_url"], rows[2]["message_url"]) == ("https://discord.com/channels/10/30/41", "")
 
 
+HOSTILE = (
+    "a cat;=cmd|'/C calc'!A0",
+    "a cat,=1+1",
+    "a cat\t@SUM(A1:A9)",
+    "first line\n-2+3",
+    "first line\r\n+cmd",
+    'a cat; \t=HYPERLINK("http://x")',
+    " =1+1",
+    "\uff1dcmd",
+)
+FORMULA_STARTERS = ("=", "+", "-", "@", "|", "\uff1d")
+
+
+@pytest.mark.parametrize("prompt", HOSTILE)
+def test_csv_cells_stay_text_whatever_separator_the_spreadsheet_splits_on(prompt):
+    data = jobs_csv([job(1, prompt=prompt, error=prompt)]).decode("utf-8-sig")
+    # Every cell quoted, so a reader splitting on `;` or tabs still keeps each cell whole.
+    header, row = data.split("\r\n", 1)
+    assert header == ",".join(f'"{name}"' for name in CSV_COLUMNS)
+    assert row.startswith('"1","2026-11-21T14:30:01Z",')
+    cells = next(csv.DictReader(io.StringIO(data)))
+    for column in ("prompt", "error"):
+        # Wherever the text is cut into cells (by `,` `;` tab or a line break), no piece starts a formula.
+        pieces = cells[column].replace(";", ",").replace("\t", ",").replace("\r", ",").replace("\n", ",")
+        for piece in pieces.split(","):
+            assert not piece.lstrip(" ").startswith(FORMULA_STARTERS), (column, piece)
+        # Nothing is lost: only apostrophes were added.
+        assert cells[column].replace("'", "") == prompt.replace("'", "")
+
+
+def test_csv_numbers_stay_numbers():
+    cells = next(csv.DictReader(io.StringIO(jobs_csv([job(7, n=4)]).decode("utf-8-sig"))))
+    assert [cells[c] for c in ("job_id", "user_id", "channel_id", "n", "images", "references")] == [
+        "7",
+        str(USER),
+        "30",
+        "4",
+        "4",
+        "0",
+    ]
+
+
 def test_csv_filename_names_the_server_and_period():
     assert csv_filename(GUILD, period_of("month", NOW)) == "imagine-usage-10-2026-11.csv"

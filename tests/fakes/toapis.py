@@ -122,6 +122,7 @@ class TaskPlan:
     advance: Literal["poll", "time"] = "poll"
     step_seconds: float = 1.0
     never_finish: bool = False
+    task_id: str | None = None  # the id the task gets (None: a fresh `task_img_…`)
 
     def __post_init__(self) -> None:
         if self.outcome not in ("completed", "failed"):
@@ -246,6 +247,7 @@ class FakeToAPIs:
     * ``requests``: every request as a :class:`RecordedRequest` (method, path, headers).
     * ``tasks``: created tasks by id; ``clock``: the time source for ``advance="time"``.
     * ``slow_chunk_bytes`` / ``slow_chunk_delay``: how ``/files/slow/`` trickles.
+    * ``upload_url_query``: a query string added to the URLs uploads get (signed links are long).
 
     Note: aiohttp's client re-sends an idempotent request (GET) once by itself when the
     connection drops, so one client-level GET attempt may consume two ``drop`` injections.
@@ -268,6 +270,7 @@ class FakeToAPIs:
         self.clock: Callable[[], float] = time.monotonic
         self.slow_chunk_bytes = 1024
         self.slow_chunk_delay = 0.05
+        self.upload_url_query = ""
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._closing = asyncio.Event()
@@ -529,7 +532,7 @@ class FakeToAPIs:
 
         plan = self.plans.pop(0) if self.plans else self.plan
         n = body.get("n", 1)
-        task_id = "task_img_" + secrets.token_hex(6)
+        task_id = plan.task_id or "task_img_" + secrets.token_hex(6)
         count = n if plan.image_count is None else plan.image_count
         if plan.result_shape == "url":
             count = min(count, 1)
@@ -660,7 +663,8 @@ class FakeToAPIs:
                 "message": "",
                 "data": {
                     "id": upload_id,
-                    "url": self.url(f"/files/{name}"),
+                    "url": self.url(f"/files/{name}")
+                    + (f"?{self.upload_url_query}" if self.upload_url_query else ""),
                     "mime_type": _MIME_TYPES[fmt],
                     "size": len(data),
                 },
