@@ -62,7 +62,8 @@ WRITES: dict[str, Match] = {
     "message id": lambda statement, _: statement.startswith("UPDATE jobs SET message_id"),
     "submitting": job_write("submitting"),
     "running with its task id": lambda statement, _: (
-        statement.startswith("UPDATE jobs") and "task_id" in statement
+        statement.startswith("UPDATE jobs")
+        and "task_id" in statement.split(" WHERE ")[0]  # set, not returned
     ),
     "delivering": job_write("delivering"),
     "finish": lambda statement, _: statement.startswith("UPDATE jobs SET quota_settled"),
@@ -215,3 +216,24 @@ async def test_quota_counters_are_pruned_while_the_bot_runs_not_only_at_start(st
             return (await conn.execute(count)).scalar_one() == 0
 
     assert await until(gone)
+
+
+async def test_a_paid_task_id_is_stored_even_when_the_database_is_down_longer_than_usual(start_bot):
+    rig = await start_bot()
+    assert rig.bot.store is not None
+    # Other writes give up after a tenth of a second; the task id must outlast that.
+    rig.bot.jobs.retry = Retry(within=0.1, first_delay=0.01, max_delay=0.05)
+    faults = DatabaseFaults(rig.bot.store.engine)
+    faults.fail(WRITES["running with its task id"], times=12)
+
+    record = await rig.imagine(prompt="a fox worth paying for", n=2)
+    message = await rig.finished(record)
+    job = await final_job_of(rig, record)
+    kinds = await counters(rig)
+    assert (
+        len(faults.hits),
+        status_of(message).startswith("✅ 2 images"),
+        job.task_id == next(iter(rig.toapis.tasks)),
+        kinds,
+        len(rig.toapis.submissions),
+    ) == (12, True, True, settled_as_delivered(kinds, 2), 1)
