@@ -95,8 +95,10 @@ def settled_as_delivered(counts: dict[str, int], n: int) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("write", list(WRITES))
-async def test_a_database_error_at_any_write_of_a_job_is_retried_and_the_images_arrive(start_bot, write):
-    rig = await start_bot()
+async def test_a_database_error_at_any_write_of_a_job_is_retried_and_the_images_arrive(
+    start_bot, store, database_url, write
+):
+    rig = await start_bot(database_url=database_url)
     assert rig.bot.store is not None
     faults = DatabaseFaults(rig.bot.store.engine)
     faults.fail(WRITES[write], times=2)
