@@ -51,6 +51,11 @@ RESULTS_EXPIRED = (
     "(the image service keeps results for about a day)."
 )
 NOT_DOWNLOADED = "The images were made, but none could be downloaded from the image service. Try again."
+NOT_POSTED = (
+    "The images were made, but Discord refused every way the bot tried to post them here, so they "
+    "were not counted against your quota. Check that the bot may send messages and attach files in "
+    "this channel, then try again."
+)
 PROVIDER_TEXT_LIMIT = 300
 
 
@@ -246,7 +251,7 @@ class JobRunner:
             outcome.elapsed,
         )
         # What members actually got, and where (later actions reuse posted images).
-        return [
+        delivered = [
             {
                 "filename": i.filename,
                 "size": len(i.data),
@@ -258,6 +263,11 @@ class JobRunner:
             for i, message_id in zip(outcome.images, posted, strict=True)
             if message_id is not None
         ]
+        if not delivered:
+            # Every route refused every image: not a success with none, a failure refunded in full.
+            log.warning("%s: no image could be posted by any route", name)
+            raise JobFailedError(NOT_POSTED)
+        return delivered
 
     async def drain_submissions(self, within: float) -> None:
         """Wait (bounded) for submissions already sent, so their task ids are stored before exit."""
@@ -366,14 +376,23 @@ class JobRunner:
             if isinstance(exc, toapis.AuthenticationError | toapis.InsufficientBalanceError):
                 log.error("the image service refused the API key or the account has no balance: %s", exc)
             raise JobFailedError(failure_message(exc)) from exc
-        job = await self._jobs.update(
-            job.id,
-            state=JobState.RUNNING,
-            task_id=task.id,
-            submitted_at=self._clock(),
-            progress=task.progress,
-        )
+        # Logged before it is stored: if the database never takes it, an operator can still find it.
         log.info("%s: submitted as task %s (model %s, n=%d)", name, task.id, request.model.id, request.n)
+        # The task is paid for: losing its id loses the images, so the write keeps trying
+        # through database trouble until the job's own deadline, not just the usual while.
+        patience = max(self._jobs.retry.within, job.created_at + self._timings.timeout - self._clock())
+        try:
+            job = await self._jobs.update(
+                job.id,
+                retry=dataclasses.replace(self._jobs.retry, within=patience),
+                state=JobState.RUNNING,
+                task_id=task.id,
+                submitted_at=self._clock(),
+                progress=task.progress,
+            )
+        except Exception:
+            log.error("%s: the id of task %s, already paid for, could not be stored", name, task.id)
+            raise
         return job, task
 
     async def _poll(

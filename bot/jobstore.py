@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.quota import QuotaExceededError, QuotaPlan, charge_many, settle
 from bot.schema import jobs_table
-from bot.store import GroupCommit, Store
+from bot.store import WRITE_RETRY, GroupCommit, Retry, Store
 
 # At most this many job creations (message ids) share one transaction.
 CREATE_BATCH = 200
@@ -154,12 +155,16 @@ def _in_order(
 
 
 class JobStore:
-    """Reads and writes job records. Each write is its own committed transaction."""
+    """Reads and writes job records. Each write is its own committed transaction, retried through
+    transient database errors (a dropped connection, a restarting server, a locked SQLite file)."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, *, clock: Callable[[], float] = time.time, retry: Retry = WRITE_RETRY
+    ) -> None:
         self._store = store
         self._engine = store.engine
         self._clock = clock
+        self.retry = retry  # how long each write keeps trying through transient database errors
         self._creates = GroupCommit(self._create_batch, size=CREATE_BATCH, name="job-create")
         self._message_ids = GroupCommit(self._message_id_batch, size=MESSAGE_ID_BATCH, name="job-message-id")
 
@@ -185,26 +190,57 @@ class JobStore:
         self, batch: list[tuple[QuotaPlan | None, dict[str, Any]]]
     ) -> list[JobRecord | QuotaExceededError]:
         now = self._clock()
-        outcomes: list[JobRecord | QuotaExceededError | None] = [None] * len(batch)
-        async with self._store.write(urgent=True) as conn:
-            charged = [(i, quota) for i, (quota, _) in enumerate(batch) if quota is not None]
-            refusals = await charge_many(conn, [quota for _, quota in charged], now)
-            for (i, _), refusal in zip(charged, refusals, strict=True):
-                outcomes[i] = refusal
-            rows = {
-                i: _new_row(quota, fields, now)
-                for i, (quota, fields) in enumerate(batch)
-                if outcomes[i] is None
-            }
-            # One multi-row INSERT per shape of row (callers normally all give the same columns).
-            shapes: dict[tuple[str, ...], list[int]] = {}
-            for i, row in rows.items():
-                shapes.setdefault(tuple(sorted(row)), []).append(i)
-            for columns, positions in shapes.items():
-                values = [rows[i] for i in positions]
-                result = await conn.execute(jobs_table.insert().returning(*jobs_table.c), values)
-                for i, row in zip(positions, _in_order(result.all(), values, columns), strict=True):
-                    outcomes[i] = JobRecord._from_row(row)
+        attempts = 0
+
+        async def write(conn: AsyncConnection) -> list[JobRecord | QuotaExceededError]:
+            nonlocal attempts
+            attempts += 1
+            # A retry after an error on the commit itself may find the batch already written:
+            # those jobs (and their charges) exist, so they are returned, not created twice.
+            existing = await self._created_before(conn, batch) if attempts > 1 else {}
+            return await self._create_rows(conn, batch, existing, now)
+
+        return await self._store.transact(write, what="job create", retry=self.retry, urgent=True)
+
+    async def _created_before(
+        self, conn: AsyncConnection, batch: list[tuple[QuotaPlan | None, dict[str, Any]]]
+    ) -> dict[int, JobRecord]:
+        """Jobs of this batch already stored, by interaction id (each interaction makes one job)."""
+        ids = [fields["interaction_id"] for _, fields in batch if fields.get("interaction_id") is not None]
+        if not ids:
+            return {}
+        rows = await conn.execute(sa.select(jobs_table).where(jobs_table.c.interaction_id.in_(ids)))
+        return {row.interaction_id: JobRecord._from_row(row) for row in rows}
+
+    async def _create_rows(
+        self,
+        conn: AsyncConnection,
+        batch: list[tuple[QuotaPlan | None, dict[str, Any]]],
+        existing: dict[int, JobRecord],
+        now: float,
+    ) -> list[JobRecord | QuotaExceededError]:
+        outcomes: list[JobRecord | QuotaExceededError | None] = [
+            existing.get(fields.get("interaction_id"))
+            for _, fields in batch  # type: ignore[arg-type]
+        ]
+        charged = [
+            (i, quota) for i, (quota, _) in enumerate(batch) if quota is not None and outcomes[i] is None
+        ]
+        refusals = await charge_many(conn, [quota for _, quota in charged], now)
+        for (i, _), refusal in zip(charged, refusals, strict=True):
+            outcomes[i] = refusal
+        rows = {
+            i: _new_row(quota, fields, now) for i, (quota, fields) in enumerate(batch) if outcomes[i] is None
+        }
+        # One multi-row INSERT per shape of row (callers normally all give the same columns).
+        shapes: dict[tuple[str, ...], list[int]] = {}
+        for i, row in rows.items():
+            shapes.setdefault(tuple(sorted(row)), []).append(i)
+        for columns, positions in shapes.items():
+            values = [rows[i] for i in positions]
+            result = await conn.execute(jobs_table.insert().returning(*jobs_table.c), values)
+            for i, row in zip(positions, _in_order(result.all(), values, columns), strict=True):
+                outcomes[i] = JobRecord._from_row(row)
         return outcomes  # type: ignore[return-value]
 
     async def set_message_id(self, job: JobRecord, message_id: int) -> JobRecord:
@@ -218,50 +254,85 @@ class JobStore:
             .where(jobs_table.c.id == sa.bindparam("job_id"))
             .values(message_id=sa.bindparam("new_message_id"), updated_at=self._clock())
         )
-        async with self._store.write() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
             await conn.execute(statement, [{"job_id": j, "new_message_id": m} for j, m in batch])
+
+        await self._store.transact(write, what="job message ids", retry=self.retry)
         return [None] * len(batch)
 
     async def finish(
         self, job_id: int, state: JobState, *, delivered_images: int, **changes: Any
     ) -> JobRecord:
-        """Write a final state and settle the job's quota (refund what was not delivered) atomically."""
+        """Write a final state and settle the job's quota (refund what was not delivered) atomically.
+
+        The interaction token is cleared: nothing edits a finished job's message through it.
+        Retried through transient errors; settling is exactly once, so a retry never refunds twice.
+        """
         assert state in FINAL_STATES
         values = _encode(
-            {**changes, "state": state, "finished_at": self._clock(), "updated_at": self._clock()}
+            {
+                **changes,
+                "state": state,
+                "interaction_token": None,
+                "finished_at": self._clock(),
+                "updated_at": self._clock(),
+            }
         )
-        async with self._store.write() as conn:
+
+        async def write(conn: AsyncConnection) -> sa.Row[Any]:
             await settle(conn, job_id, delivered_images)  # first, so the row below shows it settled
             query = jobs_table.update().where(jobs_table.c.id == job_id).values(**values)
-            row = (await conn.execute(query.returning(*jobs_table.c))).one()
+            return (await conn.execute(query.returning(*jobs_table.c))).one()
+
+        row = await self._store.transact(write, what=f"job {job_id} {state}", retry=self.retry)
         return JobRecord._from_row(row)
 
-    async def update(self, job_id: int, **changes: Any) -> JobRecord:
-        """Write changes (a state change included) and return the record as now stored."""
+    async def update(self, job_id: int, *, retry: Retry | None = None, **changes: Any) -> JobRecord:
+        """Write changes (a state change included) and return the record as now stored.
+
+        Retried through transient errors for `retry` (default: the store's usual patience);
+        writing the same values again is harmless.
+        """
         values = _encode({**changes, "updated_at": self._clock()})
-        async with self._store.write() as conn:
-            row = (
-                await conn.execute(
-                    jobs_table.update()
-                    .where(jobs_table.c.id == job_id)
-                    .values(**values)
-                    .returning(*jobs_table.c)
-                )
-            ).one()
+        query = jobs_table.update().where(jobs_table.c.id == job_id).values(**values).returning(*jobs_table.c)
+
+        async def write(conn: AsyncConnection) -> sa.Row[Any]:
+            return (await conn.execute(query)).one()
+
+        state = changes.get("state")
+        what = f"job {job_id}" + (f" {state}" if state is not None else "")
+        row = await self._store.transact(write, what=what, retry=retry or self.retry)
         return JobRecord._from_row(row)
+
+    async def clear_expired_tokens(self, now: float) -> int:
+        """Forget interaction tokens past their life (they can no longer edit anything); returns how many."""
+
+        async def write(conn: AsyncConnection) -> int:
+            result = await conn.execute(
+                jobs_table.update()
+                .where(jobs_table.c.interaction_token.is_not(None), jobs_table.c.token_expires_at < now)
+                .values(interaction_token=None)
+            )
+            return result.rowcount or 0
+
+        return await self._store.transact(write, what="expired interaction tokens", retry=self.retry)
 
     async def get(self, job_id: int) -> JobRecord | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id))).first()
         return JobRecord._from_row(row) if row is not None else None
 
-    async def unfinished(self) -> list[JobRecord]:
-        """Jobs a restart must pick up, oldest first."""
+    async def unfinished(self, *, updated_before: float | None = None) -> list[JobRecord]:
+        """Jobs a restart must pick up, oldest first; with `updated_before`, only those whose
+        record has not been written since then (the sweeper's stranded jobs)."""
         query = (
             sa.select(jobs_table)
             .where(jobs_table.c.state.not_in([s.value for s in FINAL_STATES]))
             .order_by(jobs_table.c.id)
         )
+        if updated_before is not None:
+            query = query.where(jobs_table.c.updated_at < updated_before)
         async with self._engine.connect() as conn:
             return [JobRecord._from_row(row) for row in await conn.execute(query)]
 

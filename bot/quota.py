@@ -15,6 +15,10 @@ Settling (`settle`) refunds what was reserved but not delivered and frees the
 running-job slots, guarded by the job's `quota_settled` flag in the same
 transaction, so a job is never refunded twice, even across restarts.
 
+Lock order: on PostgreSQL every transaction that changes several counters first locks the
+existing ones in key order (`_lock_in_order`), and adds to them in key order, so reserving and
+settling at the same time across processes cannot deadlock.
+
 Days and months are UTC.
 """
 
@@ -100,6 +104,23 @@ def _upsert(conn: AsyncConnection) -> Any:  # a dialect-specific INSERT construc
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(counters_table)
 
 
+async def _lock_in_order(conn: AsyncConnection, keys: Iterable[str]) -> None:
+    """PostgreSQL: lock the existing counters among `keys` in key order before changing any.
+
+    Every writer taking its rows in the same (sorted) order is what keeps concurrent reserving
+    and settling from deadlocking. SQLite has one writer at a time, so it needs no row locks.
+    """
+    wanted = sorted(set(keys))
+    if conn.dialect.name != "postgresql" or not wanted:
+        return
+    await conn.execute(
+        sa.select(counters_table.c.key)
+        .where(counters_table.c.key.in_(wanted))
+        .order_by(counters_table.c.key)
+        .with_for_update()
+    )
+
+
 async def _add_all(conn: AsyncConnection, charges: list[tuple[Limit, int]]) -> set[str]:
     """Add each amount to its counter unless that passes the counter's limit, in ONE statement:
 
@@ -114,6 +135,7 @@ async def _add_all(conn: AsyncConnection, charges: list[tuple[Limit, int]]) -> s
     """
     if not charges:
         return set()
+    charges = sorted(charges, key=lambda charge: charge[0].key)  # new rows, too, in key order
     value, key = counters_table.c.value, counters_table.c.key
     insert = _upsert(conn).values(
         [{"key": limit.key, "value": amount, "expires_at": limit.resets_at} for limit, amount in charges]
@@ -132,6 +154,7 @@ async def _stamp_all(conn: AsyncConnection, cooldowns: Sequence[Cooldown], now: 
     if not cooldowns:
         return set()
     now_ms = int(now * 1000)
+    cooldowns = sorted(cooldowns, key=lambda c: c.key)
     value, key = counters_table.c.value, counters_table.c.key
     insert = _upsert(conn).values(
         [{"key": c.key, "value": now_ms, "expires_at": now + c.seconds} for c in cooldowns]
@@ -163,6 +186,12 @@ async def _stamp(conn: AsyncConnection, cooldown: Cooldown, now: float) -> float
 def _charges(plan: QuotaPlan) -> list[tuple[Limit, int]]:
     running = [(limit, 1) for limit in plan.active_limits]
     return running + [(limit, plan.images) for limit in plan.image_limits]
+
+
+def _keys_of(plans: Iterable[QuotaPlan]) -> set[str]:
+    """Every counter (cooldowns included) charging these plans may touch."""
+    keys = {limit.key for plan in plans for limit, _ in _charges(plan)}
+    return keys | {c.key for plan in plans if (c := _cooldown(plan)) is not None}
 
 
 def _cooldown(plan: QuotaPlan) -> Cooldown | None:
@@ -220,6 +249,7 @@ async def charge_many(
     """
     outcomes: list[QuotaExceededError | None] = [_over_alone(plan) for plan in plans]
     rest = [i for i, refused in enumerate(outcomes) if refused is None]
+    await _lock_in_order(conn, _keys_of([plans[i] for i in rest]))
     cooldown_keys = [c.key for i in rest if (c := _cooldown(plans[i])) is not None]
     together = None
     if len(rest) > 1 and len(set(cooldown_keys)) == len(cooldown_keys):
@@ -293,8 +323,10 @@ async def settle(conn: AsyncConnection, job_id: int, delivered: int) -> bool:
     if row is None:
         return False
     refund = max(0, row.quota_reserved - max(0, delivered))
-    await _subtract(conn, json.loads(row.quota_keys), refund)
-    await _subtract(conn, json.loads(row.active_keys), 1)
+    image_keys, active_keys = json.loads(row.quota_keys), json.loads(row.active_keys)
+    await _lock_in_order(conn, [*image_keys, *active_keys])
+    await _subtract(conn, image_keys, refund)
+    await _subtract(conn, active_keys, 1)
     return True
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -23,6 +25,47 @@ log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+# PostgreSQL error classes that pass on their own: a serialization failure or deadlock (the
+# transaction was rolled back), the server shutting down or restarting, too many connections,
+# and connection exceptions (class 08).
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that a moment later may not happen: the connection dropped or was reset,
+    the server restarted, SQLite was locked/busy, a deadlock or serialization failure.
+
+    Classified by SQLAlchemy's exception types (and PostgreSQL's SQLSTATE), not by message.
+    """
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            return True
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(state, str) and (state in _TRANSIENT_SQLSTATES or state.startswith("08"))
+    # Connecting can fail before SQLAlchemy wraps anything (refused, reset, timed out).
+    return isinstance(exc, OSError | TimeoutError)
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming a database error, without its SQL or parameters (they may hold tokens)."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+    text = str(orig).splitlines()[0] if str(orig) else ""
+    return f"{type(orig).__name__}: {text[:200]}" if text else type(orig).__name__
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How long a write keeps trying through transient database errors, with capped backoff."""
+
+    within: float  # seconds from the first attempt; attempts stop once this has passed
+    first_delay: float = 0.05
+    max_delay: float = 2.0
+
+
+# A write someone is waiting on: long enough to ride out a PostgreSQL restart or a long SQLite
+# lock, short enough that a job whose runner gives up is picked up again by the sweeper.
+WRITE_RETRY = Retry(within=20.0)
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -168,6 +211,42 @@ class Store:
         engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         sa.event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return cls(engine)
+
+    async def transact(
+        self,
+        work: Callable[[AsyncConnection], Awaitable[Result]],
+        *,
+        what: str,
+        retry: Retry = WRITE_RETRY,
+        urgent: bool = False,
+    ) -> Result:
+        """Run `work` in a write transaction, again from the start after a transient error.
+
+        Each attempt is a whole transaction (a failed one was rolled back, or — if the error
+        hit the commit itself — may have committed), so `work` must be safe to run twice.
+        Between attempts the write queue is released and the wait doubles up to
+        `retry.max_delay`; after `retry.within` seconds the last error is raised.
+        """
+        give_up = time.monotonic() + retry.within
+        delay = retry.first_delay
+        attempt = 1
+        while True:
+            try:
+                async with self.write(urgent=urgent) as conn:
+                    return await work(conn)
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + delay > give_up:
+                    raise
+                log.warning(
+                    "database write (%s) failed, retrying in %.2fs (attempt %d): %s",
+                    what,
+                    delay,
+                    attempt,
+                    describe(exc),
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, retry.max_delay)
+            attempt += 1
 
     async def close(self) -> None:
         await self.engine.dispose()

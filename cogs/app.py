@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -42,6 +43,14 @@ EXTENSIONS = ("cogs.imagine", "cogs.actions", "cogs.admin")
 # On SIGTERM, how long submissions already sent may take to answer (their task ids must be
 # stored). Procfile hosts kill 10 s after SIGTERM; closing takes the rest.
 SUBMISSION_GRACE = 6.0
+
+# Housekeeping: how often stranded jobs are looked for (and dead interaction tokens forgotten),
+# and how often expired quota counters are deleted.
+SWEEP_INTERVAL = 60.0
+PRUNE_INTERVAL = 3600.0
+# A job with no runner here counts as stranded only once its record has been untouched this
+# long: a job being accepted gets its message id written within seconds, well inside this.
+ORPHAN_GRACE = 120.0
 
 # What the bot needs in a channel: see messages, post and edit results with files and embeds,
 # and reply to its own result message with images past the tenth.
@@ -107,6 +116,10 @@ async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
 class ImagineBot(commands.AutoShardedBot):
     """The bot: settings, catalog and the shared resources every cog uses."""
 
+    sweep_interval = SWEEP_INTERVAL
+    prune_interval = PRUNE_INTERVAL
+    orphan_grace = ORPHAN_GRACE
+
     def __init__(self, settings: Settings, catalog: Catalog, **options: Any) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
@@ -137,6 +150,8 @@ class ImagineBot(commands.AutoShardedBot):
         self._ledger: QuotaLedger | None = None
         self._runner: JobRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The one registry of jobs with a runner in this process: never two runners for one job.
+        self._live_jobs: dict[int, asyncio.Task[Any]] = {}
         self.pacer = ChannelPacer()  # every write to a job's message, and audit lines, go through it
         self.stopping = False
         self._shutdown: asyncio.Task[None] | None = None  # not in _tasks: close() cancels those
@@ -196,8 +211,11 @@ class ImagineBot(commands.AutoShardedBot):
         await self.resume_jobs()
         pruned = await self.ledger.prune()  # yesterday's and older quota counters
         log.info("pruned %d expired quota counter(s)", pruned)
+        self.spawn(self._housekeeping(), name="housekeeping")
         if self.settings.metrics_log_seconds > 0:
-            monitor = LoopLagMonitor(self.settings.metrics_log_seconds, jobs_running=lambda: len(self._tasks))
+            monitor = LoopLagMonitor(
+                self.settings.metrics_log_seconds, jobs_running=lambda: len(self._live_jobs)
+            )
             self._monitor = asyncio.create_task(monitor.run(), name="metrics")
 
     @property
@@ -219,10 +237,75 @@ class ImagineBot(commands.AutoShardedBot):
             self.start_job(job, request_for_job(job, self.catalog), resumed=True)
         return len(unfinished)
 
-    def start_job(self, job: JobRecord, request: ImagineRequest, *, resumed: bool = False) -> None:
-        """Run a stored job in the background, delivering into its Discord message."""
+    def start_job(self, job: JobRecord, request: ImagineRequest, *, resumed: bool = False) -> bool:
+        """Run a stored job in the background, delivering into its Discord message.
+
+        False (and nothing started) if the job already has a runner in this process.
+        """
+        if job.id in self._live_jobs:
+            log.warning("job %s: already running in this process; not starting it twice", job.id)
+            return False
         messenger = JobMessenger(self, job, request, self.jobs, self.pacer)
-        self.spawn(self._run_job(job, request, messenger, resumed), name=f"job-{job.id}")
+        task = self.spawn(self._run_job(job, request, messenger, resumed), name=f"job-{job.id}")
+        self._live_jobs[job.id] = task
+        task.add_done_callback(lambda done: self._forget_job(job.id, done))
+        return True
+
+    @property
+    def running_job_ids(self) -> frozenset[int]:
+        """The jobs that have a runner in this process right now."""
+        return frozenset(self._live_jobs)
+
+    def _forget_job(self, job_id: int, task: asyncio.Task[Any]) -> None:
+        if self._live_jobs.get(job_id) is task:
+            del self._live_jobs[job_id]
+
+    async def sweep(self) -> int:
+        """Resume the jobs of this process's shards that no runner here owns; returns how many.
+
+        A runner that gave up on a write (the database was down longer than its retries) leaves
+        its job unfinished, its quota held and its message on the progress bar: this puts it
+        right, from its stored state, like a restart would. Also forgets interaction tokens
+        past their 15 minutes.
+        """
+        now = time.time()
+        await self.jobs.clear_expired_tokens(now)
+        # Jobs live before the read are skipped even if they end meanwhile: the read may predate
+        # their final write, and resuming a finished job would deliver it twice.
+        live_before = set(self._live_jobs)
+        candidates = await self.jobs.unfinished(updated_before=now - self.orphan_grace)
+        stranded = [
+            job
+            for job in candidates
+            if self.owns(job) and job.id not in live_before and job.id not in self._live_jobs
+        ]
+        for job in stranded:
+            if self.stopping:
+                break
+            log.warning(
+                "job %s: no runner has it (state %s, guild %s, user %s); resuming it",
+                job.id,
+                job.state,
+                job.guild_id,
+                job.user_id,
+            )
+            self.start_job(job, request_for_job(job, self.catalog), resumed=True)
+        return len(stranded)
+
+    async def _housekeeping(self) -> None:
+        """Sweep for stranded jobs every `sweep_interval`, prune quota counters every `prune_interval`."""
+        loop = asyncio.get_running_loop()
+        pruned_at = loop.time()  # start-up has just pruned
+        while not self.stopping:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.sweep()
+                if loop.time() - pruned_at >= self.prune_interval:
+                    pruned_at = loop.time()
+                    log.info("pruned %d expired quota counter(s)", await self.ledger.prune())
+            except Exception:
+                # The database may be down right now; the next round tries again.
+                log.exception("housekeeping failed; trying again in %.0fs", self.sweep_interval)
 
     async def _run_job(
         self, job: JobRecord, request: ImagineRequest, messenger: JobMessenger, resumed: bool

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from bot.config import database_url_for_sqlalchemy
 from bot.jobstore import JobState, JobStore
+from bot.quota import Limit, QuotaLedger, QuotaPlan
+from bot.schema import jobs_table
 from bot.store import Store
 
 pytestmark = pytest.mark.asyncio
@@ -262,3 +267,92 @@ async def test_writes_grouped_for_a_commit_are_finished_before_the_database_clos
     await asyncio.sleep(0)  # grouped, not yet written
     await jobs.drain()
     assert (pending.done(), (await jobs.get(job.id)).message_id) == (True, MESSAGE_ID)
+
+
+async def stored_token(store: Store, job_id: int) -> str | None:
+    """The interaction token column as stored (not as any record in memory remembers it)."""
+    async with store.engine.connect() as conn:
+        query = sa.select(jobs_table.c.interaction_token).where(jobs_table.c.id == job_id)
+        return (await conn.execute(query)).scalar_one()
+
+
+async def test_a_finished_job_keeps_no_interaction_token(store):
+    jobs = JobStore(store)
+    done, failed, running = [await jobs.create(**job_fields()) for _ in range(3)]
+    await jobs.finish(done.id, JobState.DONE, delivered_images=2)
+    await jobs.finish(failed.id, JobState.FAILED, delivered_images=0, error="refused")
+    await jobs.update(running.id, state=JobState.RUNNING, task_id="task_1")
+    assert [await stored_token(store, job.id) for job in (done, failed, running)] == [None, None, TOKEN]
+
+
+async def test_tokens_past_their_15_minutes_are_forgotten_and_living_ones_kept(store):
+    jobs = JobStore(store)
+    now = 1_800_000_000.0
+    expired = await jobs.create(**job_fields(token_expires_at=now - 1))
+    living = await jobs.create(**job_fields(token_expires_at=now + 600))
+    cleared = await jobs.clear_expired_tokens(now)
+    assert (cleared, await stored_token(store, expired.id), await stored_token(store, living.id)) == (
+        1,
+        None,
+        TOKEN,
+    )
+
+
+async def test_unfinished_can_leave_out_jobs_written_recently(store):
+    now = [1_700_000_000.0]
+    jobs = JobStore(store, clock=lambda: now[0])
+    old = await jobs.create(**job_fields(prompt="untouched for ten minutes"))
+    now[0] += 600
+    await jobs.create(**job_fields(prompt="just accepted"))
+    assert [job.id for job in await jobs.unfinished(updated_before=now[0] - 120)] == [old.id]
+
+
+class CommitThenDrop(Store):
+    """A database whose connection drops just after a commit went through: the writer sees an error
+    for a transaction that was in fact written (what a reset connection can do on PostgreSQL)."""
+
+    def __init__(self, engine: Any, drops: int) -> None:
+        super().__init__(engine)
+        self.drops = drops
+
+    @contextlib.asynccontextmanager
+    async def write(self, *, urgent: bool = False) -> AsyncIterator[Any]:
+        async with super().write(urgent=urgent) as conn:
+            yield conn
+        if self.drops > 0:
+            self.drops -= 1
+            raise sa.exc.OperationalError("COMMIT", None, ConnectionResetError("connection reset by peer"))
+
+
+async def test_a_create_retried_after_its_commit_went_through_makes_one_job_charged_once(store):
+    dropping = CommitThenDrop(store.engine, drops=1)
+    jobs = JobStore(dropping)
+    quota = QuotaPlan(
+        images=2,
+        image_limits=(Limit("m:1:3:day", 10, "member_daily"),),
+        active_limits=(Limit("am:1:3", 2, "member_active"),),
+    )
+    job = await jobs.create(quota=quota, **job_fields())
+    async with store.engine.connect() as conn:
+        count = sa.select(sa.func.count()).select_from(jobs_table)
+        stored = (await conn.execute(count.where(jobs_table.c.interaction_id == INTERACTION_ID))).scalar_one()
+    values = await QuotaLedger(store).values(["m:1:3:day", "am:1:3"])
+    assert (dropping.drops, stored, job.interaction_id, values) == (
+        0,
+        1,
+        INTERACTION_ID,
+        {"m:1:3:day": 2, "am:1:3": 1},
+    )
+
+
+async def test_a_finish_retried_after_its_commit_went_through_settles_the_quota_once(store):
+    quota = QuotaPlan(
+        images=4,
+        image_limits=(Limit("m:1:3:day", 10, "member_daily"),),
+        active_limits=(Limit("am:1:3", 2, "member_active"),),
+    )
+    job = await JobStore(store).create(quota=quota, **job_fields(n=4))
+    dropping = CommitThenDrop(store.engine, drops=1)
+    finished = await JobStore(dropping).finish(job.id, JobState.DONE, delivered_images=1)
+    values = await QuotaLedger(store).values(["m:1:3:day", "am:1:3"])
+    assert (dropping.drops, finished.state, values) == (0, JobState.DONE, {"m:1:3:day": 1, "am:1:3": 0})

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+import sqlalchemy as sa
+
 from bot.registration import CommandRegistry, fingerprint
-from bot.store import MIGRATIONS
+from bot.schema import bot_state
+from bot.store import MIGRATIONS, Retry, describe, is_transient
 
 
 async def test_migrating_twice_is_harmless(store):
@@ -99,3 +103,62 @@ async def test_on_sqlite_a_waiting_urgent_write_goes_before_waiting_background_w
     finally:
         await store.close()
     assert order == ["member", "background"]
+
+
+class _Orig(Exception):
+    """A driver error carrying PostgreSQL's SQLSTATE, as asyncpg's do."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (sa.exc.OperationalError("UPDATE", None, Exception("database is locked")), True),
+        (sa.exc.InterfaceError("SELECT", None, Exception("connection is closed")), True),
+        (sa.exc.DBAPIError("UPDATE", None, Exception("gone"), connection_invalidated=True), True),
+        (sa.exc.DBAPIError("UPDATE", None, _Orig("40P01")), True),  # deadlock detected
+        (sa.exc.DBAPIError("UPDATE", None, _Orig("57P01")), True),  # server shutting down
+        (sa.exc.DBAPIError("UPDATE", None, _Orig("08006")), True),  # connection failure
+        (ConnectionRefusedError("connect"), True),
+        (sa.exc.IntegrityError("INSERT", None, Exception("UNIQUE constraint failed")), False),
+        (sa.exc.DBAPIError("UPDATE", None, _Orig("22003")), False),  # a number out of range
+        (ValueError("not a database error"), False),
+    ],
+)
+def test_only_errors_that_pass_on_their_own_count_as_transient(error, transient):
+    assert is_transient(error) is transient
+
+
+async def test_a_write_that_meets_a_locked_database_is_tried_again_until_it_goes_through(store):
+    failures = [2]
+
+    def locked(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.startswith("INSERT INTO bot_state") and failures[0] > 0:
+            failures[0] -= 1
+            raise conn.dialect.dbapi.OperationalError("database is locked")
+
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", locked)
+
+    async def write(conn) -> None:
+        await conn.execute(bot_state.insert().values(key="k", value="v"))
+
+    await store.transact(write, what="test", retry=Retry(within=5.0, first_delay=0.01))
+    assert (failures[0], await store.get_state("k")) == (0, "v")
+
+
+async def test_an_error_that_will_not_pass_is_raised_at_once_and_never_shows_its_parameters(store):
+    secret = "itok.interaction-token-that-must-not-be-logged"
+    attempts = 0
+
+    async def write(conn) -> None:
+        nonlocal attempts
+        attempts += 1
+        await conn.execute(bot_state.insert().values(key="same", value=secret))
+
+    await store.transact(write, what="first")
+    with pytest.raises(sa.exc.IntegrityError) as refused:
+        await store.transact(write, what="duplicate")
+    assert (attempts, secret in str(refused.value), secret in describe(refused.value)) == (2, False, False)
