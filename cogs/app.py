@@ -39,9 +39,10 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.imagine", "cogs.actions", "cogs.admin")
 
-# On SIGTERM, how long submissions already sent may take to answer (their task ids must be
-# stored). Procfile hosts kill 10 s after SIGTERM; closing takes the rest.
-SUBMISSION_GRACE = 6.0
+# On SIGTERM, how long submissions already on the wire may take to answer (their task ids must
+# be stored) and jobs not yet sent to say they wait for the restart. Procfile hosts kill 10 s
+# after SIGTERM; closing the connections and the database takes the rest.
+SUBMISSION_GRACE = 7.5
 
 # What the bot needs in a channel: see messages, post and edit results with files and embeds,
 # and reply to its own result message with images past the tenth.
@@ -297,8 +298,9 @@ class ImagineBot(commands.AutoShardedBot):
             self._shutdown = asyncio.create_task(self.shutdown(), name="shutdown")
 
     async def shutdown(self) -> None:
-        """Graceful stop (SIGTERM/SIGINT): refuse new jobs, let sent submissions record their task
-        ids, then close. Unfinished jobs keep their stored state and resume on the next start."""
+        """Graceful stop (SIGTERM/SIGINT): refuse new jobs, start no new submission, let those on
+        the wire record their task ids, then close (the HTTP session only after them). Jobs not yet
+        sent stay `accepted` and are sent on the next start; the others resume where they were."""
         if self.stopping:
             return
         self.stopping = True
@@ -311,6 +313,8 @@ class ImagineBot(commands.AutoShardedBot):
         self.stopping = True
         if self._monitor is not None:
             self._monitor.cancel()
+        if self._runner is not None:
+            self._runner.stop_submitting()  # a job woken by the cancellations below sends nothing
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
