@@ -427,8 +427,10 @@ class FakeToAPIs:
         injection: Injection,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        if not injection.accept_then_drop:
-            await request.read()  # "after reading the request"
+        # "after reading the request"; a request handled normally is left for its handler to read
+        # (a multipart upload cannot be read twice).
+        if not injection.accept_then_drop and (injection.status is not None or injection.drop):
+            await request.read()
         if injection.delay > 0 and await self._pause(injection.delay):
             return self._drop(request)
         if injection.accept_then_drop:
