@@ -54,7 +54,12 @@ async def test_a_placeholder_whose_connection_drops_ends_the_job_and_gives_the_q
 
     text = await _private_answer(rig, record)
     job, used = await _ended(rig, record)
-    assert (text, job.state, used, rig.toapis.submit_attempts) == (PLACEHOLDER_FAILED, JobState.FAILED, {0}, 0)
+    assert (text, job.state, used, rig.toapis.submit_attempts) == (
+        PLACEHOLDER_FAILED,
+        JobState.FAILED,
+        {0},
+        0,
+    )
 
 
 async def test_a_placeholder_refused_with_a_discord_server_error_ends_the_job_and_gives_the_quota_back(
@@ -67,10 +72,17 @@ async def test_a_placeholder_refused_with_a_discord_server_error_ends_the_job_an
 
     text = await _private_answer(rig, record)
     job, used = await _ended(rig, record)
-    assert (text, job.state, used, rig.toapis.submit_attempts) == (PLACEHOLDER_FAILED, JobState.FAILED, {0}, 0)
+    assert (text, job.state, used, rig.toapis.submit_attempts) == (
+        PLACEHOLDER_FAILED,
+        JobState.FAILED,
+        {0},
+        0,
+    )
 
 
-async def test_a_placeholder_whose_message_id_cannot_be_stored_ends_the_job_and_says_so(start_bot, monkeypatch):
+async def test_a_placeholder_whose_message_id_cannot_be_stored_ends_the_job_and_says_so(
+    start_bot, monkeypatch
+):
     rig = await start_bot()
 
     async def database_gone(*_: object) -> None:
