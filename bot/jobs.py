@@ -42,8 +42,6 @@ INTERRUPTED_BEFORE_SENDING = (
     "The bot restarted before your request reached the image service, so you were not charged. "
     "Run the command again."
 )
-# Why a job is held back: the bot is stopping. It stays `accepted` and is sent after the restart.
-HELD_FOR_RESTART = "the bot is stopping; not sent, it will be on the next start"
 INTERRUPTED_WHILE_SENDING = (
     "The bot restarted while sending your request and the image service never confirmed it. "
     "It was not sent again, so you are not charged twice — run the command again if no images arrive."
@@ -343,7 +341,11 @@ class JobRunner:
                 job, first = await self._submit(job, request, name)
             except SubmissionsStoppedError:
                 await throttle.close()
-                await observer.hold()
+                try:
+                    await observer.hold()
+                except Exception as exc:
+                    # Only the notice failed: the job must still stay `accepted`, to be sent later.
+                    log.warning("%s: the waiting notice could not be shown: %s", name, type(exc).__name__)
                 raise
             finally:
                 self._unsent -= 1
