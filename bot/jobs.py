@@ -39,11 +39,13 @@ DOWNLOADS_PER_JOB = 4
 # leaving the event loop free to answer the members still waiting for their placeholder.
 SUBMIT_SLOTS = 16
 INTERRUPTED_BEFORE_SENDING = (
-    "The bot restarted before your request reached the image service, so you were not charged. "
+    "The bot was interrupted (a restart or a database outage) before your request reached the image "
+    "service, so you were not charged. "
     "Run the command again."
 )
 INTERRUPTED_WHILE_SENDING = (
-    "The bot restarted while sending your request and the image service never confirmed it. "
+    "The bot was interrupted (a restart or a database outage) while sending your request and the image "
+    "service never confirmed it. "
     "It was not sent again, so you are not charged twice — run the command again if no images arrive."
 )
 RESULTS_EXPIRED = (
@@ -98,6 +100,10 @@ class JobObserver(Protocol):
 
     async def fail(self, message: str, elapsed: float) -> None: ...
 
+    async def hold(self) -> None:
+        """The bot is stopping before this job was sent: say it will be sent after the restart."""
+        ...
+
 
 @dataclass(frozen=True)
 class JobTimings:
@@ -111,6 +117,10 @@ class JobTimings:
 
 class JobFailedError(Exception):
     """A job ended without images; the message is for the member."""
+
+
+class SubmissionsStoppedError(Exception):
+    """The bot is stopping: this job was not sent and waits, `accepted`, for the next start."""
 
 
 def first_progress(request: ImagineRequest) -> JobProgress:
@@ -190,10 +200,14 @@ class JobRunner:
         self._timings = timings
         self._clock = clock
         self._sleep = sleep
-        self._submissions: set[asyncio.Task[tuple[JobRecord, toapis.TaskStatus]]] = set()
         self._advice = PollAdvice.around(timings.poll_queued, timings.poll_running)
         self._delivery_slots = asyncio.Semaphore(DELIVERY_SLOTS)
-        self._submit_slots = asyncio.Semaphore(SUBMIT_SLOTS)
+        # Submissions on the wire, and jobs not yet sent (preparing, waiting for a slot, sending):
+        # stopping closes the gate to new submissions and waits for both counts to reach zero.
+        self._sending = 0
+        self._unsent = 0
+        self._stopping = False
+        self._change = asyncio.Event()
         self._durations = ModelDurations()  # recent task durations per model, for first guesses
 
     async def run(
@@ -201,15 +215,17 @@ class JobRunner:
     ) -> JobRecord:
         """Take a job from its stored state to `done` or `failed`, reporting to `observer`.
 
-        `resumed` says the job was found unfinished at start-up: one still `accepted`
-        then never reached the service and is failed rather than sent late.
-        Cancelling (shutdown) leaves the stored state as it is, to be resumed.
+        `resumed` says the job was found unfinished at start-up: one still `accepted` never
+        reached the service and is sent now, if its references were all uploaded before.
+        Stopping holds a job not yet sent (it stays `accepted`); cancelling (shutdown) leaves
+        the stored state as it is. Either way it resumes on the next start.
         """
         name = f"job {job.id}"
         throttle = ProgressThrottle(
             observer.show_progress,
             interval=self._timings.progress_interval,
-            initial=None if resumed else first_progress(request),
+            # A resumed job not yet sent replaces the "waiting for the restart" notice at once.
+            initial=first_progress(request) if not resumed or job.state is JobState.ACCEPTED else None,
         )
         try:
             try:
@@ -217,6 +233,9 @@ class JobRunner:
             finally:
                 await throttle.close()
             images = await self._deliver(job, observer, name)
+        except SubmissionsStoppedError:
+            log.info("%s: not sent before the bot stopped; it is sent on the next start", name)
+            return job
         except JobFailedError as exc:
             return await self._fail(job, observer, str(exc))
         except asyncio.CancelledError:
@@ -269,12 +288,40 @@ class JobRunner:
             raise JobFailedError(NOT_POSTED)
         return delivered
 
-    async def drain_submissions(self, within: float) -> None:
-        """Wait (bounded) for submissions already sent, so their task ids are stored before exit."""
-        pending = set(self._submissions)
-        if pending:
-            log.info("waiting for %d submission(s) in flight", len(pending))
-            await asyncio.wait(pending, timeout=within)
+    def stop_submitting(self) -> None:
+        """From now on no submission starts: jobs not yet sent are held for the next start."""
+        self._stopping = True
+        self._changed()
+
+    async def drain_submissions(self, within: float) -> bool:
+        """Stop submitting, then wait (at most `within` seconds) until every submission on the wire
+        was answered and its task id stored, and every job not yet sent was held.
+
+        Returns False if the time ran out first (what is still on the wire stays `submitting`).
+        """
+        self.stop_submitting()
+        if self._sending or self._unsent:
+            log.info(
+                "stopping: waiting for %d submission(s) on the wire; %d job(s) not sent are held",
+                self._sending,
+                self._unsent - self._sending,
+            )
+        try:
+            async with asyncio.timeout(within):
+                await self._until(lambda: self._sending == 0 and self._unsent == 0)
+        except TimeoutError:
+            log.warning("stopping: %d submission(s) still unanswered after %.1fs", self._sending, within)
+            return False
+        return True
+
+    def _changed(self) -> None:
+        """Wake everything waiting in `_until` (a submit slot, the drain) to look again."""
+        self._change.set()
+        self._change = asyncio.Event()
+
+    async def _until(self, check: Callable[[], bool]) -> None:
+        while not check():
+            await self._change.wait()
 
     async def _fail(self, job: JobRecord, observer: JobObserver, message: str) -> JobRecord:
         # Written before the message is edited: a crash in between leaves a final, honest record.
@@ -294,12 +341,27 @@ class JobRunner:
         """Drive the job up to `delivering` (its result URLs stored)."""
         first: toapis.TaskStatus | None = None
         if job.state is JobState.ACCEPTED:
-            if resumed:
+            if resumed and (job.message_id is None or len(job.reference_urls) < job.reference_count):
+                # Never shown to the member, or the member's references were not all uploaded
+                # (only the uploaded copies are stored): it cannot be sent as asked.
                 raise JobFailedError(INTERRUPTED_BEFORE_SENDING)
-            if request.reference_sources:
-                job, request = await self._prepare_references(job, request, name)
-                observer.references_ready(request.reference_urls)
-            job, first = await self._submit(job, request, name)
+            self._unsent += 1
+            try:
+                if request.reference_sources:
+                    job, request = await self._prepare_references(job, request, name)
+                    observer.references_ready(request.reference_urls)
+                job, first = await self._submit(job, request, name)
+            except SubmissionsStoppedError:
+                await throttle.close()
+                try:
+                    await observer.hold()
+                except Exception as exc:
+                    # Only the notice failed: the job must still stay `accepted`, to be sent later.
+                    log.warning("%s: the waiting notice could not be shown: %s", name, type(exc).__name__)
+                raise
+            finally:
+                self._unsent -= 1
+                self._changed()
         elif job.state is JobState.SUBMITTING:
             raise JobFailedError(INTERRUPTED_WHILE_SENDING)
         if job.state is JobState.RUNNING:
@@ -353,22 +415,25 @@ class JobRunner:
     async def _submit(
         self, job: JobRecord, request: ImagineRequest, name: str
     ) -> tuple[JobRecord, toapis.TaskStatus]:
-        async with self._submit_slots:
-            return await self._submit_now(job, request, name)
-
-    async def _submit_now(
-        self, job: JobRecord, request: ImagineRequest, name: str
-    ) -> tuple[JobRecord, toapis.TaskStatus]:
-        job = await self._jobs.update(job.id, state=JobState.SUBMITTING)
+        """Send the job when a submit slot is free; raise SubmissionsStoppedError once stopping."""
+        await self._until(lambda: self._stopping or self._sending < SUBMIT_SLOTS)
+        if self._stopping:
+            raise SubmissionsStoppedError
+        # Counted before the first await, so the drain cannot miss a submission just starting.
+        self._sending += 1
         # Shielded: once sent, the answer's task id must be stored even if shutdown cancels the job.
         task = asyncio.create_task(self._submit_and_record(job, request, name), name=f"{name}-submit")
-        self._submissions.add(task)
-        task.add_done_callback(self._submissions.discard)
+        task.add_done_callback(self._submission_done)
         return await asyncio.shield(task)
+
+    def _submission_done(self, _: asyncio.Task[tuple[JobRecord, toapis.TaskStatus]]) -> None:
+        self._sending -= 1
+        self._changed()
 
     async def _submit_and_record(
         self, job: JobRecord, request: ImagineRequest, name: str
     ) -> tuple[JobRecord, toapis.TaskStatus]:
+        job = await self._jobs.update(job.id, state=JobState.SUBMITTING)
         try:
             task = await self._client.submit(**request.submit_kwargs())
         except toapis.ToAPIsError as exc:

@@ -40,9 +40,10 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.imagine", "cogs.actions", "cogs.admin")
 
-# On SIGTERM, how long submissions already sent may take to answer (their task ids must be
-# stored). Procfile hosts kill 10 s after SIGTERM; closing takes the rest.
-SUBMISSION_GRACE = 6.0
+# On SIGTERM, how long submissions already on the wire may take to answer (their task ids must
+# be stored) and jobs not yet sent to say they wait for the restart. Procfile hosts kill 10 s
+# after SIGTERM; closing the connections and the database takes the rest.
+SUBMISSION_GRACE = 7.5
 
 # Housekeeping: how often stranded jobs are looked for (and dead interaction tokens forgotten),
 # and how often expired quota counters are deleted.
@@ -382,12 +383,15 @@ class ImagineBot(commands.AutoShardedBot):
             self._shutdown = asyncio.create_task(self.shutdown(), name="shutdown")
 
     async def shutdown(self) -> None:
-        """Graceful stop (SIGTERM/SIGINT): refuse new jobs, let sent submissions record their task
-        ids, then close. Unfinished jobs keep their stored state and resume on the next start."""
+        """Graceful stop (SIGTERM/SIGINT): refuse new jobs, start no new submission, let those on
+        the wire record their task ids, then close (the HTTP session only after them). Jobs not yet
+        sent stay `accepted` and are sent on the next start; the others resume where they were."""
         if self.stopping:
             return
         self.stopping = True
-        log.info("stopping: new jobs are refused; %d job(s) will resume on the next start", len(self._tasks))
+        log.info(
+            "stopping: new jobs are refused; %d job(s) will resume on the next start", len(self._live_jobs)
+        )
         if self._runner is not None:
             await self._runner.drain_submissions(within=SUBMISSION_GRACE)
         await self.close()
@@ -396,6 +400,8 @@ class ImagineBot(commands.AutoShardedBot):
         self.stopping = True
         if self._monitor is not None:
             self._monitor.cancel()
+        if self._runner is not None:
+            self._runner.stop_submitting()  # a job woken by the cancellations below sends nothing
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -212,6 +212,17 @@ class JobMessenger:
             }
         )
 
+    async def hold(self) -> None:
+        try:
+            # Paced like a result: it is the last thing this run says about the job.
+            await self._write(
+                lambda: self._edit(lambda: {"embed": render.waiting_embed(self._request, self._started)})
+            )
+        except MessageGoneError:
+            pass  # the job is sent after the restart and its result posted anew then
+        except discord.HTTPException as exc:
+            log.warning("%s: the waiting notice could not be shown: %s", self._label, exc.status)
+
     # -- final messages ------------------------------------------------------------------
 
     async def _show_final(self, make_fields: Callable[[], dict[str, Any]]) -> int | None:

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: discord.py reads the /imagine parameter annotations at
 # definition time, and the prompt length range is computed from the catalog in a closure.
+import asyncio
 import functools
 import logging
 import time
@@ -15,11 +16,11 @@ from discord.ext import commands
 from bot import policy
 from bot.catalog import Catalog
 from bot.jobs import first_progress
-from bot.jobstore import JobState
+from bot.jobstore import JobRecord, JobState
 from bot.quota import QuotaExceededError
 from bot.references import MAX_REFERENCES, ReferenceSource, check_sources
 from bot.references import ReferenceError as ReferenceRuleError
-from bot.request import AUTO_RATIO, DEFAULT_RATIO, RATIOS, RequestError, build_request
+from bot.request import AUTO_RATIO, DEFAULT_RATIO, RATIOS, ImagineRequest, RequestError, build_request
 from cogs import render
 from cogs.components import source_from_attachment
 from cogs.forms import (
@@ -40,6 +41,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESTARTING = "The bot is restarting — try again in a minute."
+PLACEHOLDER_FAILED = (
+    "Discord did not accept the bot's reply, so your request was not started and nothing was charged. "
+    "Run the command again."
+)
+# How long the public placeholder may take before its job is given up: Discord takes the first answer
+# only within 3 s of the interaction, so this covers one of discord.py's retries of a 5xx and leaves
+# time to tell the member privately.
+PLACEHOLDER_TIMEOUT = 2.5
 MENU_NAME = "Imagine with these images"
 MENU_MESSAGE_GONE = (
     "The message with those images was deleted, so this form can't be used any more. "
@@ -136,6 +145,7 @@ class ImagineCog(commands.Cog):
 
     def __init__(self, bot: "ImagineBot") -> None:
         self.bot = bot
+        self.placeholder_timeout = PLACEHOLDER_TIMEOUT
         self.command = build_imagine_command(bot.catalog, self)
         self.menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.imagine_from_message)
         self.open_menu_forms = OpenMenuForms()
@@ -305,17 +315,19 @@ class ImagineCog(commands.Cog):
             return False
         started = datetime.fromtimestamp(job.created_at, tz=UTC)
         try:
-            response = await interaction.response.send_message(
-                embed=render.progress_embed(request, first_progress(request), started),
-                allowed_mentions=render.NO_PINGS,
-            )
-        except discord.HTTPException:
-            # Nothing was sent to the image service: end the job and give its quota back.
-            await self.bot.jobs.finish(
-                job.id, JobState.FAILED, delivered_images=0, error="the placeholder could not be posted"
-            )
-            raise
-        job = await self.bot.jobs.set_message_id(job, response.message_id)
+            # Bounded: discord.py retries a 5xx for half a minute, long after Discord's 3 s window.
+            async with asyncio.timeout(self.placeholder_timeout):
+                response = await interaction.response.send_message(
+                    embed=render.progress_embed(request, first_progress(request), started),
+                    allowed_mentions=render.NO_PINGS,
+                )
+            job = await self.bot.jobs.set_message_id(job, response.message_id)
+        except (Exception, asyncio.CancelledError) as exc:
+            # Nothing was sent to the image service: the job ends now and its quota comes back.
+            await self._placeholder_failed(interaction, job, request, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return False
         log.info(
             "job %s: accepted (guild %s, channel %s, user %s)",
             job.id,
@@ -325,6 +337,46 @@ class ImagineCog(commands.Cog):
         )
         self.bot.start_job(job, request)
         return True
+
+    async def _placeholder_failed(
+        self, interaction: discord.Interaction, job: JobRecord, request: ImagineRequest, exc: BaseException
+    ) -> None:
+        """End a job whose placeholder could not be posted or recorded, and tell the member privately."""
+        # Only the error's kind and status: its text may carry the interaction's URL (and token).
+        log.warning(
+            "job %s: the placeholder could not be posted or recorded (guild %s, channel %s, user %s): %s %s",
+            job.id,
+            interaction.guild_id,
+            interaction.channel_id,
+            interaction.user.id,
+            type(exc).__name__,
+            getattr(exc, "status", ""),
+        )
+        try:
+            await self.bot.jobs.finish(job.id, JobState.FAILED, delivered_images=0, error=PLACEHOLDER_FAILED)
+        except Exception:
+            log.exception("job %s: could not be ended after its placeholder failed", job.id)
+        try:
+            async with asyncio.timeout(self.placeholder_timeout):
+                if interaction.response.is_done():
+                    # The placeholder is up but the job behind it ended: it must not say "Queued".
+                    await interaction.edit_original_response(
+                        embed=render.failure_embed(request, PLACEHOLDER_FAILED, time.time() - job.created_at),
+                        allowed_mentions=render.NO_PINGS,
+                    )
+                    await interaction.followup.send(
+                        PLACEHOLDER_FAILED, ephemeral=True, allowed_mentions=render.NO_PINGS
+                    )
+                else:
+                    await refuse(interaction, PLACEHOLDER_FAILED)
+        except (Exception, asyncio.CancelledError) as notice_error:
+            log.warning(
+                "job %s: the member could not be told that it failed: %s",
+                job.id,
+                type(notice_error).__name__,
+            )
+            if isinstance(notice_error, asyncio.CancelledError):
+                raise
 
 
 def requester(interaction: discord.Interaction) -> policy.Requester:

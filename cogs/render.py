@@ -121,6 +121,16 @@ def progress_embed(request: ImagineRequest, state: JobProgress, started: datetim
     return _with_prompt(embed, request.prompt)
 
 
+WAITING_FOR_RESTART = "⏸️ Waiting — the bot is restarting; your request will be sent when it is back"
+
+
+def waiting_embed(request: ImagineRequest, started: datetime) -> discord.Embed:
+    """A job held back while the bot stops: nothing was sent yet, it is sent after the restart."""
+    embed = _base_embed(request, COLOR_WORKING)
+    embed.add_field(name="Status", value=f"{WAITING_FOR_RESTART} · started {_since(started)}", inline=False)
+    return embed
+
+
 def _reductions(images: Sequence[FittedImage], limit: int) -> str | None:
     reduced = [(i, img) for i, img in enumerate(images, start=1) if img.reduced]
     if not reduced:

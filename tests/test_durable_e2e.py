@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.config import Settings
-from bot.jobs import INTERRUPTED_BEFORE_SENDING, INTERRUPTED_WHILE_SENDING, RESULTS_EXPIRED
+from bot.jobs import INTERRUPTED_WHILE_SENDING, RESULTS_EXPIRED
 from bot.jobstore import JobRecord, JobState, JobStore
 from bot.schema import jobs_table
 from bot.store import Store
@@ -385,23 +385,25 @@ async def _crash_while_running(start_bot) -> tuple[RunningBot, InteractionRecord
     return rig, record, job
 
 
-async def test_a_job_stored_as_accepted_is_failed_on_restart_without_a_submission(start_bot, bot_settings):
-    _, record, job = await _crash_while_running(start_bot)
+async def test_a_job_stored_as_accepted_is_sent_after_a_restart_and_delivered_in_its_message(
+    start_bot, bot_settings
+):
+    rig, record, job = await _crash_while_running(start_bot)
     async with job_store(bot_settings) as jobs:
         await jobs.update(job.id, state=JobState.ACCEPTED, task_id=None, submitted_at=None, progress=None)
+    rig.toapis.plan = TaskPlan()  # the task sent after the restart finishes
 
     again = await start_bot()
     message = await again.finished(record)
     stored = await final_job_of(again, record)
     assert (
         message.id,
-        status_of(message).startswith(f"❌ {INTERRUPTED_BEFORE_SENDING}"),
-        "restarted before your request reached the image service" in status_of(message),
-        "not charged" in status_of(message),
-        again.toapis.submit_attempts,
+        status_of(message).startswith("✅ 2 images"),
+        len(message.attachments),
+        again.toapis.submit_attempts,  # the first run's submission, and this one (nothing was sent)
         stored.state,
-        stored.error,
-    ) == (record.original_message_id, True, True, True, 1, JobState.FAILED, INTERRUPTED_BEFORE_SENDING)
+        stored.task_id != job.task_id,
+    ) == (record.original_message_id, True, 2, 2, JobState.DONE, True)
 
 
 async def test_a_job_stored_as_submitting_is_failed_on_restart_and_not_sent_again(start_bot, bot_settings):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
+from bot.jobs import INTERRUPTED_WHILE_SENDING, SUBMIT_SLOTS
+from cogs.render import WAITING_FOR_RESTART
 from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionRecord
 from tests.fakes.toapis import FakeToAPIs, TaskPlan
-from tests.rig import BotProcess, eventually, status_of
+from tests.rig import SHUTDOWN_LIMIT, BotProcess, eventually, status_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +126,47 @@ async def test_a_job_sent_but_unconfirmed_when_the_process_died_is_not_sent_agai
 
     assert (
         toapis_fake.submit_attempts,
-        status_of(message).startswith(
-            "❌ The bot restarted while sending your request and the image service never confirmed it."
-        ),
+        status_of(message).startswith(f"❌ {INTERRUPTED_WHILE_SENDING}"),
     ) == (1, True), second.log
+
+
+async def test_sigterm_during_a_burst_lets_submissions_on_the_wire_answer_and_sends_the_rest_after_restart(
+    discord_fake, toapis_fake, bot_env, tmp_path, processes
+):
+    toapis_fake.plan = TaskPlan(steps=[("queued", 0)])
+    toapis_fake.hold_submission_answers()  # each submission is charged at once, answered later
+    first = await _start_online(discord_fake, bot_env, tmp_path, processes)
+    records = [
+        await discord_fake.send_interaction(
+            # Members in their own channels: each channel's edits are paced on their own.
+            discord_fake.slash_command(
+                "imagine", {"prompt": f"fox {i}"}, user_id=5000 + i, channel_id=discord_fake.snowflake()
+            )
+        )
+        for i in range(40)
+    ]
+    await eventually(lambda: all(r.original_message_id for r in records), what="40 placeholders")
+    await eventually(lambda: toapis_fake.answers_held == SUBMIT_SLOTS, what="16 submissions in flight")
+
+    signalled = time.monotonic()
+    first.proc.send_signal(signal.SIGTERM)
+    await eventually(lambda: b"stopping: new jobs are refused" in first.output, what="the bot stopping")
+    toapis_fake.release_submission_answers()  # the service answers while the bot is stopping
+    try:
+        code = await asyncio.wait_for(first.proc.wait(), SHUTDOWN_LIMIT - (time.monotonic() - signalled))
+    except TimeoutError:
+        raise AssertionError(f"the bot did not exit within {SHUTDOWN_LIMIT}s:\n{first.log}") from None
+    sent_before_restart = len(toapis_fake.submissions)
+    waiting = [r for r in records if status_of(r.original).startswith(WAITING_FOR_RESTART)]
+
+    second = await _start_online(discord_fake, bot_env, tmp_path, processes)
+    finals = [await _final(discord_fake, record, second) for record in records]
+
+    assert (
+        code,
+        sent_before_restart,
+        len(waiting),
+        len(toapis_fake.submissions),
+        toapis_fake.submit_attempts,
+        sum(status_of(m).startswith("✅ 1 image") and len(m.attachments) == 1 for m in finals),
+    ) == (0, SUBMIT_SLOTS, 40 - SUBMIT_SLOTS, 40, 40, 40), second.log

@@ -146,6 +146,7 @@ class RecordedRequest:
     response: Any = None
     violations: list[str] = field(default_factory=list)
     injected: bool = False
+    fault: str | None = None  # "drop" or "hang": how an injection left it unanswered
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} -> {self.status}"
@@ -346,6 +347,7 @@ class Injection:
     body: Any
     headers: dict[str, str]
     times: int
+    fault: str | None = None  # "drop": close the connection unanswered; "hang": never answer
     hits: list[RecordedRequest] = field(default_factory=list)
 
     @property
@@ -566,6 +568,7 @@ class FakeDiscord:
         self.command_syncs: list[tuple[str | int, Any]] = []
         self.violations: list[str] = []
         self.injections: list[Injection] = []
+        self._closing = asyncio.Event()
         self.sessions: list[GatewaySession] = []
         self.heartbeats = 0  # op 1 received on any connection
 
@@ -610,7 +613,8 @@ class FakeDiscord:
         return self
 
     async def close(self) -> None:
-        """Close gateway connections and stop listening."""
+        """Close gateway connections and stop listening (requests left hanging end unanswered)."""
+        self._closing.set()
         for conn in list(self._connections):
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=1001, message=b"fake discord shutting down")
@@ -800,20 +804,26 @@ class FakeDiscord:
         self,
         method: str,
         path_regex: str,
-        status: int,
+        status: int = 0,
         body: Any = None,
         *,
         times: int = 1,
         headers: Mapping[str, str] | None = None,
+        fault: str | None = None,
     ) -> Injection:
         """Answer the next ``times`` requests matching ``method`` (or ``*``) and ``path_regex``.
 
         The regex is searched in the path below ``/api/v10`` (e.g. ``/webhooks/\\d+/[^/]+$``).
         ``body`` defaults to what Discord sends for that status (401 50027 on webhook routes,
         403 50013, 404 10008, 429 with ``retry_after``/``global`` and Discord's headers, ...).
+        ``fault`` leaves the request unanswered instead (``status`` is then ignored): ``"drop"``
+        closes the connection (a connection error), ``"hang"`` never answers until the fake closes
+        (a timeout). Either way the request is recorded and not acted on.
         """
+        if fault not in (None, "drop", "hang"):
+            raise ValueError(f"unknown fault {fault!r}")
         injection = Injection(
-            method.upper(), re.compile(path_regex), status, body, dict(headers or {}), times
+            method.upper(), re.compile(path_regex), status, body, dict(headers or {}), times, fault
         )
         self.injections.append(injection)
         return injection
@@ -1702,6 +1712,14 @@ class FakeDiscord:
             log.exception("fake discord handler failed")
             self._violation(f"fake discord crashed on {method} {path}: {exc!r}", req)
             status, body, headers = 500, {"message": f"fake crashed: {exc!r}", "code": 0}, {}
+        if req.fault is not None:
+            await self._changed()
+            if req.fault == "hang":
+                await self._closing.wait()
+            # Closing the transport: the client sees the connection end without an answer.
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()
         response = self._response(req, status, body, headers)
         await self._changed()
         return response
@@ -1751,6 +1769,7 @@ class FakeDiscord:
             if injection.matches(req.method, req.path):
                 injection.hits.append(req)
                 req.injected = True
+                req.fault = injection.fault
                 return self._injected_answer(req, injection), {}
         body, headers = self.rate_limits.decide(req)
         if body is not None:

@@ -248,6 +248,9 @@ class FakeToAPIs:
     * ``tasks``: created tasks by id; ``clock``: the time source for ``advance="time"``.
     * ``slow_chunk_bytes`` / ``slow_chunk_delay``: how ``/files/slow/`` trickles.
     * ``upload_url_query``: a query string added to the URLs uploads get (signed links are long).
+    * ``hold_submission_answers()`` / ``release_submission_answers()``: submissions create their
+      task (and are charged) at once but are answered only once released, like a busy service
+      whose answer takes a while; ``answers_held`` counts those waiting.
 
     Note: aiohttp's client re-sends an idempotent request (GET) once by itself when the
     connection drops, so one client-level GET attempt may consume two ``drop`` injections.
@@ -274,6 +277,9 @@ class FakeToAPIs:
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._closing = asyncio.Event()
+        self._answers_open = asyncio.Event()
+        self._answers_open.set()
+        self.answers_held = 0
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -356,6 +362,14 @@ class FakeToAPIs:
         self.injections.append(injection)
         return injection
 
+    def hold_submission_answers(self) -> None:
+        """From now on a valid submission creates its task but waits for the release to answer."""
+        self._answers_open.clear()
+
+    def release_submission_answers(self) -> None:
+        """Answer every held submission (and the following ones at once)."""
+        self._answers_open.set()
+
     def add_file(self, name: str, data: bytes, content_type: str = "image/jpeg") -> str:
         """Serve ``data`` at ``/files/{name}`` (and the stream/slow variants); return its URL."""
         self.files[name] = _File(content_type=content_type, data=data)
@@ -416,8 +430,10 @@ class FakeToAPIs:
         injection: Injection,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        if not injection.accept_then_drop:
-            await request.read()  # "after reading the request"
+        # "after reading the request"; a request handled normally is left for its handler to read
+        # (a multipart upload cannot be read twice).
+        if not injection.accept_then_drop and (injection.status is not None or injection.drop):
+            await request.read()
         if injection.delay > 0 and await self._pause(injection.delay):
             return self._drop(request)
         if injection.accept_then_drop:
@@ -558,6 +574,19 @@ class FakeToAPIs:
         self.tasks[task_id] = task
         self.polls[task_id] = 0
         self.submissions.append(body)
+        if not self._answers_open.is_set():
+            # The task exists and is charged: a client that stops waiting never learns its id.
+            self.answers_held += 1
+            try:
+                released = asyncio.ensure_future(self._answers_open.wait())
+                closing = asyncio.ensure_future(self._closing.wait())
+                try:
+                    await asyncio.wait({released, closing}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    released.cancel()
+                    closing.cancel()
+            finally:
+                self.answers_held -= 1
         return web.json_response(self._task_body(task, 0))
 
     async def _handle_get_task(self, request: web.Request) -> web.StreamResponse:
