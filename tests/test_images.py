@@ -20,6 +20,8 @@ from bot.images import (
     fit_image,
     fit_images,
     format_size,
+    png_bands,
+    png_decodes_in_bands,
 )
 from tests.fakes.toapis import TaskPlan
 from tests.rig import eventually, status_of
@@ -380,3 +382,46 @@ def test_a_16_bit_greyscale_image_keeps_its_gradient_when_reencoded(fmt):
     assert fitted.reduced
     row = [_decode(fitted.data).convert("L").getpixel((x, 32)) for x in (2, 64, 128, 192, 253)]
     assert row == sorted(row) and row[0] < 20 and row[-1] > 235 and 100 < row[2] < 156, row
+
+
+# --------------------------------------------------------------------------- PNG a band at a time
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+@pytest.mark.parametrize("rows", [1, 7, 64, 1000])
+def test_a_png_decoded_in_bands_has_exactly_the_pixels_of_a_whole_decode(mode, rows):
+    image = _noise(173, 131, mode)  # noise makes the encoder use every row filter
+    image.paste(Image.linear_gradient("L").convert(mode).resize((90, 60)), (20, 30))
+    data = _encode(image, "PNG")
+    assert png_decodes_in_bands(data)
+
+    bands = list(png_bands(data, rows=rows))
+
+    assert [band.height for band in bands[:-1]] == [rows] * (len(bands) - 1)
+    whole = Image.new(mode, image.size)
+    top = 0
+    for band in bands:
+        whole.paste(band, (0, top))
+        top += band.height
+    assert (top, whole.tobytes()) == (131, _decode(data).tobytes())
+
+
+@pytest.mark.parametrize(
+    "image",
+    [Image.new("L", (20, 20)), Image.new("P", (20, 20)), Image.new("I;16", (20, 20))],
+    ids=["greyscale", "palette", "16-bit"],
+)
+def test_only_8_bit_rgb_and_rgba_pngs_are_decoded_in_bands(image):
+    assert not png_decodes_in_bands(_encode(image, "PNG"))
+
+
+def test_an_interlaced_png_is_not_decoded_in_bands():
+    data = _encode(_noise(20, 20), "PNG")  # Pillow writes no interlaced PNGs: mark the header as one
+    header = data[16:28] + b"\x01"
+    assert not png_decodes_in_bands(_rewrite_chunk(data, 8, header))
+
+
+@pytest.mark.parametrize("make", DAMAGED_PNGS.values(), ids=DAMAGED_PNGS.keys())
+def test_a_damaged_png_decoded_in_bands_is_unreadable(make):
+    with pytest.raises(ImageCorruptError):
+        list(png_bands(make(), rows=16))
