@@ -232,7 +232,7 @@ def decode_image(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
 
 
 def open_image(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
-    """Read only the header of ``data`` (format, size, EXIF), with the checks of :func:`decode_image`."""
+    """Read only the header of ``data`` (format and size), with the checks of :func:`decode_image`."""
     try:
         image = Image.open(io.BytesIO(data), formats=_ALLOWED_FORMATS)
     except Image.DecompressionBombError as exc:
@@ -393,11 +393,6 @@ def oriented_size(size: tuple[int, int], orientation: int | None) -> tuple[int, 
     """``size`` as a viewer shows it: width and height swap for rotated EXIF orientations."""
     width, height = size
     return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
-
-
-def display_size(image: Image.Image) -> tuple[int, int]:
-    """Size of a decoded image as a viewer shows it (EXIF orientation applied)."""
-    return oriented_size(image.size, exif_orientation(image))
 
 
 def eight_bit(image: Image.Image) -> Image.Image:
