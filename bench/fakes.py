@@ -10,6 +10,7 @@
   optional request-body validation, uploads kept as sizes only (not bytes), and a record of
   each job's message writes: when its images were shown, or when it failed.
 * :func:`jpeg_pool` — noisy JPEGs of chosen byte sizes, made once.
+* :func:`flat_png` — a huge but mostly flat PNG, the reference image of the ``references`` scenario.
 
 Times are ``time.monotonic()`` of the benchmark process, shared by both fakes.
 """
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from tests.fakes.discord import (
     FakeAttachment,
@@ -117,6 +118,19 @@ def jpeg_pool(side: int, sizes: Sequence[int], *, quality: int = 90, tolerance: 
                 high = alpha
         pool.append(best)
     return pool
+
+
+def flat_png(side: int) -> bytes:
+    """A mostly flat ``side``×``side`` RGB PNG: two colours, so 8000×8000 is only ~230 kB.
+
+    Cheap to send and huge to decode (Pillow holds 8000×8000 RGB in 256 MB): the shape of a
+    large scan or screenshot a member attaches as a reference image.
+    """
+    image = Image.new("RGB", (side, side), (40, 90, 160))
+    ImageDraw.Draw(image).ellipse((side // 8, side // 8, side * 7 // 8, side * 7 // 8), fill=(200, 60, 30))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------- ToAPIs

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.fakes import BenchDiscord, BenchToAPIs, JobPlan, TaskTimeline, jpeg_pool
+from bench.fakes import BenchDiscord, BenchToAPIs, JobPlan, TaskTimeline, flat_png, jpeg_pool
 from bench.process import ROOT, BotProcess, StopResult, cpu_seconds, proc_status, reset_peak_rss
 from bench.report import FAIL, Row, at_most, equals, overall, percentile, render_table, seconds
 
@@ -57,6 +57,7 @@ class Scenario:
     image_mb: tuple[float, ...]  # byte sizes of the pooled result images
     targets: frozenset[str]
     about: str
+    reference_side: int = 0  # each job attaches a mostly flat side × side PNG (0: no reference)
 
 
 SIZES_2K = (1.0, 1.3, 1.6, 1.9, 2.1, 2.4, 2.7, 3.0)
@@ -109,6 +110,19 @@ SCENARIOS: dict[str, Scenario] = {
         SIZES_3K,
         frozenset({"invariants", "rss_growth"}),
         "one 15-image 3K job: memory",
+    ),
+    "references": Scenario(
+        "references",
+        10,
+        10,
+        1,
+        1,
+        None,
+        2048,
+        SIZES_2K,
+        frozenset({"invariants", "peak_rss"}),
+        "ten members attach an 8000×8000 PNG at once: memory",
+        reference_side=8000,
     ),
 }
 DEFAULT_SCENARIOS = ("load", "latency", "big")
@@ -245,10 +259,13 @@ def make_pool(sizes_mb: Sequence[float], side: int) -> list[bytes]:
 class ScenarioRun:
     """Fakes + bot process + jobs for one scenario, and the figures it yields."""
 
-    def __init__(self, scenario: Scenario, opts: Options, pool: list[bytes]) -> None:
+    def __init__(
+        self, scenario: Scenario, opts: Options, pool: list[bytes], reference: bytes | None = None
+    ) -> None:
         self.sc = scenario
         self.opts = opts
         self.pool = pool
+        self.reference = reference  # the PNG every job attaches, if the scenario has one
         self.jobs = scenario.jobs if scenario.name == "big" or opts.jobs is None else opts.jobs
         self.channel_count = (
             scenario.channels if scenario.name == "big" or opts.channels is None else opts.channels
@@ -296,6 +313,11 @@ class ScenarioRun:
             "resolution": sc.resolution,
             "image_px": f"{sc.image_side}×{sc.image_side}",
             "image_mb": [round(len(d) / 1_000_000, 2) for d in self.pool],
+            "reference": (
+                f"{self.sc.reference_side}×{self.sc.reference_side} PNG, {len(self.reference):,} bytes"
+                if self.reference
+                else None
+            ),
             "min_seconds": self.opts.min_seconds,
             "max_seconds": self.opts.max_seconds,
             "seed": self.opts.seed,
@@ -372,7 +394,7 @@ class ScenarioRun:
         self.idle_rss_kb = proc_status(bot.pid).get("VmRSS")
         if big:
             self.hwm_reset = reset_peak_rss(bot.pid)
-        self.rss = RssSampler(bot.pid, 0.1 if big else 1.0)
+        self.rss = RssSampler(bot.pid, 0.1 if big or self.reference else 1.0)
 
         self.fire_started = time.monotonic()
         await self._fire()
@@ -393,6 +415,11 @@ class ScenarioRun:
             options: dict[str, Any] = {"prompt": f"bench {job}", "n": plan.n}
             if self.sc.resolution:
                 options["resolution"] = self.sc.resolution
+            if self.reference is not None:
+                # A file of its own per member, on the fake Discord CDN, like a fresh upload.
+                options["image1"] = self.discord.make_attachment(
+                    f"scan-{job}.png", self.reference, "image/png", channel_id=plan.channel_id
+                )
             payload = self.discord.slash_command(
                 "imagine", options, channel_id=plan.channel_id, user_id=self.discord.snowflake()
             )
@@ -928,7 +955,16 @@ async def run_all(opts: Options) -> list[Outcome]:
                 file=sys.stderr,
                 flush=True,
             )
-        run = ScenarioRun(scenario, opts, pools[key])
+        reference = None
+        if scenario.reference_side:
+            reference = await asyncio.to_thread(flat_png, scenario.reference_side)
+            print(
+                f"  made a {scenario.reference_side}×{scenario.reference_side} PNG "
+                f"of {len(reference):,} bytes",
+                file=sys.stderr,
+                flush=True,
+            )
+        run = ScenarioRun(scenario, opts, pools[key], reference)
         print(f"  [{name}] starting: {run.jobs} job(s) in {run.channel_count} channel(s)", file=sys.stderr)
         outcome = await run.run()
         if outcome.rows:

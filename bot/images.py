@@ -15,7 +15,9 @@ import asyncio
 import io
 import logging
 import math
-from collections.abc import Sequence
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps
@@ -54,6 +56,13 @@ _MAX_SCALE_PER_ROUND = 0.9
 # EXIF orientations that swap width and height when applied (transpose / rotate 90°).
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 _EXIF_ORIENTATION = 0x0112
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# APNG chunks that carry a frame sequence number (0, 1, 2, … across both kinds).
+_APNG_SEQUENCED = (b"fcTL", b"fdAT")
+# PNG colour types :func:`png_bands` decodes (8 bits a channel, not interlaced): the ones
+# Pillow holds at 4 bytes a pixel, so the ones where a full decode costs the most.
+_BANDED_PNG_RAWMODES = {2: "RGB", 6: "RGBA"}
 
 
 @dataclass(frozen=True)
@@ -119,25 +128,28 @@ def fit_image(data: bytes, *, limit: int, basename: str) -> FittedImage:
     if limit <= 0:
         raise ValueError(f"limit must be positive, got {limit}")
     image = open_image(data)
-    display_size = _display_size(image)
+    stored_size = image.size
 
     passthrough = _PASSTHROUGH.get(image.format or "")
     if len(data) <= limit and passthrough is not None:
-        _load(image, draft=True)  # passed on as is: vouch for it cheaply
+        # Passed on as is: vouch for every byte, but decode a JPEG at 1/8 scale (cheap).
+        load_image(image, data, at_least=(stored_size[0] // 8, stored_size[1] // 8))
+        shown = oriented_size(stored_size, exif_orientation(image))
         ext, content_type = passthrough
         return FittedImage(
             data=data,
             filename=basename + ext,
             content_type=content_type,
-            width=display_size[0],
-            height=display_size[1],
+            width=shown[0],
+            height=shown[1],
             reduced=False,
             original_bytes=len(data),
-            original_width=display_size[0],
-            original_height=display_size[1],
+            original_width=shown[0],
+            original_height=shown[1],
         )
 
-    _load(image)
+    load_image(image, data)
+    shown = oriented_size(stored_size, exif_orientation(image))
     # Re-encoding drops EXIF, so bake the orientation into the pixels first.
     rgb = _flatten_to_rgb(ImageOps.exif_transpose(image))
     encoded, size = _shrink_to_fit(rgb, limit)
@@ -145,8 +157,8 @@ def fit_image(data: bytes, *, limit: int, basename: str) -> FittedImage:
         "Reduced %s from %s bytes (%sx%s %s) to %s bytes (%sx%s JPEG)",
         basename,
         len(data),
-        display_size[0],
-        display_size[1],
+        shown[0],
+        shown[1],
         image.format,
         len(encoded),
         size[0],
@@ -160,8 +172,8 @@ def fit_image(data: bytes, *, limit: int, basename: str) -> FittedImage:
         height=size[1],
         reduced=True,
         original_bytes=len(data),
-        original_width=display_size[0],
-        original_height=display_size[1],
+        original_width=shown[0],
+        original_height=shown[1],
     )
 
 
@@ -215,12 +227,12 @@ def decode_image(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
     for a readable header with broken pixel data.
     """
     image = open_image(data, max_pixels=max_pixels)
-    _load(image)
+    load_image(image, data)
     return image
 
 
 def open_image(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
-    """Read only the header of ``data`` (format, size, EXIF), with the checks of :func:`decode_image`."""
+    """Read only the header of ``data`` (format and size), with the checks of :func:`decode_image`."""
     try:
         image = Image.open(io.BytesIO(data), formats=_ALLOWED_FORMATS)
     except Image.DecompressionBombError as exc:
@@ -237,36 +249,166 @@ def open_image(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
     return image
 
 
-def _load(image: Image.Image, *, draft: bool = False) -> None:
-    """Decode the pixels. With ``draft``, a JPEG is decoded at 1/8 scale: every byte is still
-    read (a truncated file still fails) for a fraction of the CPU and memory."""
-    if draft and image.format == "JPEG":
-        width, height = image.size
-        image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+def load_image(image: Image.Image, data: bytes, *, at_least: tuple[int, int] | None = None) -> None:
+    """Decode the pixels of ``image``, opened from ``data`` by :func:`open_image`, or raise.
+
+    Call it before anything else reads the image: Pillow decodes on first use, and a decode
+    error raised (and swallowed) inside e.g. ``getexif()`` leaves an image whose later
+    ``load()`` does nothing — a broken picture that looks fine. A PNG must also have an
+    intact chunk structure (checksums, frame order, end chunk), which Pillow does not check.
+
+    With ``at_least``, a JPEG is decoded at the smallest scale (1/2, 1/4, 1/8) that keeps it
+    at least that large: every byte is still read (a truncated file still fails) for a
+    fraction of the memory. ``image.size`` is then the decoded size.
+
+    Raises:
+        ImageCorruptError: the pixel data (or a PNG's structure) is truncated or corrupt.
+    """
+    if image.format == "PNG":
+        damage = png_damage(data)
+        if damage is not None:
+            raise ImageCorruptError(f"PNG image is damaged: {damage}")
+    if at_least is not None and image.format in ("JPEG", "MPO"):
+        image.draft(image.mode, (max(1, at_least[0]), max(1, at_least[1])))
     try:
         image.load()
     except Exception as exc:
         raise ImageCorruptError(f"{image.format} image is truncated or corrupt") from exc
 
 
-def display_size(image: Image.Image) -> tuple[int, int]:
-    """Size as a viewer shows it: width and height swap for rotated EXIF orientations."""
-    return _display_size(image)
+def png_damage(data: bytes) -> str | None:
+    """What is wrong with a PNG file's chunks, or None when they are whole.
+
+    Checks each chunk's length and checksum, that APNG frame sequence numbers run 0, 1, 2, …,
+    and that the file reaches its end chunk. Pillow decodes the first frame without these
+    checks, so a cut-off or garbled file can otherwise pass as an image. Reads only bytes:
+    cheap next to decoding.
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        return "not a PNG signature"
+    view = memoryview(data)
+    position = len(_PNG_SIGNATURE)
+    next_sequence = 0
+    while True:
+        if position + 8 > len(data):
+            return "the file ends before its end chunk"
+        length, kind = struct.unpack_from(">I4s", data, position)
+        end = position + 12 + length
+        if end > len(data):
+            return "the file ends inside a chunk"
+        if zlib.crc32(view[position + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
+            return "a chunk's checksum does not match"
+        if kind in _APNG_SEQUENCED:
+            if length < 4 or int.from_bytes(view[position + 8 : position + 12], "big") != next_sequence:
+                return "its animation frames are out of sequence"
+            next_sequence += 1
+        if kind == b"IEND":
+            return None
+        position = end
 
 
-def _display_size(image: Image.Image) -> tuple[int, int]:
-    """Size as a viewer shows it: width and height swap for rotated EXIF orientations."""
+def png_decodes_in_bands(data: bytes) -> bool:
+    """True when :func:`png_bands` can decode this PNG: 8-bit RGB or RGBA, not interlaced."""
+    if not data.startswith(_PNG_SIGNATURE) or len(data) < 33 or data[12:16] != b"IHDR":
+        return False
+    depth, colour_type, compression, filtering, interlace = struct.unpack_from(">5B", data, 24)
+    return (depth, compression, filtering, interlace) == (8, 0, 0, 0) and colour_type in _BANDED_PNG_RAWMODES
+
+
+def png_bands(data: bytes, *, rows: int) -> Iterator[Image.Image]:
+    """Decode a PNG (see :func:`png_decodes_in_bands`) ``rows`` rows at a time, top to bottom.
+
+    Pillow decodes a whole PNG at once, 4 bytes a pixel: 256 MB for 8000×8000 RGB. Here the
+    compressed rows are inflated a band at a time and each band is handed to Pillow's own PNG
+    row decoder, preceded by the previous band's last row (the filters of a row refer to the
+    one above), so only a band is decoded at any moment. Check the size with
+    :func:`open_image` first.
+
+    Raises:
+        ImageCorruptError: the chunks are damaged or the compressed rows are cut short or garbled.
+    """
+    damage = png_damage(data)
+    if damage is not None:
+        raise ImageCorruptError(f"PNG image is damaged: {damage}")
+    width, height = struct.unpack_from(">II", data, 16)
+    rawmode = _BANDED_PNG_RAWMODES[data[25]]
+    row_bytes = 1 + width * len(rawmode)  # a filter-type byte, then the pixels
+    inflater = zlib.decompressobj()
+    compressed = _png_image_data(data)
+    pending = bytearray()
+    above: bytes | None = None  # the previous band's last row, unfiltered
+    top = 0
     try:
-        orientation = image.getexif().get(_EXIF_ORIENTATION)
+        while top < height:
+            count = min(rows, height - top)
+            wanted = count * row_bytes
+            while len(pending) < wanted:
+                piece = inflater.unconsumed_tail or next(compressed, None)
+                if piece is None:
+                    raise ImageCorruptError("PNG image data ends early")
+                pending += inflater.decompress(piece, wanted)
+            filtered = bytes(pending[:wanted])
+            del pending[:wanted]
+            if above is None:
+                band = Image.frombytes(rawmode, (width, count), zlib.compress(filtered, 0), "zip", rawmode)
+            else:
+                # A row with filter type 0 ("none") carries the row above as it is.
+                stream = zlib.compress(b"\0" + above + filtered, 0)
+                band = Image.frombytes(rawmode, (width, count + 1), stream, "zip", rawmode)
+                band = band.crop((0, 1, width, count + 1))
+            above = band.crop((0, count - 1, width, count)).tobytes("raw", rawmode)
+            top += count
+            yield band
+    except (zlib.error, ValueError) as exc:
+        raise ImageCorruptError("PNG image data is corrupt") from exc
+
+
+def _png_image_data(data: bytes) -> Iterator[memoryview]:
+    """The payloads of a PNG's IDAT chunks, in order (the chunks are known to be whole)."""
+    view = memoryview(data)
+    position = len(_PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        if kind == b"IDAT":
+            yield view[position + 8 : position + 8 + length]
+        elif kind == b"IEND":
+            return
+        position += 12 + length
+
+
+def exif_orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation tag (1–8), or None when absent or unreadable.
+
+    Call it after :func:`load_image`: for some formats Pillow reads EXIF by decoding first.
+    """
+    try:
+        return image.getexif().get(_EXIF_ORIENTATION)
     except Exception:
-        # Broken EXIF is common and harmless here; treat it as "no orientation".
-        orientation = None
-    width, height = image.size
+        # The pixels are already decoded, so only EXIF parsing can fail here. Broken EXIF is
+        # common and harmless: treat it as "no orientation".
+        return None
+
+
+def oriented_size(size: tuple[int, int], orientation: int | None) -> tuple[int, int]:
+    """``size`` as a viewer shows it: width and height swap for rotated EXIF orientations."""
+    width, height = size
     return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit greyscale (``I;16``, ``I;16B``, … as Pillow reads 16-bit PNG and TIFF) scaled to 8-bit ``L``.
+
+    A plain ``convert("L")``/``convert("RGB")`` clips every value above 255, so a 16-bit
+    image comes out almost pure white. Other modes are returned unchanged.
+    """
+    if image.mode.startswith("I;16"):
+        return image.convert("I").point(lambda value: value / 256).convert("L")
+    return image
 
 
 def _flatten_to_rgb(image: Image.Image) -> Image.Image:
     """Convert to RGB, compositing any transparency onto white (JPEG has no alpha)."""
+    image = eight_bit(image)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))

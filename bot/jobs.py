@@ -25,7 +25,7 @@ from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_im
 from bot.jobstore import JobRecord, JobState, JobStore
 from bot.polling import ModelDurations, PollAdvice, PollPlanner
 from bot.progress import JobProgress, Phase, ProgressThrottle
-from bot.references import MAX_DOWNLOAD_BYTES, prepare_reference, quoted_filename
+from bot.references import MAX_DOWNLOAD_BYTES, prepare_reference_in_turn, quoted_filename
 from bot.references import ReferenceError as ReferenceRuleError
 from bot.request import ImagineRequest
 
@@ -393,7 +393,7 @@ class JobRunner:
                     f"{shown} could not be downloaded from Discord. Attach it again and retry."
                 ) from exc
             try:
-                prepared = await asyncio.to_thread(prepare_reference, data, filename=source.filename)
+                prepared = await prepare_reference_in_turn(data, filename=source.filename)
             except ReferenceRuleError as exc:
                 raise JobFailedError(str(exc)) from exc
             del data  # one reference in memory at a time

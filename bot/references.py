@@ -21,22 +21,32 @@ names the file, the rule and what to do. Nothing here imports discord.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import math
 import posixpath
-from collections.abc import Sequence
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from bot.images import (
     ImageCorruptError,
     ImageDecodeError,
     ImageTooManyPixelsError,
-    decode_image,
-    display_size,
+    eight_bit,
+    exif_orientation,
     format_size,
+    load_image,
+    open_image,
+    oriented_size,
+    png_bands,
+    png_decodes_in_bands,
 )
 
 log = logging.getLogger(__name__)
@@ -62,9 +72,16 @@ MAX_BYTES = PROVIDER_MAX_BYTES * 95 // 100
 #: only Nitro/boosted uploads can exceed it. It bounds memory: files are read whole.
 MAX_DOWNLOAD_BYTES = 25 * 1024 * 1024
 #: Largest image the bot will decode to downscale: 64 MP covers 61 MP cameras and
-#: 8000×8000 scans. A decoded 64 MP image is ~192 MB (RGB) to ~256 MB (RGBA), which is why
-#: references should be prepared one at a time. Above this the member must shrink it.
+#: 8000×8000 scans. Pillow keeps RGB and RGBA at 4 bytes a pixel, so 64 MP decoded whole
+#: is 256 MB; that is why large 8-bit PNGs are decoded a band at a time and large JPEGs at
+#: half size. Above this the member must shrink it.
 MAX_DECODE_PIXELS = 64_000_000
+#: How many references are decoded at once in the whole process. An image that has to be
+#: decoded whole (a 64 MP WebP, TIFF, or 16-bit or interlaced PNG) takes about 320 MB while
+#: it is shrunk, so two at once would outgrow the ~400 MB the bot is meant to run in, and
+#: ten members attaching at once would need gigabytes. Preparing one takes a second or two,
+#: so the next waits little. Downloads and uploads are not limited by this.
+PREPARATIONS_AT_ONCE = 1
 
 # Discord content types of images bot.images can decode (its ALLOWED_FORMATS).
 _READABLE_CONTENT_TYPES = frozenset(
@@ -96,6 +113,21 @@ _MAX_SCALE_PER_ROUND = 0.9
 _MAX_ROUNDS = 40
 # Filenames come from members: keep quoted names short enough for a Discord message.
 _MAX_NAME_CHARS = 80
+# Rows converted and shrunk at a time when halving a large image: the only full-size image
+# alive is the decoded file itself (a band of 256 rows of an 8000-px RGB image is 8 MB).
+_BAND_ROWS = 256
+# How Pillow's transpose undoes each EXIF orientation (2–8; 1 is upright).
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -228,12 +260,14 @@ def prepare_reference(data: bytes, *, filename: str) -> PreparedReference:
 
     JPEG and PNG files within the limits are returned byte-identical. Other formats
     (WebP, GIF — first frame —, BMP, TIFF) are converted: to PNG when the image really
-    has transparency, otherwise to JPEG (quality 90). Anything over :data:`MAX_BYTES` or
-    :data:`MAX_PIXELS` is re-encoded by the same rule and downscaled (aspect ratio kept,
-    LANCZOS) until it fits both. EXIF orientation is baked into re-encoded pixels.
+    has transparency, otherwise to JPEG (quality 90). Anything over :data:`MAX_PIXELS` is
+    shrunk by a whole factor (halved, for anything the bot decodes) with a box filter — a
+    JPEG already while it is decoded — which keeps memory low; anything still over
+    :data:`MAX_BYTES` is downscaled (aspect ratio kept, LANCZOS) until it fits. EXIF
+    orientation is baked into re-encoded pixels.
 
-    Synchronous and CPU-bound: call it through ``asyncio.to_thread``, one image at a time
-    (a decoded image can take a few hundred MB).
+    Synchronous and CPU-bound: call it through :func:`prepare_reference_in_turn`, which
+    keeps the number decoded at once small (one decoded image can take a few hundred MB).
 
     Raises:
         ReferenceError: not an image, corrupt, too many pixels to decode safely, too big
@@ -243,7 +277,26 @@ def prepare_reference(data: bytes, *, filename: str) -> PreparedReference:
     if len(data) > MAX_DOWNLOAD_BYTES:
         raise ReferenceError(_too_many_bytes(name, len(data)), filenames=[filename])
     try:
-        image = decode_image(data, max_pixels=MAX_DECODE_PIXELS)
+        # The pixel count is checked from the header, before any pixel is decoded.
+        image = open_image(data, max_pixels=MAX_DECODE_PIXELS)
+        stored_width, stored_height = image.size
+        # Camera "multi-picture" JPEGs are JPEG files with extra images appended.
+        source_format = "JPEG" if image.format == "MPO" else (image.format or "")
+        as_is = (
+            source_format in _OUTPUT_EXTENSIONS
+            and len(data) <= MAX_BYTES
+            and stored_width * stored_height <= MAX_PIXELS
+        )
+        shrink = 1 if as_is else _whole_reduction(stored_width, stored_height)
+        shrunk: tuple[Image.Image, str] | None = None
+        if shrink > 1 and png_decodes_in_bands(data):
+            # Decoded and shrunk a band at a time: never the whole file at full size.
+            shrunk = _shrunk_png(data, shrink)
+        else:
+            # A JPEG sent as is only needs vouching for (1/8 scale reads every byte); one to
+            # be shrunk is decoded straight at the reduced size.
+            scale = 8 if as_is else shrink
+            load_image(image, data, at_least=(stored_width // scale, stored_height // scale))
     except ImageTooManyPixelsError as exc:
         if exc.width is not None and exc.height is not None:
             message = _too_many_pixels(name, exc.width, exc.height)
@@ -258,14 +311,15 @@ def prepare_reference(data: bytes, *, filename: str) -> PreparedReference:
     except ImageDecodeError as exc:
         raise ReferenceError(f"{name} is not an image — {_WHAT_TO_ATTACH}.", filenames=[filename]) from exc
 
-    # Camera "multi-picture" JPEGs are JPEG files with extra images appended.
-    source_format = "JPEG" if image.format == "MPO" else (image.format or "")
-    width, height = display_size(image)
+    # An undecoded PNG would decode in full to look for EXIF after its pixels: only EXIF
+    # before them counts then.
+    orientation = exif_orientation(image) if shrunk is None or "exif" in image.info else None
+    width, height = oriented_size((stored_width, stored_height), orientation)
     problem = _dimension_problem(name, width, height)
     if problem is not None:
         raise ReferenceError(problem, filenames=[filename])
 
-    if source_format in _OUTPUT_EXTENSIONS and len(data) <= MAX_BYTES and width * height <= MAX_PIXELS:
+    if as_is:
         log.debug(
             "Reference %s used as is (%s, %sx%s, %s bytes)", filename, source_format, width, height, len(data)
         )
@@ -284,7 +338,80 @@ def prepare_reference(data: bytes, *, filename: str) -> PreparedReference:
             original_width=width,
             original_height=height,
         )
-    return _reencode(image, data=data, filename=filename, source_format=source_format, size=(width, height))
+    source_mode, icc_profile = image.mode, image.info.get("icc_profile")
+    if shrunk is None:
+        shrunk = _output_pixels(image)
+    work, out_format = shrunk
+    if work is not image:
+        image.close()  # the decoded original is the largest thing here: free it before encoding
+    return _reencode(
+        work,
+        out_format,
+        data=data,
+        filename=filename,
+        source_format=source_format,
+        source_mode=source_mode,
+        icc_profile=icc_profile,
+        size=(width, height),
+        orientation=orientation,
+    )
+
+
+async def prepare_reference_in_turn(data: bytes, *, filename: str) -> PreparedReference:
+    """:func:`prepare_reference` off the event loop, in one of the process's preparation slots.
+
+    At most :data:`PREPARATIONS_AT_ONCE` references are decoded at once, whichever jobs they
+    belong to; the rest wait their turn in order. Cancelling while waiting drops the work.
+
+    Raises:
+        ReferenceError: as :func:`prepare_reference`.
+    """
+    return await PREPARATION_SLOTS.run(lambda: prepare_reference(data, filename=filename))
+
+
+class PreparationSlots:
+    """Runs work in its own ``slots`` threads, so at most that many run at once in the process.
+
+    Work beyond that waits in order without holding a thread of asyncio's default executor,
+    which also resolves host names and fits result images. ``running`` and ``waiting`` count
+    the work in each state.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.running = 0
+        self.waiting = 0
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="reference-preparation")
+
+    async def run(self, work: Callable[[], _T]) -> _T:
+        """Return ``work()``, run in a slot as soon as one is free."""
+        with self._lock:
+            self.waiting += 1
+
+        def in_slot() -> _T:
+            with self._lock:
+                self.waiting -= 1
+                self.running += 1
+            try:
+                return work()
+            finally:
+                with self._lock:
+                    self.running -= 1
+
+        future = self._executor.submit(in_slot)
+        future.add_done_callback(self._forget_if_dropped)
+        return await asyncio.wrap_future(future)
+
+    def _forget_if_dropped(self, future: Future[object]) -> None:
+        # Work cancelled before its turn never runs in_slot, which would have uncounted it.
+        if future.cancelled():
+            with self._lock:
+                self.waiting -= 1
+
+
+#: The process-wide slots every reference preparation goes through.
+PREPARATION_SLOTS = PreparationSlots(PREPARATIONS_AT_ONCE)
 
 
 def describe(prepared: PreparedReference) -> str:
@@ -310,14 +437,24 @@ def describe(prepared: PreparedReference) -> str:
 
 
 def _reencode(
-    image: Image.Image, *, data: bytes, filename: str, source_format: str, size: tuple[int, int]
+    work: Image.Image,
+    out_format: str,
+    *,
+    data: bytes,
+    filename: str,
+    source_format: str,
+    source_mode: str,
+    icc_profile: bytes | None,
+    size: tuple[int, int],
+    orientation: int | None,
 ) -> PreparedReference:
-    """Convert and/or downscale until the image fits MAX_PIXELS and MAX_BYTES."""
+    """Encode ``work`` (within MAX_PIXELS, in a mode ``out_format`` takes), downscaling until
+    it fits MAX_BYTES. ``size`` is the original's display size."""
     name = quoted_filename(filename)
-    source_mode = image.mode
-    icc_profile = image.info.get("icc_profile")
-    _apply_exif_orientation(image)
-    work, out_format = _for_output(image)
+    transpose = _ORIENTATION_TRANSPOSE.get(orientation or 1)
+    if transpose is not None:
+        # Re-encoding drops EXIF, so the orientation goes into the (already smaller) pixels.
+        work = work.transpose(transpose)
     # Keep the colour profile (e.g. Display P3 photos) unless the colour model changed.
     if icc_profile is not None and _colour_family(source_mode) != _colour_family(work.mode):
         icc_profile = None
@@ -328,6 +465,7 @@ def _reencode(
         # Always resample from the full-size image so quality does not degrade per round.
         scaled = work if target == work.size else work.resize(target, Image.Resampling.LANCZOS)
         encoded = _encode(scaled, out_format, icc_profile)
+        del scaled
         log.debug("Reference %s as %s at %sx%s: %s bytes", filename, out_format, *target, len(encoded))
         if len(encoded) <= MAX_BYTES:
             break
@@ -376,33 +514,84 @@ def _reencode(
     )
 
 
-def _apply_exif_orientation(image: Image.Image) -> None:
-    """Rotate/flip the pixels as EXIF says, in place (re-encoding drops the EXIF tag)."""
-    try:
-        ImageOps.exif_transpose(image, in_place=True)
-    except Exception:
-        # Broken EXIF is common; an unrotated reference beats refusing the image.
-        log.debug("Ignoring unreadable EXIF orientation", exc_info=True)
+def _whole_reduction(width: int, height: int) -> int:
+    """The smallest whole factor that brings an image within MAX_PIXELS (1 when it fits)."""
+    factor = 1
+    while math.ceil(width / factor) * math.ceil(height / factor) > MAX_PIXELS:
+        factor += 1
+    return factor
 
 
-def _for_output(image: Image.Image) -> tuple[Image.Image, str]:
-    """The image in a mode the output format takes, and that format (PNG iff transparent)."""
-    if image.mode.startswith("I;16"):
-        # 16-bit greyscale: scale to 8 bits (a plain convert would clip almost all to white).
-        image = image.convert("I").point(lambda v: v / 256).convert("L")
+def _output_pixels(image: Image.Image) -> tuple[Image.Image, str]:
+    """A decoded image within MAX_PIXELS, in the mode of the format it will be sent as."""
+    out_format, out_mode = _output_format(image)
+    return _converted(image, out_mode, _whole_reduction(*image.size)), out_format
+
+
+def _shrunk_png(data: bytes, factor: int) -> tuple[Image.Image, str]:
+    """An 8-bit RGB(A) PNG shrunk by ``factor`` while it is decoded, a band of rows at a time,
+    and the format to send it as (PNG only when some pixel is transparent)."""
+    width, height = struct.unpack_from(">II", data, 16)
+    result: Image.Image | None = None
+    least_alpha = 255
+    rows = max(factor, _BAND_ROWS // factor * factor)  # whole boxes per band
+    for top, band in zip(range(0, height, rows), png_bands(data, rows=rows), strict=False):
+        if result is None:
+            result = Image.new(band.mode, (math.ceil(width / factor), math.ceil(height / factor)))
+        if band.mode == "RGBA":
+            least_alpha = min(least_alpha, band.getextrema()[-1][0])
+        result.paste(band.reduce(factor), (0, top // factor))
+    assert result is not None  # a PNG has at least one row
+    if result.mode == "RGBA" and least_alpha == 255:
+        return result.convert("RGB"), "JPEG"  # an alpha channel nothing uses: a JPEG is smaller
+    return result, ("PNG" if result.mode == "RGBA" else "JPEG")
+
+
+def _output_format(image: Image.Image) -> tuple[str, str]:
+    """The format to send (PNG iff really transparent, else JPEG) and the mode its pixels take."""
     if _has_transparency(image):
-        return (image if image.mode == "RGBA" else image.convert("RGBA")), "PNG"
-    return (image if image.mode in ("RGB", "L") else image.convert("RGB")), "JPEG"
+        return "PNG", "RGBA"
+    return "JPEG", ("L" if image.mode == "L" or image.mode.startswith("I;16") else "RGB")
+
+
+def _converted(image: Image.Image, mode: str, factor: int) -> Image.Image:
+    """``image`` in ``mode`` and shrunk by a whole ``factor`` (box filter; 1 = same size).
+
+    A shrunk image is converted and reduced a band of rows at a time, so no second full-size
+    copy of a large image is ever made.
+    """
+    if factor == 1:
+        return _in_mode(image, mode)
+    width, height = image.size
+    result = Image.new(mode, (math.ceil(width / factor), math.ceil(height / factor)))
+    rows = max(factor, _BAND_ROWS // factor * factor)  # whole boxes per band
+    for top in range(0, height, rows):
+        band = _in_mode(image.crop((0, top, width, min(height, top + rows))), mode)
+        result.paste(band.reduce(factor), (0, top // factor))
+    return result
+
+
+def _in_mode(image: Image.Image, mode: str) -> Image.Image:
+    """``image`` converted to ``mode``; 16-bit greyscale is scaled to 8 bits, not clipped."""
+    image = eight_bit(image)
+    return image if image.mode == mode else image.convert(mode)
 
 
 def _has_transparency(image: Image.Image) -> bool:
     """True when some pixel is not fully opaque (an unused alpha channel does not count)."""
-    if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in image.info:
+    if image.mode in ("RGBA", "LA"):
+        return image.getextrema()[-1][0] < 255  # reads the alpha band in place, no copy
+    if image.mode.startswith("I;16") or (
+        image.mode not in ("PA", "RGBa", "La") and "transparency" not in image.info
+    ):
         return False
-    alpha = (
-        image.getchannel("A") if image.mode in ("RGBA", "LA", "PA") else image.convert("RGBA").getchannel("A")
-    )
-    return alpha.getextrema()[0] < 255
+    # Palette or keyed transparency: look a band at a time rather than copy the whole image.
+    width, height = image.size
+    for top in range(0, height, _BAND_ROWS):
+        band = image.crop((0, top, width, min(height, top + _BAND_ROWS))).convert("RGBA")
+        if band.getchannel("A").getextrema()[0] < 255:
+            return True
+    return False
 
 
 def _colour_family(mode: str) -> str:

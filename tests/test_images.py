@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import zlib
 
+import aiohttp
 import pytest
 from PIL import Image
 
 from bot.images import (
     FittedImage,
+    ImageCorruptError,
     ImageDecodeError,
     ImageTooLargeError,
     describe_reduction,
     fit_image,
     fit_images,
     format_size,
+    png_bands,
+    png_decodes_in_bands,
 )
+from tests.fakes.toapis import TaskPlan
+from tests.rig import eventually, status_of
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -245,3 +253,175 @@ def test_a_truncated_jpeg_within_the_limit_is_refused_not_passed_on():
     whole = buffer.getvalue()
     with pytest.raises(ImageDecodeError):
         fit_image(whole[: len(whole) // 2], limit=len(whole) * 2, basename="half")
+
+
+# --------------------------------------------------------------------------- damaged PNGs
+#
+# Each file is a real Pillow PNG with a few bytes changed the way a broken download or a
+# buggy encoder changes them. Pillow opens every one of them without complaint.
+
+
+def _chunks(data: bytes) -> list[tuple[int, bytes, int]]:
+    """(offset, type, payload length) of every chunk of a PNG."""
+    found, position = [], 8
+    while position < len(data):
+        (length,) = struct.unpack_from(">I", data, position)
+        found.append((position, data[position + 4 : position + 8], length))
+        position += 12 + length
+    return found
+
+
+def _rewrite_chunk(data: bytes, offset: int, payload: bytes) -> bytes:
+    """Replace the payload of the chunk at ``offset`` (same length) with a correct checksum."""
+    kind = data[offset + 4 : offset + 8]
+    crc = struct.pack(">I", zlib.crc32(kind + payload))
+    return data[: offset + 8] + payload + crc + data[offset + 12 + len(payload) :]
+
+
+def _png() -> bytes:
+    return _encode(_noise(120, 90), "PNG")
+
+
+def _broken_data_stream() -> bytes:
+    # Garbage inside the compressed pixels, checksum recomputed: only decoding notices.
+    data = _png()
+    offset, _, length = next(c for c in _chunks(data) if c[1] == b"IDAT")
+    payload = bytearray(data[offset + 8 : offset + 8 + length])
+    payload[length // 3 : length // 3 + 64] = b"\xff" * 64
+    return _rewrite_chunk(data, offset, bytes(payload))
+
+
+def _truncated_end_chunk() -> bytes:
+    data = _png()
+    offset = next(c[0] for c in _chunks(data) if c[1] == b"IEND")
+    return data[: offset + 6]
+
+
+def _missing_end_chunk() -> bytes:
+    data = _png()
+    return data[: next(c[0] for c in _chunks(data) if c[1] == b"IEND")]
+
+
+def _apng_with_frame_sequence_errors() -> bytes:
+    frames = [_noise(60, 40) for _ in range(3)]
+    data = _encode(frames[0], "PNG", save_all=True, append_images=frames[1:], duration=100)
+    offset, _, length = [c for c in _chunks(data) if c[1] == b"fcTL"][1]
+    payload = struct.pack(">I", 7) + data[offset + 12 : offset + 8 + length]  # should be 1
+    return _rewrite_chunk(data, offset, payload)
+
+
+DAMAGED_PNGS = {
+    "broken-data-stream": _broken_data_stream,
+    "truncated-end-chunk": _truncated_end_chunk,
+    "missing-end-chunk": _missing_end_chunk,
+    "apng-frame-sequence-errors": _apng_with_frame_sequence_errors,
+}
+
+
+@pytest.mark.parametrize("make", DAMAGED_PNGS.values(), ids=DAMAGED_PNGS.keys())
+@pytest.mark.parametrize("fits", [True, False], ids=["passed-on", "re-encoded"])
+def test_a_damaged_png_is_unreadable_never_passed_on(make, fits):
+    data = make()
+    Image.open(io.BytesIO(data))  # the header is fine: only the pixels or chunks are broken
+    limit = len(data) * 2 if fits else len(data) // 4
+    with pytest.raises(ImageCorruptError):
+        fit_image(data, limit=limit, basename="broken")
+
+
+def test_an_intact_animated_png_is_still_passed_on():
+    frames = [_noise(60, 40) for _ in range(3)]
+    data = _encode(frames[0], "PNG", save_all=True, append_images=frames[1:], duration=100)
+    assert fit_image(data, limit=len(data), basename="anim").data == data
+
+
+async def test_a_damaged_result_png_is_reported_and_the_others_delivered(start_bot):
+    rig = await start_bot()
+    # Held before completion so the second result can be damaged before the bot fetches it.
+    rig.toapis.plan = plan = TaskPlan(
+        image_count=2, image_size=(96, 64), image_format="PNG", never_finish=True
+    )
+    record = await rig.imagine(prompt="two foxes", n=2)
+    task = await eventually(lambda: next(iter(rig.toapis.tasks.values()), None), what="a submitted task")
+    good = await _fetch(rig.toapis.image_urls(task.id)[0])
+    rig.toapis.add_file(task.image_names[1], _broken_data_stream(), "image/png")
+    plan.never_finish = False
+
+    message = await rig.finished(record)
+
+    assert (
+        [attachment.data for attachment in message.attachments],
+        "1 image could not be downloaded." in status_of(message),
+        status_of(message).startswith("✅ 1 image"),
+    ) == ([good], True, True)
+
+
+async def _fetch(url: str) -> bytes:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200, url
+        return await response.read()
+
+
+# --------------------------------------------------------------------------- 16-bit greyscale
+
+
+def _gradient_16bit(fmt: str) -> bytes:
+    """A 256×64 left-to-right ramp over the 16-bit range, with noise in the low byte (so a PNG
+    of it is far bigger than a JPEG)."""
+    ramp = bytearray()
+    for _ in range(64):
+        for x in range(256):
+            ramp += struct.pack("<H", x * 256 + os.urandom(1)[0])
+    return _encode(Image.frombytes("I;16", (256, 64), bytes(ramp)), fmt)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_a_16_bit_greyscale_image_keeps_its_gradient_when_reencoded(fmt):
+    data = _gradient_16bit(fmt)
+    assert Image.open(io.BytesIO(data)).mode == "I;16"
+    fitted = fit_image(data, limit=len(data) // 2, basename="ramp")
+    assert fitted.reduced
+    row = [_decode(fitted.data).convert("L").getpixel((x, 32)) for x in (2, 64, 128, 192, 253)]
+    assert row == sorted(row) and row[0] < 20 and row[-1] > 235 and 100 < row[2] < 156, row
+
+
+# --------------------------------------------------------------------------- PNG a band at a time
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+@pytest.mark.parametrize("rows", [1, 7, 64, 1000])
+def test_a_png_decoded_in_bands_has_exactly_the_pixels_of_a_whole_decode(mode, rows):
+    image = _noise(173, 131, mode)  # noise makes the encoder use every row filter
+    image.paste(Image.linear_gradient("L").convert(mode).resize((90, 60)), (20, 30))
+    data = _encode(image, "PNG")
+    assert png_decodes_in_bands(data)
+
+    bands = list(png_bands(data, rows=rows))
+
+    assert [band.height for band in bands[:-1]] == [rows] * (len(bands) - 1)
+    whole = Image.new(mode, image.size)
+    top = 0
+    for band in bands:
+        whole.paste(band, (0, top))
+        top += band.height
+    assert (top, whole.tobytes()) == (131, _decode(data).tobytes())
+
+
+@pytest.mark.parametrize(
+    "image",
+    [Image.new("L", (20, 20)), Image.new("P", (20, 20)), Image.new("I;16", (20, 20))],
+    ids=["greyscale", "palette", "16-bit"],
+)
+def test_only_8_bit_rgb_and_rgba_pngs_are_decoded_in_bands(image):
+    assert not png_decodes_in_bands(_encode(image, "PNG"))
+
+
+def test_an_interlaced_png_is_not_decoded_in_bands():
+    data = _encode(_noise(20, 20), "PNG")  # Pillow writes no interlaced PNGs: mark the header as one
+    header = data[16:28] + b"\x01"
+    assert not png_decodes_in_bands(_rewrite_chunk(data, 8, header))
+
+
+@pytest.mark.parametrize("make", DAMAGED_PNGS.values(), ids=DAMAGED_PNGS.keys())
+def test_a_damaged_png_decoded_in_bands_is_unreadable(make):
+    with pytest.raises(ImageCorruptError):
+        list(png_bands(make(), rows=16))

@@ -7,6 +7,9 @@ import asyncio
 import io
 import os
 import struct
+import subprocess
+import sys
+import threading
 import zlib
 from pathlib import Path
 
@@ -19,13 +22,16 @@ from bot.references import (
     MAX_DOWNLOAD_BYTES,
     MAX_PIXELS,
     MIN_SIDE_EXCLUSIVE,
+    PreparationSlots,
     PreparedReference,
     ReferenceSource,
     check_sources,
     describe,
     prepare_reference,
+    prepare_reference_in_turn,
 )
 from tests.fakes.toapis import make_image
+from tests.rig import eventually
 
 RefError = references.ReferenceError  # the module's class, not Python's built-in ReferenceError
 
@@ -385,19 +391,19 @@ def test_a_jpeg_over_10_mb_is_re_encoded_to_fit() -> None:
     assert describe(prepared) == "big.jpg re-encoded to fit 10 MB"
 
 
-def test_a_7000_by_7000_image_is_downscaled_to_36_megapixels() -> None:
+def test_a_7000_by_7000_image_is_halved_to_fit_36_megapixels() -> None:
     data = make_image(7000, 7000, "PNG")
     assert len(data) < MAX_BYTES  # only the pixel count is over
     prepared = prepare_reference(data, filename="flat.png")
     image = _assert_acceptable(prepared)
-    assert image.size == (6000, 6000) == (prepared.width, prepared.height)
+    assert image.size == (3500, 3500) == (prepared.width, prepared.height)
     assert prepared.downscaled
 
 
 def test_an_8000_by_6000_jpeg_keeps_its_aspect_ratio_when_downscaled() -> None:
     prepared = prepare_reference(make_image(8000, 6000, "JPEG"), filename="huge.jpg")
     _assert_acceptable(prepared)
-    assert describe(prepared) == "huge.jpg downscaled 8000×6000 → 6928×5196"
+    assert describe(prepared) == "huge.jpg downscaled 8000×6000 → 4000×3000"
 
 
 def test_more_pixels_than_the_bot_decodes_are_refused() -> None:
@@ -501,3 +507,176 @@ def test_the_module_never_imports_discord() -> None:
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(name.split(".")[0] == "discord" for name in imported)
+
+
+# --------------------------------------------------------------------------- large images, memory
+
+
+def _flat_big(width: int, height: int, mode: str = "RGB") -> Image.Image:
+    """A mostly flat picture with a few distinct blocks (cheap to encode at tens of megapixels)."""
+    image = Image.new(mode, (width, height), (40, 90, 160, 255)[: len(mode)])
+    image.paste((200, 60, 30, 255)[: len(mode)], (0, 0, width // 2, height // 3))
+    image.paste((250, 250, 20, 255)[: len(mode)], (width // 3, height // 2, width - 7, height - 5))
+    return image
+
+
+def test_a_large_transparent_png_is_shrunk_to_exactly_what_a_whole_decode_gives() -> None:
+    image = _flat_big(6002, 6001, "RGBA")
+    image.paste((0, 0, 0, 0), (100, 100, 2001, 1501))  # a transparent hole
+    data = _encode(image, "PNG")
+    expected = image.reduce(2)
+    del image
+
+    prepared = prepare_reference(data, filename="cutout.png")
+
+    result = _assert_acceptable(prepared)
+    assert (result.format, result.mode, result.size) == ("PNG", "RGBA", (3001, 3001))
+    assert result.tobytes() == expected.tobytes()
+    assert describe(prepared) == "cutout.png downscaled 6002×6001 → 3001×3001"
+
+
+def test_a_large_opaque_rgba_png_is_sent_as_a_jpeg() -> None:
+    data = _encode(_flat_big(6002, 6001, "RGBA"), "PNG")
+    prepared = prepare_reference(data, filename="opaque.png")
+    assert (_assert_acceptable(prepared).format, prepared.filename) == ("JPEG", "opaque.jpg")
+
+
+def test_a_large_png_with_a_garbled_data_stream_is_refused_as_damaged() -> None:
+    data = _encode(_flat_big(6002, 6001), "PNG")
+    position = 8
+    while data[position + 4 : position + 8] != b"IDAT":
+        position += 12 + struct.unpack_from(">I", data, position)[0]
+    (length,) = struct.unpack_from(">I", data, position)
+    payload = bytearray(data[position + 8 : position + 8 + length])
+    payload[length // 2 : length // 2 + 200] = os.urandom(200)
+    crc = struct.pack(">I", zlib.crc32(b"IDAT" + payload))
+    damaged = data[: position + 8] + bytes(payload) + crc + data[position + 12 + length :]
+
+    assert _prepare_refusal(damaged, "scan.png") == (
+        "`scan.png` could not be read: the file is damaged or incomplete — save it again and attach it."
+    )
+
+
+_PEAK_RSS_SCRIPT = """
+import resource, sys
+from bot.references import prepare_reference
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+prepared = prepare_reference(data, filename=sys.argv[1])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) // 1024, prepared.width, prepared.height)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_preparing_an_8000_by_8000_image_stays_far_below_its_decoded_size(tmp_path: Path, fmt: str) -> None:
+    # Decoded whole, 8000×8000 is 256 MB in Pillow, and downscaling it took ~570 MB. Measured
+    # in a fresh process so nothing else this test run allocated counts.
+    path = tmp_path / f"scan.{fmt.lower()}"
+    _flat_big(8000, 8000).save(path, fmt)
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    growth_mb, width, height = map(int, done.stdout.split())
+    assert (width, height) == (4000, 4000)
+    assert growth_mb < 200, f"preparing took {growth_mb} MB more at its peak"
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header claims ``width``×``height``."""
+    data = bytearray(_flat(64, 48, "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def test_a_jpeg_over_the_decode_limit_is_refused_though_it_could_be_decoded_at_half_size() -> None:
+    message = _prepare_refusal(_jpeg_claiming(9000, 9000), "scan.jpg")
+    assert message.startswith("`scan.jpg` is 9000×9000 pixels (81.0 MP); the bot can shrink")
+
+
+def test_an_absurd_pixel_count_is_refused_before_anything_is_decoded() -> None:
+    message = _prepare_refusal(_png_header_only(100_000, 100_000), "bomb.png")
+    assert message == "`bomb.png` has too many pixels to open safely — make it smaller and try again."
+
+
+def test_a_16_bit_greyscale_reference_keeps_its_gradient() -> None:
+    ramp = b"".join(struct.pack("<H", x * 256) for _ in range(128) for x in range(256))
+    data = _encode(Image.frombytes("I;16", (256, 128), ramp), "TIFF")
+    prepared = prepare_reference(data, filename="scan.tif")
+    row = [_open(prepared.data).convert("L").getpixel((x, 64)) for x in (2, 128, 253)]
+    assert row[0] < 10 and 110 < row[1] < 145 and row[2] > 245, row
+
+
+# --------------------------------------------------------------------------- one preparation at a time
+
+
+class _Blocker:
+    """Work that records when it starts and ends, and ends only when released."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+        self.release = threading.Event()
+
+    def __call__(self) -> str:
+        self.log.append(f"{self.name} starts")
+        assert self.release.wait(30), f"{self.name} was never released"
+        self.log.append(f"{self.name} ends")
+        return self.name
+
+
+async def test_work_beyond_the_slots_waits_until_a_slot_is_free() -> None:
+    slots = PreparationSlots(2)
+    log: list[str] = []
+    first, second = _Blocker("first", log), _Blocker("second", log)
+    running = [asyncio.create_task(slots.run(first)), asyncio.create_task(slots.run(second))]
+    await eventually(lambda: len(log) == 2, what="both slots taken")
+
+    third = asyncio.create_task(slots.run(lambda: log.append("third runs") or "third"))
+    await eventually(lambda: slots.waiting == 1, what="the third waiting")
+    assert (slots.running, log) == (2, ["first starts", "second starts"])
+
+    first.release.set()
+    assert await third == "third"
+    second.release.set()
+    assert [await task for task in running] == ["first", "second"]
+    assert log.index("third runs") > log.index("first ends")
+    assert (slots.running, slots.waiting) == (0, 0)
+
+
+async def test_a_preparation_cancelled_while_waiting_never_runs() -> None:
+    slots = PreparationSlots(1)
+    log: list[str] = []
+    blocker = _Blocker("first", log)
+    running = asyncio.create_task(slots.run(blocker))
+    await eventually(lambda: log == ["first starts"], what="the slot taken")
+    waiting = asyncio.create_task(slots.run(lambda: log.append("cancelled work ran")))
+    await eventually(lambda: slots.waiting == 1, what="the second waiting")
+
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    blocker.release.set()
+    await running
+    assert (log, slots.waiting, slots.running) == (["first starts", "first ends"], 0, 0)
+
+
+async def test_every_reference_preparation_in_the_process_takes_its_turn() -> None:
+    assert references.PREPARATIONS_AT_ONCE == 1
+    log: list[str] = []
+    blocker = _Blocker("other job's reference", log)
+    occupying = asyncio.create_task(references.PREPARATION_SLOTS.run(blocker))
+    await eventually(lambda: log == ["other job's reference starts"], what="the slot taken")
+
+    mine = asyncio.create_task(prepare_reference_in_turn(_flat(64, 64, "WEBP"), filename="a.webp"))
+    await eventually(lambda: references.PREPARATION_SLOTS.waiting == 1, what="the reference waiting")
+    assert not mine.done()
+
+    blocker.release.set()
+    prepared = await mine
+    await occupying
+    assert (prepared.filename, log[-1]) == ("a.jpg", "other job's reference ends")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
+from bot import references
 from bot.jobstore import JobRecord, JobState
 from bot.schema import jobs_table
 from tests.fakes.discord import FakeAttachment, FakeMessage, InteractionRecord
 from tests.fakes.toapis import make_image
-from tests.rig import RunningBot, embed_fields, status_of
+from tests.rig import RunningBot, embed_fields, eventually, status_of
 
 pytestmark = pytest.mark.asyncio
 
@@ -643,3 +645,23 @@ async def test_an_embed_images_original_address_is_never_fetched_only_discords_p
         path_of(embed["image"]["url"]) in rig.discord.cdn_requests,
         uploaded(rig),
     ) == ("✅", [path_of(embed["image"]["proxy_url"])], False, [images["drawing.png"]])
+
+
+async def test_a_members_reference_waits_while_another_is_being_prepared_then_the_job_succeeds(
+    start_bot, images
+):
+    rig = await start_bot()
+    # Another job's large reference holds the process's only preparation slot.
+    release = threading.Event()
+    occupying = asyncio.create_task(references.PREPARATION_SLOTS.run(lambda: release.wait(30)))
+    await eventually(lambda: references.PREPARATION_SLOTS.running == 1, what="the slot taken")
+
+    (drawing,) = attach(rig, images, "drawing.png")
+    record = await rig.imagine(prompt="a fox in this style", image1=drawing)
+    await eventually(lambda: references.PREPARATION_SLOTS.waiting == 1, what="the reference waiting")
+    uploads_while_waiting = len(rig.toapis.uploads)
+
+    release.set()
+    await occupying
+    message = await rig.finished(record)
+    assert (uploads_while_waiting, status_of(message)[:1], uploaded(rig)) == (0, "✅", [drawing.data])
