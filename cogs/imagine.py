@@ -327,6 +327,7 @@ def requester(interaction: discord.Interaction) -> policy.Requester:
         channel_id=interaction.channel_id or 0,
         parent_channel_id=parent,
         role_ids=frozenset(int(r) for r in role_ids),
+        locale=str(interaction.guild_locale) if interaction.guild_locale is not None else None,
     )
 
 
