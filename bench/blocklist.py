@@ -14,6 +14,7 @@ the pattern responsible, and the same for 6000-character prompts. See bench/READ
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
 import time
@@ -133,7 +134,7 @@ def adversarial_prompts(pattern: str, length: int = PROMPT_CHARS) -> Iterator[tu
         yield f"'{c} ' x {length // 2}", f"{c} " * (length // 2)
         yield f"'{c}.' x {length // 2}", f"{c}." * (length // 2)
         yield f"'{c}{c}{c}_' x {length // 4}", f"{c}{c}{c}_" * (length // 4)
-    for first, second in zip(letters, letters[1:], strict=False):
+    for first, second in itertools.pairwise(letters):
         yield f"'{first}{second}' x {length // 2}", f"{first}{second}" * (length // 2)
     for text in ("killyour", "kill your ", "h a t e ", "ʜᴀᴛᴇ", "ħ", "h\u200ba", "hаte ", "a\n", "\t", " "):
         yield f"{text!r} repeated", (text * length)[:length]
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         worst = result["worst"]
         verdict = "PASS" if worst[0][0] <= TARGET_SECONDS else "FAIL"  # type: ignore[index]
         print(
-            f"\nprompts of ≤ {length} chars: {result['accepted']} patterns accepted, {result['refused']} refused, "
+            f"\nprompts of ≤ {length} chars: {result['accepted']} patterns accepted, "
+            f"{result['refused']} refused, "
             f"{result['prompts']} prompt checks, median {result['median_seconds'] * 1000:.3f} ms"  # type: ignore[operator]
             + (f"; worst ≤ {TARGET_SECONDS * 1000:.0f} ms: {verdict}" if judged else "")
         )

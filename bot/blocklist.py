@@ -276,7 +276,9 @@ def _char_class(chars: str) -> str:
     ranges = []
     for _, run in itertools.groupby(enumerate(codes), key=lambda pair: pair[1] - pair[0]):
         members = [code for _, code in run]
-        ranges.append(re.escape(chr(members[0])) + ("-" + re.escape(chr(members[-1])) if len(members) > 1 else ""))
+        ranges.append(
+            re.escape(chr(members[0])) + ("-" + re.escape(chr(members[-1])) if len(members) > 1 else "")
+        )
     return "[" + "".join(ranges) + "]"
 
 
@@ -404,7 +406,7 @@ def _without_invisible(text: str) -> str:
 
 
 def _light_fold(text: str) -> str:
-    """The prompt for a regex's second look: NFKC, invisible characters removed, casefolded, spaces collapsed."""
+    """A regex's second view of a prompt: NFKC, no invisible characters, casefolded, spaces collapsed."""
     return _collapse_spaces(unicodedata.normalize("NFKC", _without_invisible(text)).casefold())
 
 
@@ -415,7 +417,9 @@ _LETTER = r"[^\x00-\x2f\x3a-\x60\x7b-\x7f]"
 #: Three or more single letters or digits in a row, each apart from the next by one to three
 #: other characters: "h a t e", "h.a.t.e" (RE2, so finding them stays linear).
 _SPACED_LETTERS = re2.compile(f"(?:^|{_EDGE})({_LETTER}(?:{_EDGE}{{1,3}}{_LETTER}){{2,}})(?:{_EDGE}|$)")
-_DROP_EDGES = str.maketrans(dict.fromkeys(map(chr, itertools.chain(range(0x30), range(0x3A, 0x61), range(0x7B, 0x80)))))
+_DROP_EDGES = str.maketrans(
+    dict.fromkeys(map(chr, itertools.chain(range(0x30), range(0x3A, 0x61), range(0x7B, 0x80))))
+)
 
 
 def _join_spaced_letters(text: str) -> str:
@@ -591,7 +595,8 @@ def _compile_regex(pattern: str) -> re2._Regexp:
         if found is not None and found.start() == found.end():
             raise BlocklistError(
                 f"{_code(pattern)} can match without matching any text, so it would block nearly every "
-                "prompt. Make sure it always needs at least one character (for example `a+` rather than `a*`)."
+                "prompt. Make sure it always needs at least one character "
+                "(for example `a+` rather than `a*`)."
             )
     return compiled
 
@@ -763,7 +768,9 @@ class Blocklist:
                 for index, entry in enumerate(self.entries)
                 if entry.kind == "word"
             ]
-            groups = self._word_groups[language] = _groups(words, case_sensitive=True, budget=_WORD_GROUP_PROGRAM_SIZE)
+            groups = self._word_groups[language] = _groups(
+                words, case_sensitive=True, budget=_WORD_GROUP_PROGRAM_SIZE
+            )
         return groups
 
     def compiled_regexes(self) -> tuple[re2._Regexp, ...]:

@@ -884,14 +884,11 @@ def _blocklist_group(cog: AdminCog) -> AdminGroup:
                 )
             return s.replace(blocklist_exceptions=kept)
 
-        await cog.change(
-            interaction,
-            change,
-            lambda old, new: (
-                f"Removed the exception `{next(p for p in old.blocklist_exceptions if p not in new.blocklist_exceptions)}`"
-                f". Exceptions: {len(new.blocklist_exceptions)}."
-            ),
-        )
+        def answer(old: GuildSettings, new: GuildSettings) -> str:
+            gone = next(p for p in old.blocklist_exceptions if p not in new.blocklist_exceptions)
+            return f"Removed the exception `{gone}`. Exceptions: {len(new.blocklist_exceptions)}."
+
+        await cog.change(interaction, change, answer)
 
     @unexcept_phrase.autocomplete("phrase")
     async def unexcept_choices(

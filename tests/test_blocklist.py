@@ -213,7 +213,9 @@ def test_an_absurd_repeat_count_is_read_as_text_not_crashed_on():
     assert blocklist.match("see a{99999999999}") is not None
 
 
-@pytest.mark.parametrize("pattern", ["a*", "x?", "(a|)", "^", "$", r"\b", r"\B", "(foo)?", ".*", "a{0,3}", "x*$|y*"])
+@pytest.mark.parametrize(
+    "pattern", ["a*", "x?", "(a|)", "^", "$", r"\b", r"\B", "(foo)?", ".*", "a{0,3}", "x*$|y*"]
+)
 def test_a_regex_that_can_match_no_text_is_refused(pattern):
     assert "would block nearly every prompt" in refusal("regex", pattern)
 
@@ -541,7 +543,9 @@ def test_an_exception_applies_to_regex_entries_too():
     assert blocklist.match("hâte") is not None
 
 
-@pytest.mark.parametrize(("phrase", "message"), [("", "can't be empty"), ("  ", "can't be empty"), ("!!", "no letters")])
+@pytest.mark.parametrize(
+    ("phrase", "message"), [("", "can't be empty"), ("  ", "can't be empty"), ("!!", "no letters")]
+)
 def test_an_empty_exception_is_refused(phrase, message):
     with pytest.raises(BlocklistError, match=message):
         validate_exception(phrase)
