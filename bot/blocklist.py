@@ -339,7 +339,6 @@ def _folding(locale: str | None) -> _Folding:
 
 
 _WORD = re.compile(r"[^\W_]+")
-_WORD_OR_GAP = re.compile(r"[^\W_]+|[\W_]+")
 _LATIN_LETTER = re.compile(r"[A-Za-z\u00c0-\u024f\uff21-\uff3a\uff41-\uff5a]")
 
 
@@ -354,15 +353,16 @@ def _fold_visible(text: str, locale: str | None) -> str:
     if folding.native and _LATIN_LETTER.search(text) and not folding.native.isdisjoint(text):
         native = folding.native
 
-        # A word mixing the server's own script with Latin letters is a disguise: fold it fully.
-        def fold_piece(match: re.Match[str]) -> str:
-            piece = match.group()
-            mixed = _LATIN_LETTER.search(piece) and not native.isdisjoint(piece)
-            return piece.translate(_FOLD if mixed else folding.table)
+        # A word mixing the server's own script with Latin letters is a disguise: its letters
+        # of that script are folded like everywhere else (what they become, the table keeps).
+        def fold_mixed(match: re.Match[str]) -> str:
+            word = match.group()
+            if _LATIN_LETTER.search(word) and not native.isdisjoint(word):
+                return word.translate(_FOLD)
+            return word
 
-        text = _WORD_OR_GAP.sub(fold_piece, text)
-    else:
-        text = text.translate(folding.table)
+        text = _WORD.sub(fold_mixed, text)
+    text = text.translate(folding.table)
     return _collapse_spaces(text)
 
 
@@ -687,9 +687,15 @@ class _Group:
     regex: re2._Regexp
     members: tuple[_Compiled, ...]
 
+    which: re2.Set  # the members again, to learn in one pass which of them match
+
     def first_match(self, views: list[bytes]) -> _Compiled | None:
         if not any(self.regex.search(view) for view in views):
             return None
+        found = {index for view in views for index in self.which.Match(view) or ()}
+        if found:
+            return self.members[min(found)]
+        # RE2 sets report nothing when they run out of memory: ask each member instead.
         return next(m for m in self.members if any(m.regex.search(view) for view in views))
 
 
@@ -704,7 +710,11 @@ def _groups(items: list[_Compiled], *, case_sensitive: bool, budget: int) -> tup
     def close() -> None:
         if batch:
             alternation = "|".join(f"(?:{m.regex.pattern})" for m in batch)
-            groups.append(_Group(re2.compile(alternation, options=options), tuple(batch)))
+            which = re2.Set.SearchSet(options)
+            for member in batch:
+                which.Add(member.regex.pattern)
+            which.Compile()
+            groups.append(_Group(re2.compile(alternation, options=options), tuple(batch), which))
             batch.clear()
 
     for item in items:
