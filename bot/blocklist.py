@@ -64,13 +64,15 @@ else. English locales (and any other locale) keep every letter folded.
 Validation (:func:`validate_entry`, :func:`validate_exception`, :class:`Blocklist`) refuses,
 with a message for the admin: empty entries, entries over :data:`MAX_ENTRY_LENGTH`
 characters, regular expressions RE2 cannot take (the message names the construct) or that
-need more than :data:`_RE2_MAX_MEM` bytes to run, regular expressions that can match without
-consuming any text (they would block nearly every prompt), and lists of more than
+compile to more than :data:`MAX_PROGRAM_SIZE` steps, regular expressions that can match
+without consuming any text (they would block nearly every prompt), and lists of more than
 :data:`MAX_ENTRIES` entries or :data:`MAX_EXCEPTIONS` exceptions.
 
-Build a :class:`Blocklist` once per settings change and reuse it for every prompt: patterns
-are compiled in the constructor (word entries once per locale, on first use), and
-:meth:`Blocklist.match` only searches.
+Build a :class:`Blocklist` once per settings change and reuse it for every prompt. The
+constructor validates (each regex compiled once per process, cached); :meth:`Blocklist.prepare`
+compiles the groups matching uses, per locale, and is worth running in a worker thread;
+:meth:`Blocklist.match` then only folds the prompt and searches: a handful of RE2 passes over
+it, whatever the number of entries.
 """
 
 from __future__ import annotations
@@ -482,8 +484,10 @@ def validate_entry(kind: str, pattern: str) -> BlockEntry:
     * an entry longer than :data:`MAX_ENTRY_LENGTH` characters;
     * a regex RE2 cannot compile: invalid syntax, or a construct only backtracking engines
       have (back-references, look-aheads and look-behinds, atomic groups, possessive repeats,
-      conditionals), repeat counts over 1000, or a pattern too big to run in
-      :data:`_RE2_MAX_MEM` bytes — the message names the construct;
+      conditionals), repeat counts over 1000 — the message names the construct;
+    * a regex compiling to more than :data:`MAX_PROGRAM_SIZE` steps (or too big for RE2 to
+      compile in :data:`_RE2_MAX_MEM` bytes): on prompts built against it, even RE2 would
+      take milliseconds;
     * a regex that can match without consuming any text, such as ``a*``, ``x?``, ``(a|)``,
       ``^`` or ``\\b``: it would match somewhere in (nearly) every prompt.
     """
@@ -737,7 +741,15 @@ class Blocklist:
     they would end up with.
     """
 
-    __slots__ = ("_exceptions", "_regex_groups", "_regexes", "_word_groups", "entries", "exceptions")
+    __slots__ = (
+        "_exceptions",
+        "_phrases",
+        "_regex_groups",
+        "_regexes",
+        "_word_groups",
+        "entries",
+        "exceptions",
+    )
 
     def __init__(self, entries: Iterable[BlockEntry] = (), exceptions: Iterable[str] = ()) -> None:
         self.entries: tuple[BlockEntry, ...] = tuple(entries)
@@ -758,9 +770,10 @@ class Blocklist:
             if checked.kind == "regex":
                 regexes.append(_Compiled(index, entry, _compile_regex(checked.pattern)))
         self._regexes: tuple[_Compiled, ...] = tuple(regexes)
-        self._regex_groups = _groups(regexes, case_sensitive=False, budget=_REGEX_GROUP_PROGRAM_SIZE)
-        self._exceptions = _exceptions_regex(tuple(validate_exception(p) for p in self.exceptions))
-        # Word entries fold like the prompt, so they are compiled per language, on first use.
+        self._phrases = tuple(validate_exception(p) for p in self.exceptions)
+        # Compiled on first use (see `prepare`); word entries fold like the prompt, so per language.
+        self._regex_groups: tuple[_Group, ...] | None = None
+        self._exceptions: re2._Regexp | None = None
         self._word_groups: dict[str, tuple[_Group, ...]] = {}
 
     def __len__(self) -> int:
@@ -783,6 +796,20 @@ class Blocklist:
             )
         return groups
 
+    def prepare(self, locale: str | None = None) -> None:
+        """Compile everything :meth:`match` needs for ``locale``, if not done yet.
+
+        :meth:`match` does it itself; for a full list it takes a few hundred milliseconds, so
+        callers on an event loop run this first in a worker thread.
+        """
+        if self._regex_groups is None:
+            if self._phrases:
+                self._exceptions = _exceptions_regex(self._phrases)
+            self._regex_groups = _groups(
+                list(self._regexes), case_sensitive=False, budget=_REGEX_GROUP_PROGRAM_SIZE
+            )
+        self._words_for(locale)
+
     def compiled_regexes(self) -> tuple[re2._Regexp, ...]:
         """The compiled form of every regex entry (all RE2), in list order."""
         return tuple(item.regex for item in self._regexes)
@@ -804,6 +831,8 @@ class Blocklist:
         """
         if not self.entries:
             return None
+        self.prepare(locale)
+        assert self._regex_groups is not None
         text = unicodedata.normalize("NFC", _without_invisible(prompt[:MAX_PROMPT_CHARS]))
         text = self._without_exceptions(_collapse_spaces(text))
         folded = _fold_visible(text, locale)

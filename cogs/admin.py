@@ -12,6 +12,7 @@ admin roles themselves needs Manage Server, so a delegated admin cannot hand out
 
 # No `from __future__ import annotations`: discord.py reads the parameter annotations of the
 # commands built in the closures below at definition time.
+import asyncio
 import io
 import logging
 import time
@@ -789,6 +790,9 @@ def _blocklist_group(cog: AdminCog) -> AdminGroup:
     ) -> None:
         try:
             entry = validate_entry(kind, pattern)
+            await _compile_off_loop(
+                cog, interaction, lambda s: ((*s.blocklist, entry), s.blocklist_exceptions)
+            )
         except BlocklistError as exc:
             await reply(interaction, f"Not added: {exc}")
             return
@@ -849,6 +853,9 @@ def _blocklist_group(cog: AdminCog) -> AdminGroup:
     ) -> None:
         try:
             phrase = validate_exception(phrase)
+            await _compile_off_loop(
+                cog, interaction, lambda s: (s.blocklist, (*s.blocklist_exceptions, phrase))
+            )
         except BlocklistError as exc:
             await reply(interaction, f"Not added: {exc}")
             return
@@ -932,6 +939,21 @@ def _blocklist_group(cog: AdminCog) -> AdminGroup:
         )
 
     return group
+
+
+async def _compile_off_loop(
+    cog: AdminCog,
+    interaction: discord.Interaction,
+    lists: Callable[[GuildSettings], tuple[tuple[BlockEntry, ...], tuple[str, ...]]],
+) -> None:
+    """Build the blocklist a change would leave in a worker thread, raising `BlocklistError` if refused.
+
+    Compiling a full list takes up to a few hundred ms; once done here, the check inside the
+    settings transaction reuses the compiled patterns.
+    """
+    assert interaction.guild_id is not None
+    entries, exceptions = lists(await cog.bot.guild_settings.get(interaction.guild_id))
+    await asyncio.to_thread(Blocklist, entries, exceptions)
 
 
 def _find_entry(settings: GuildSettings, pattern: str) -> BlockEntry | None:

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: discord.py reads the /imagine parameter annotations at
 # definition time, and the prompt length range is computed from the catalog in a closure.
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -253,6 +254,9 @@ class ImagineCog(commands.Cog):
             )
             who = requester(interaction)
             settings = await self.bot.guild_settings.get(who.guild_id) if who.guild_id is not None else None
+            if settings is not None and settings.blocklist:
+                # Compiling a changed list takes up to a few hundred ms: not on the event loop.
+                await asyncio.to_thread(lambda: settings.compiled_blocklist.prepare(who.locale))
             policy.check(settings, self.bot.operator, who, request)
         except (RequestError, policy.RefusedError) as exc:
             await refuse(interaction, str(exc))
