@@ -314,8 +314,10 @@ class _Folding:
 
 
 def _language(locale: str | None) -> str:
-    """``"pt-BR"`` → ``"pt"``, ``"en-US"`` → ``"en"``, None → ``""``."""
-    return (locale or "").split("-", 1)[0].lower()
+    """The language whose letters are kept: ``"pt-BR"`` → ``"pt"``; ``""`` for English, None and
+    languages written in plain a–z."""
+    language = (locale or "").split("-", 1)[0].lower()
+    return language if language in _NATIVE_LETTERS or language in _NATIVE_SCRIPTS else ""
 
 
 _FOLDINGS: dict[str, _Folding] = {}
@@ -324,8 +326,6 @@ _FOLDINGS: dict[str, _Folding] = {}
 def _folding(locale: str | None) -> _Folding:
     """The folding for a server's locale, made on first use (a handful of languages exist)."""
     language = _language(locale)
-    if language not in _NATIVE_LETTERS and language not in _NATIVE_SCRIPTS:
-        language = ""
     folding = _FOLDINGS.get(language)
     if folding is None:
         kept = set(_NATIVE_LETTERS.get(language, ""))
@@ -587,6 +587,13 @@ def _compile_regex(pattern: str) -> re2._Regexp:
         message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         raise BlocklistError(
             f"{_code(pattern)} can't be used as a regular expression: {_explain_re2_error(message)}."
+        ) from None
+    try:
+        # Entries are searched together as `(?:a)|(?:b)`; an unclosed \Q quote would swallow the rest.
+        re2.compile(f"(?:{pattern})|x", options=_REGEX_OPTIONS)
+    except re2.error:
+        raise BlocklistError(
+            f"{_code(pattern)} can't be used as a regular expression: end its `\\Q…` quote with `\\E`."
         ) from None
     if compiled.programsize > MAX_PROGRAM_SIZE:
         raise BlocklistError(

@@ -194,6 +194,11 @@ def test_a_construct_only_backtracking_engines_have_is_refused_by_name(pattern, 
     assert reason in refusal("regex", pattern)
 
 
+def test_an_unclosed_quote_is_refused_as_it_would_swallow_the_entries_searched_with_it():
+    assert "end its `\\Q…` quote with `\\E`" in refusal("regex", r"\Qa.b")
+    assert regexes(r"\Qa.b\E", "x+y").match("xxy") == BlockEntry("regex", "x+y")
+
+
 @pytest.mark.parametrize("pattern", ["a{1001}", "(a{1000}){1000}", "(?:x{100}){11}"])
 def test_a_repeat_count_over_1000_is_refused_not_crashed_on(pattern):
     assert "a repeat count can be at most 1000" in refusal("regex", pattern)
