@@ -36,7 +36,8 @@ Entries
     * the prompt with only full-width/compatibility forms folded (NFKC), invisible
       characters removed, case folded and whitespace collapsed, so patterns that rely on
       digits, punctuation or accented letters (``\\d{4}``, ``c\\+\\+``, ``café``) still work —
-      the normalised view turns digits and some punctuation into letters.
+      the normalised view turns digits and some punctuation into letters, and punctuation
+      and symbols beyond ASCII into spaces.
 
     When the prompt has letters written apart, the normalised view with them joined is
     searched too.
@@ -59,7 +60,7 @@ Cyrillic script for Russian, Ukrainian and Bulgarian, Greek for Greek, and so on
 entry ``hâte`` in a French server matches ``hâte`` but not ``hate``. One exception to the
 exception: in a server whose language has its own script, a word mixing that script with
 Latin letters (``hаte`` with a Cyrillic ``а``) is a disguise, and is folded as everywhere
-else. English locales (and any other locale) keep every letter folded.
+else. English and every locale not listed keep every letter folded.
 
 Validation (:func:`validate_entry`, :func:`validate_exception`, :class:`Blocklist`) refuses,
 with a message for the admin: empty entries, entries over :data:`MAX_ENTRY_LENGTH`
@@ -390,6 +391,8 @@ def normalize(text: str, locale: str | None = None) -> str:
        ``str.casefold`` (``"ß"`` → ``"ss"``), marks removed again, then Cyrillic and Greek
        lowercase look-alikes (``а е о р с у х і ј ѕ к м н т в һ ԁ ԛ ԝ`` → ``a e o p c y x i j
        s k m h t b h d q w``; ``ο α ε ι κ ν ρ τ υ χ`` → ``o a e i k v p t u x``).
+       Punctuation, symbols and spaces beyond ASCII become spaces (``"hate—speech"`` →
+       ``"hate speech"``).
     6. Digits and symbols used as letters: 0→o 1→i 3→e 4→a 5→s 7→t 8→b @→a $→s !→i |→l
        (``"h4te"`` → ``"hate"``, ``"a$$"`` → ``"ass"``).
     7. Every run of whitespace becomes one space, stripped from both ends.
