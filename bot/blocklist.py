@@ -428,14 +428,25 @@ _DROP_EDGES = str.maketrans(
 
 
 def _join_spaced_letters(text: str) -> str:
-    """``text`` (folded) with every run of letters written apart joined into one word."""
+    """``text`` (folded) with every run of letters written apart joined into one word.
+
+    A single-letter word next to the run joins it too ("i h a t e u" reads "ihateu"), so each
+    run of four or more letters is also added at the end without its first letter, its last,
+    and both.
+    """
     pieces = []
+    trimmed = []
     end = 0
     for found in _SPACED_LETTERS.finditer(text):
         start, stop = found.span(1)
-        pieces += [text[end:start], text[start:stop].translate(_DROP_EDGES)]
+        joined = text[start:stop].translate(_DROP_EDGES)
+        pieces += [text[end:start], joined]
+        if len(joined) >= 4:
+            trimmed += [joined[1:], joined[:-1], joined[1:-1]]
         end = stop
-    return "".join([*pieces, text[end:]]) if pieces else text
+    if not pieces:
+        return text
+    return " ".join(["".join([*pieces, text[end:]]), *trimmed])
 
 
 # --- entries ------------------------------------------------------------------------------

@@ -454,6 +454,11 @@ def test_spaced_and_stretched_letters_do_not_make_ordinary_text_match(prompt):
     assert words(*TROLL_WORDS, "ass", "cab", "sheep farm").match(prompt) is None
 
 
+@pytest.mark.parametrize("prompt", ["I h a t e you", "h a t e u", "i h a t e u", "a h.a.t.e"])
+def test_letters_written_apart_next_to_a_single_letter_word_are_caught(prompt):
+    assert words("hate").match(prompt) == BlockEntry("word", "hate")
+
+
 def test_a_word_of_three_letters_written_apart_is_caught():
     assert words("ass").match("what an a s s") == BlockEntry("word", "ass")
 
