@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -18,7 +19,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.blocklist import MAX_ENTRIES, BlockEntry, Blocklist, BlocklistError, validate_entry
+from bot.blocklist import (
+    MAX_ENTRIES,
+    MAX_EXCEPTIONS,
+    BlockEntry,
+    Blocklist,
+    BlocklistError,
+    validate_entry,
+    validate_exception,
+)
 from bot.schema import guild_settings_table
 from bot.store import Store
 
@@ -51,28 +60,15 @@ class GuildSettings:
     daily_server_quota: int | None = None
     monthly_server_quota: int | None = None
     blocklist: tuple[BlockEntry, ...] = ()
+    blocklist_exceptions: tuple[str, ...] = ()  # phrases never treated as a blocklist match
     audit_channel_id: int | None = None
     _compiled: Blocklist | None = field(default=None, compare=False, repr=False)
 
     @property
     def compiled_blocklist(self) -> Blocklist:
-        """The blocklist, compiled once per settings value.
-
-        An entry stored under older, looser rules that no longer validates is skipped (and
-        logged) rather than breaking every prompt in the server.
-        """
+        """The blocklist with its exceptions, compiled once per distinct list (see :func:`_compile`)."""
         if self._compiled is None:
-            try:
-                compiled = Blocklist(self.blocklist)
-            except BlocklistError:
-                usable = []
-                for entry in self.blocklist[:MAX_ENTRIES]:
-                    try:
-                        usable.append(validate_entry(entry.kind, entry.pattern))
-                    except BlocklistError as exc:
-                        log.warning("ignoring a stored blocklist entry that no longer validates: %s", exc)
-                compiled = Blocklist(usable)
-            object.__setattr__(self, "_compiled", compiled)
+            object.__setattr__(self, "_compiled", _compile(self.blocklist, self.blocklist_exceptions))
         assert self._compiled is not None
         return self._compiled
 
@@ -116,6 +112,31 @@ class GuildSettings:
                 value = tuple(value)
             values[name] = value
         return cls(**values)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(entries: tuple[BlockEntry, ...], exceptions: tuple[str, ...]) -> Blocklist:
+    """A blocklist compiled once per distinct list, not on every reload of a server's settings.
+
+    An entry or exception stored under older, looser rules that no longer validates is
+    skipped (and logged) rather than breaking every prompt in the server.
+    """
+    try:
+        return Blocklist(entries, exceptions)
+    except BlocklistError:
+        usable = []
+        for entry in entries[:MAX_ENTRIES]:
+            try:
+                usable.append(validate_entry(entry.kind, entry.pattern))
+            except BlocklistError as exc:
+                log.warning("ignoring a stored blocklist entry that no longer validates: %s", exc)
+        phrases = []
+        for phrase in exceptions[:MAX_EXCEPTIONS]:
+            try:
+                phrases.append(validate_exception(phrase))
+            except BlocklistError as exc:
+                log.warning("ignoring a stored blocklist exception that no longer validates: %s", exc)
+        return Blocklist(usable, phrases)
 
 
 DEFAULTS = GuildSettings()

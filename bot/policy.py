@@ -34,6 +34,7 @@ class Requester:
     channel_id: int
     parent_channel_id: int | None = None  # a thread's channel
     role_ids: frozenset[int] = frozenset()
+    locale: str | None = None  # the server's Discord locale: its language's letters are not look-alikes
 
 
 class RefusedError(Exception):
@@ -118,7 +119,7 @@ def check(
             f"This server allows at most {_count(settings.max_references, 'reference image')}; "
             f"you gave {request.reference_count}."
         )
-    if settings.blocklist and settings.compiled_blocklist.match(request.prompt) is not None:
+    if settings.blocklist and settings.compiled_blocklist.match(request.prompt, who.locale) is not None:
         raise RefusedError(
             "Your prompt contains a word or phrase this server does not allow. "
             "Change the prompt and try again."

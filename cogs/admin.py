@@ -12,6 +12,7 @@ admin roles themselves needs Manage Server, so a delegated admin cannot hand out
 
 # No `from __future__ import annotations`: discord.py reads the parameter annotations of the
 # commands built in the closures below at definition time.
+import asyncio
 import io
 import logging
 import time
@@ -23,7 +24,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import policy, usage
-from bot.blocklist import BlockEntry, Blocklist, BlocklistError, describe, validate_entry
+from bot.blocklist import BlockEntry, Blocklist, BlocklistError, describe, validate_entry, validate_exception
 from bot.catalog import Catalog
 from bot.guild_settings import DEFAULTS, GuildSettings
 from cogs import render
@@ -802,6 +803,9 @@ def _blocklist_group(cog: AdminCog) -> AdminGroup:
     ) -> None:
         try:
             entry = validate_entry(kind, pattern)
+            await _compile_off_loop(
+                cog, interaction, lambda s: ((*s.blocklist, entry), s.blocklist_exceptions)
+            )
         except BlocklistError as exc:
             await reply(interaction, f"Not added: {exc}")
             return
@@ -855,21 +859,92 @@ def _blocklist_group(cog: AdminCog) -> AdminGroup:
             if typed in e.pattern.casefold()
         ][:25]
 
-    @group.command(name="list", description="Show the blocklist")
+    @group.command(name="except", description="Never treat a phrase as a match (an everyday word, say)")
+    @app_commands.describe(phrase="Text that is never refused, e.g. a word of your language: j'ai hâte")
+    async def except_phrase(
+        interaction: discord.Interaction, phrase: app_commands.Range[str, 1, 200]
+    ) -> None:
+        try:
+            phrase = validate_exception(phrase)
+            await _compile_off_loop(
+                cog, interaction, lambda s: (s.blocklist, (*s.blocklist_exceptions, phrase))
+            )
+        except BlocklistError as exc:
+            await reply(interaction, f"Not added: {exc}")
+            return
+
+        def change(s: GuildSettings) -> GuildSettings:
+            if any(p.casefold() == phrase.casefold() for p in s.blocklist_exceptions):
+                raise ChangeRefusedError(f"`{phrase}` is already an exception.")
+            try:
+                Blocklist(s.blocklist, (*s.blocklist_exceptions, phrase))
+            except BlocklistError as exc:
+                raise ChangeRefusedError(f"Not added: {exc}") from None
+            return s.replace(blocklist_exceptions=(*s.blocklist_exceptions, phrase))
+
+        await cog.change(
+            interaction,
+            change,
+            lambda _, new: (
+                f"Added the exception `{phrase}`: it is never treated as a blocklist match "
+                f"(it still has to be written as whole words). Exceptions: {len(new.blocklist_exceptions)}."
+            ),
+        )
+
+    @group.command(name="unexcept", description="Take a phrase off the blocklist exceptions")
+    @app_commands.describe(phrase="The exception, as listed")
+    async def unexcept_phrase(interaction: discord.Interaction, phrase: str) -> None:
+        wanted = " ".join(phrase.split()).casefold()
+
+        def change(s: GuildSettings) -> GuildSettings:
+            kept = tuple(p for p in s.blocklist_exceptions if p.casefold() != wanted)
+            if kept == s.blocklist_exceptions:
+                raise ChangeRefusedError(
+                    "That is not an exception. See `/imagine-admin blocklist list` for the exceptions."
+                )
+            return s.replace(blocklist_exceptions=kept)
+
+        def answer(old: GuildSettings, new: GuildSettings) -> str:
+            gone = next(p for p in old.blocklist_exceptions if p not in new.blocklist_exceptions)
+            return f"Removed the exception `{gone}`. Exceptions: {len(new.blocklist_exceptions)}."
+
+        await cog.change(interaction, change, answer)
+
+    @unexcept_phrase.autocomplete("phrase")
+    async def unexcept_choices(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        # Autocomplete skips interaction checks: only admins may see the exceptions.
+        if interaction.guild_id is None or not await cog.is_admin(interaction):
+            return []
+        settings = await cog.bot.guild_settings.get(interaction.guild_id)
+        typed = current.casefold()
+        return [
+            app_commands.Choice(name=usage.clip(p, 100), value=p[:100])
+            for p in settings.blocklist_exceptions
+            if typed in p.casefold()
+        ][:25]
+
+    @group.command(name="list", description="Show the blocklist and its exceptions")
     async def list_entries(interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         settings = await cog.bot.guild_settings.get(interaction.guild_id)
-        if not settings.blocklist:
+        if not settings.blocklist and not settings.blocklist_exceptions:
             await reply(
                 interaction, "The blocklist is empty. Add entries with `/imagine-admin blocklist add`."
             )
             return
         entries = [describe(e) for e in settings.blocklist]
+        exceptions = [f"except: {p}" for p in settings.blocklist_exceptions]
         text = f"**Prompt blocklist** ({len(entries)}):\n" + "\n".join(f"• `{e}`" for e in entries)
+        if exceptions:
+            text += f"\n**Exceptions** ({len(exceptions)}):\n" + "\n".join(
+                f"• `{p}`" for p in settings.blocklist_exceptions
+            )
         if len(text) <= usage.MESSAGE_LIMIT:
             await reply(interaction, text)
             return
-        listing = io.BytesIO("\n".join(entries).encode())
+        listing = io.BytesIO("\n".join(entries + exceptions).encode())
         await reply(
             interaction,
             f"**Prompt blocklist**: {len(entries)} entries, attached.",
@@ -877,6 +952,21 @@ def _blocklist_group(cog: AdminCog) -> AdminGroup:
         )
 
     return group
+
+
+async def _compile_off_loop(
+    cog: AdminCog,
+    interaction: discord.Interaction,
+    lists: Callable[[GuildSettings], tuple[tuple[BlockEntry, ...], tuple[str, ...]]],
+) -> None:
+    """Build the blocklist a change would leave in a worker thread, raising `BlocklistError` if refused.
+
+    Compiling a full list takes up to a few hundred ms; once done here, the check inside the
+    settings transaction reuses the compiled patterns.
+    """
+    assert interaction.guild_id is not None
+    entries, exceptions = lists(await cog.bot.guild_settings.get(interaction.guild_id))
+    await asyncio.to_thread(Blocklist, entries, exceptions)
 
 
 def _find_entry(settings: GuildSettings, pattern: str) -> BlockEntry | None:

@@ -278,6 +278,9 @@ class ImagineCog(commands.Cog):
             )
             who = requester(interaction)
             settings = await self.bot.guild_settings.get(who.guild_id) if who.guild_id is not None else None
+            if settings is not None and settings.blocklist:
+                # Compiling a changed list takes up to a few hundred ms: not on the event loop.
+                await asyncio.to_thread(lambda: settings.compiled_blocklist.prepare(who.locale))
             policy.check(settings, self.bot.operator, who, request)
         except (RequestError, policy.RefusedError) as exc:
             await refuse(interaction, str(exc))
@@ -394,6 +397,7 @@ def requester(interaction: discord.Interaction) -> policy.Requester:
         channel_id=interaction.channel_id or 0,
         parent_channel_id=parent,
         role_ids=frozenset(int(r) for r in role_ids),
+        locale=str(interaction.guild_locale) if interaction.guild_locale is not None else None,
     )
 
 
