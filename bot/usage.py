@@ -85,6 +85,8 @@ def setting_lines(s: GuildSettings, catalog: Catalog, *, most: int = 10) -> dict
     role_quotas = [f"<@&{r}>: {q}" for r, q in s.role_quotas]
     entries = [f"`{clip(describe(e), 60)}`" for e in s.blocklist]
     count = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}: " if entries else ""
+    exceptions = [f"`{clip(phrase, 60)}`" for phrase in s.blocklist_exceptions]
+    exempt = f" · never matched: {_listed(exceptions, min(most, 5), '')}" if exceptions else ""
     cooldown = f"{s.cooldown_seconds} s between a member's requests" if s.cooldown_seconds else "none"
     audit = f"<#{s.audit_channel_id}>" if s.audit_channel_id else "off"
     return {
@@ -105,7 +107,7 @@ def setting_lines(s: GuildSettings, catalog: Catalog, *, most: int = 10) -> dict
         "role_quotas": f"**Daily images by role:** {_listed(role_quotas, most, 'none')}",
         "server_quota": f"**Server images:** per day {limit_words(s.daily_server_quota)} · "
         f"per month {limit_words(s.monthly_server_quota)}",
-        "blocklist": f"**Prompt blocklist:** {count}{_listed(entries, min(most, 5), 'empty')}",
+        "blocklist": f"**Prompt blocklist:** {count}{_listed(entries, min(most, 5), 'empty')}{exempt}",
         "audit_channel_id": f"**Audit channel:** {audit}",
     }
 

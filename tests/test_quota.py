@@ -396,3 +396,74 @@ async def test_reserving_and_settling_at_once_on_two_connections_never_deadlocks
         await other.close()
     values = await QuotaLedger(store).values(["am:1:3", "ag:1", "u:3:day"])
     assert (errors, values) == ([], {"am:1:3": 60, "ag:1": 60, "u:3:day": 60})
+
+
+_RESERVE_AND_SETTLE_WORKER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    import sqlalchemy as sa
+    from bot.config import database_url_for_sqlalchemy
+    from bot.quota import Limit, QuotaPlan, charge_many, settle
+    from bot.store import Store
+
+    PLAN = QuotaPlan(
+        images=1,
+        image_limits=(Limit("u:3:day", None, "member_global"), Limit("g:1:day", None, "server_daily")),
+        active_limits=(Limit("am:1:3", None, "member_active"), Limit("ag:1", None, "server_active")),
+    )
+
+    async def main(url, job_ids):
+        store = Store.open(database_url_for_sqlalchemy(url))
+        errors = []
+
+        async def one(job_id):
+            async def reserve():
+                async with store.engine.begin() as conn:
+                    await charge_many(conn, [PLAN], 1_700_000_000.0)
+
+            async def settle_job():
+                async with store.engine.begin() as conn:
+                    await settle(conn, job_id, 0)
+
+            try:
+                await asyncio.gather(reserve(), settle_job())
+            except sa.exc.DBAPIError as exc:
+                errors.append(type(exc.orig).__name__ + ": " + str(exc.orig).splitlines()[0])
+
+        await asyncio.gather(*(one(job_id) for job_id in job_ids))
+        await store.close()
+        print(json.dumps(errors))
+
+    asyncio.run(main(sys.argv[1], [int(i) for i in sys.argv[2].split(",")]))
+    """
+)
+
+
+async def test_two_processes_reserving_and_settling_at_once_never_deadlock(store, database_url):
+    """The same as above with two real processes, as two bot processes sharing PostgreSQL run."""
+    shared = QuotaPlan(
+        images=1,
+        image_limits=(Limit("u:3:day", None, "member_global"), Limit("g:1:day", None, "server_daily")),
+        active_limits=(Limit("am:1:3", None, "member_active"), Limit("ag:1", None, "server_active")),
+    )
+    jobs = JobStore(store)
+    created = [await jobs.create(quota=shared, **JOB) for _ in range(80)]
+    halves = [",".join(str(job.id) for job in created[i::2]) for i in range(2)]
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _RESERVE_AND_SETTLE_WORKER,
+            database_url,
+            half,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for half in halves
+    ]
+    outputs = [await asyncio.wait_for(w.communicate(), 120) for w in workers]
+    errors = [json.loads(out.decode() or '["no output: ' + err.decode()[-500:] + '"]') for out, err in outputs]
+    values = await QuotaLedger(store).values(["am:1:3", "ag:1", "u:3:day"])
+    # Each job's reservation is settled (-1 running job) and a new one reserved (+1): 80 each.
+    assert (errors, values) == ([[], []], {"am:1:3": 80, "ag:1": 80, "u:3:day": 80})

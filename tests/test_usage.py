@@ -135,6 +135,13 @@ def test_settings_name_models_and_mention_ids():
     )
 
 
+def test_the_blocklist_line_names_its_exceptions():
+    settings = GuildSettings(blocklist=(BlockEntry("word", "hate"),), blocklist_exceptions=("j'ai hâte",))
+    assert setting_lines(settings, CATALOG)["blocklist"] == (
+        "**Prompt blocklist:** 1 entry: `word: hate` · never matched: `j'ai hâte`"
+    )
+
+
 def test_a_huge_configuration_still_fits_in_one_message():
     many = tuple(range(10**17, 10**17 + 200))
     settings = GuildSettings(
