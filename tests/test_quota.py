@@ -463,7 +463,9 @@ async def test_two_processes_reserving_and_settling_at_once_never_deadlock(store
         for half in halves
     ]
     outputs = [await asyncio.wait_for(w.communicate(), 120) for w in workers]
-    errors = [json.loads(out.decode() or '["no output: ' + err.decode()[-500:] + '"]') for out, err in outputs]
+    errors = [
+        json.loads(out) if out.strip() else [f"no output: {err.decode()[-500:]}"] for out, err in outputs
+    ]
     values = await QuotaLedger(store).values(["am:1:3", "ag:1", "u:3:day"])
     # Each job's reservation is settled (-1 running job) and a new one reserved (+1): 80 each.
     assert (errors, values) == ([[], []], {"am:1:3": 80, "ag:1": 80, "u:3:day": 80})
