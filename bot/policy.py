@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.guild_settings import GuildSettings
+from bot.jobs.request import ImagineRequest
 from bot.quota import Cooldown, Limit, QuotaExceededError, QuotaPlan, day_key, month_key, next_day, next_month
-from bot.request import ImagineRequest
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ The bot works in two steps:
    Problems the member must fix (tiny, too narrow/tall, not an image, corrupt) are
    refused, never silently cropped; size problems the bot can fix are fixed.
 
-Every refusal is a :class:`ReferenceError` whose message is written for the member: it
+Every refusal is a :class:`ReferenceRejectedError` whose message is written for the member: it
 names the file, the rule and what to do. Nothing here imports discord.
 """
 
@@ -145,13 +145,11 @@ class ReferenceSource:
     height: int | None = None
 
 
-class ReferenceError(Exception):
+class ReferenceRejectedError(Exception):
     """A reference image the bot cannot use. ``str(exc)`` is written for the member.
 
     ``filenames`` names the offending files (empty for problems with the whole set, such
-    as too many images). Note: this shadows Python's built-in ``ReferenceError`` (weak
-    references) inside modules that import it by name; import the module instead if that
-    matters.
+    as too many images).
     """
 
     def __init__(self, message: str, *, filenames: Sequence[str] = ()) -> None:
@@ -205,23 +203,23 @@ def check_sources(
     can fix them all in one go.
 
     Raises:
-        ReferenceError: with a message for the member.
+        ReferenceRejectedError: with a message for the member.
     """
     count = len(sources)
     if count == 0:
         return
     limit = max(0, min(MAX_REFERENCES, max_references))
     if limit == 0:
-        raise ReferenceError(
+        raise ReferenceRejectedError(
             f"{model_name} does not take reference images. Remove the attachments or pick another model."
         )
     if count > limit:
-        raise ReferenceError(
+        raise ReferenceRejectedError(
             f"{model_name} takes at most {_count(limit, 'reference image')}; you attached {count}. "
             f"Remove {count - limit} and try again."
         )
     if count + n > MAX_TOTAL_IMAGES:
-        raise ReferenceError(
+        raise ReferenceRejectedError(
             f"With {_count(count, 'reference image')} you can ask for at most "
             f"{MAX_TOTAL_IMAGES - count} images; you asked for {n}. Lower `n`."
         )
@@ -232,7 +230,7 @@ def check_sources(
         if problem is not None:
             problems.append((source.filename, problem))
     if problems:
-        raise ReferenceError(
+        raise ReferenceRejectedError(
             "\n".join(message for _, message in problems), filenames=[name for name, _ in problems]
         )
 
@@ -270,12 +268,12 @@ def prepare_reference(data: bytes, *, filename: str) -> PreparedReference:
     keeps the number decoded at once small (one decoded image can take a few hundred MB).
 
     Raises:
-        ReferenceError: not an image, corrupt, too many pixels to decode safely, too big
+        ReferenceRejectedError: not an image, corrupt, too many pixels to decode safely, too big
             to download, a side of 14 px or less, or an aspect ratio outside [1/3, 3].
     """
     name = quoted_filename(filename)
     if len(data) > MAX_DOWNLOAD_BYTES:
-        raise ReferenceError(_too_many_bytes(name, len(data)), filenames=[filename])
+        raise ReferenceRejectedError(_too_many_bytes(name, len(data)), filenames=[filename])
     try:
         # The pixel count is checked from the header, before any pixel is decoded.
         image = open_image(data, max_pixels=MAX_DECODE_PIXELS)
@@ -302,14 +300,16 @@ def prepare_reference(data: bytes, *, filename: str) -> PreparedReference:
             message = _too_many_pixels(name, exc.width, exc.height)
         else:
             message = f"{name} has too many pixels to open safely — make it smaller and try again."
-        raise ReferenceError(message, filenames=[filename]) from exc
+        raise ReferenceRejectedError(message, filenames=[filename]) from exc
     except ImageCorruptError as exc:
-        raise ReferenceError(
+        raise ReferenceRejectedError(
             f"{name} could not be read: the file is damaged or incomplete — save it again and attach it.",
             filenames=[filename],
         ) from exc
     except ImageDecodeError as exc:
-        raise ReferenceError(f"{name} is not an image — {_WHAT_TO_ATTACH}.", filenames=[filename]) from exc
+        raise ReferenceRejectedError(
+            f"{name} is not an image — {_WHAT_TO_ATTACH}.", filenames=[filename]
+        ) from exc
 
     # An undecoded PNG would decode in full to look for EXIF after its pixels: only EXIF
     # before them counts then.
@@ -317,7 +317,7 @@ def prepare_reference(data: bytes, *, filename: str) -> PreparedReference:
     width, height = oriented_size((stored_width, stored_height), orientation)
     problem = _dimension_problem(name, width, height)
     if problem is not None:
-        raise ReferenceError(problem, filenames=[filename])
+        raise ReferenceRejectedError(problem, filenames=[filename])
 
     if as_is:
         log.debug(
@@ -364,7 +364,7 @@ async def prepare_reference_in_turn(data: bytes, *, filename: str) -> PreparedRe
     belong to; the rest wait their turn in order. Cancelling while waiting drops the work.
 
     Raises:
-        ReferenceError: as :func:`prepare_reference`.
+        ReferenceRejectedError: as :func:`prepare_reference`.
     """
     return await PREPARATION_SLOTS.run(lambda: prepare_reference(data, filename=filename))
 
@@ -478,7 +478,7 @@ def _reencode(
     if len(encoded) > MAX_BYTES:
         # Unreachable for real images (a 15×45 image is a few kB), but never loop forever.
         log.warning("Could not fit reference %s into %s bytes", filename, MAX_BYTES)
-        raise ReferenceError(
+        raise ReferenceRejectedError(
             f"{name} could not be made small enough to use — attach a smaller image.", filenames=[filename]
         )
 

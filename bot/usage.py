@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from bot.blocklist import describe
 from bot.catalog import Catalog
 from bot.guild_settings import GuildSettings
-from bot.jobstore import JobRecord, JobState
+from bot.jobs.records import JobRecord, JobState
 from bot.quota import QuotaPlan, day_key, month_key, next_day, next_month
 
 PERIODS = ("today", "month")

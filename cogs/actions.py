@@ -11,18 +11,19 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.jobstore import JobRecord
+from bot.jobs.records import JobRecord
+from bot.jobs.request import request_for_job
 from bot.references import MAX_TOTAL_IMAGES, ReferenceSource
-from bot.request import request_for_job
 from cogs import render
 from cogs.components import ResultButton, VaryPicker, source_from_attachment
 from cogs.forms import FormAnswers, RemixForm, RequestForm, answer_form, submitted_form
+from cogs.replies import reply_privately
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -43,10 +44,6 @@ REFERENCES_LOST = (
     "This request's reference images never reached the image service (it failed while preparing them), "
     "so it can't be repeated as it was. Attach the images again with /imagine."
 )
-
-
-async def _private(interaction: discord.Interaction, text: str | None, **extra: Any) -> None:
-    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_PINGS, **extra)
 
 
 class ActionsCog(commands.Cog, name="Actions"):
@@ -77,7 +74,7 @@ class ActionsCog(commands.Cog, name="Actions"):
     async def handle(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
         job = await self.bot.jobs.get(job_id)
         if job is None:
-            await _private(interaction, GONE)
+            await reply_privately(interaction, GONE)
             return
         await getattr(self, f"_{action}")(interaction, job)
 
@@ -91,14 +88,14 @@ class ActionsCog(commands.Cog, name="Actions"):
         """Run a job-starting action once per double click; a refused start does not count as a click."""
         key = f"click:{action}:{job.id}:{interaction.user.id}"
         if not await self.bot.ledger.claim(key, DOUBLE_CLICK_SECONDS):
-            await _private(interaction, ALREADY)
+            await reply_privately(interaction, ALREADY)
             return
         if not await start():
             await self.bot.ledger.release(key)
 
     async def _reroll(self, interaction: discord.Interaction, job: JobRecord) -> None:
         if job.references_lost:
-            await _private(interaction, REFERENCES_LOST)
+            await reply_privately(interaction, REFERENCES_LOST)
             return
         await self._once(
             interaction,
@@ -121,17 +118,17 @@ class ActionsCog(commands.Cog, name="Actions"):
             await self.vary_pick(interaction, job.id, 1)
             return
         if not images:
-            await _private(interaction, "This result has no images to vary.")
+            await reply_privately(interaction, "This result has no images to vary.")
             return
         view = discord.ui.View(timeout=None)
         view.add_item(VaryPicker(job.id, len(images)))
-        await _private(interaction, "Which image should the new ones vary?", view=view)
+        await reply_privately(interaction, "Which image should the new ones vary?", view=view)
 
     async def vary_pick(self, interaction: discord.Interaction, job_id: int, number: int) -> None:
         """Generate from image `number` of job `job_id` as the reference, with the same prompt."""
         job = await self.bot.jobs.get(job_id)
         if job is None:
-            await _private(interaction, GONE)
+            await reply_privately(interaction, GONE)
             return
         await self._once(
             interaction, f"vary{number}", job, lambda: self._vary_start(interaction, job, number)
@@ -140,7 +137,7 @@ class ActionsCog(commands.Cog, name="Actions"):
     async def _vary_start(self, interaction: discord.Interaction, job: JobRecord, number: int) -> bool:
         source = await self._posted_image(interaction, job, number)
         if source is None:
-            await _private(
+            await reply_privately(
                 interaction,
                 f"Image {number} is no longer available — its message was deleted or can't be read.",
             )
@@ -184,7 +181,7 @@ class ActionsCog(commands.Cog, name="Actions"):
 
     async def _remix(self, interaction: discord.Interaction, job: JobRecord) -> None:
         if job.references_lost:
-            await _private(interaction, REFERENCES_LOST)
+            await reply_privately(interaction, REFERENCES_LOST)
             return
         await interaction.response.send_modal(
             RequestForm(
@@ -211,10 +208,10 @@ class ActionsCog(commands.Cog, name="Actions"):
     ) -> None:
         job = await self.bot.jobs.get(form.job_id)
         if job is None:
-            await _private(interaction, GONE)
+            await reply_privately(interaction, GONE)
             return
         if job.references_lost:
-            await _private(interaction, REFERENCES_LOST)
+            await reply_privately(interaction, REFERENCES_LOST)
             return
         model = answers.model or job.model
         await self.imagine.start(
@@ -231,7 +228,7 @@ class ActionsCog(commands.Cog, name="Actions"):
     async def _delete(self, interaction: discord.Interaction, job: JobRecord) -> None:
         permissions = interaction.permissions
         if interaction.user.id != job.user_id and not permissions.manage_messages:
-            await _private(
+            await reply_privately(
                 interaction,
                 "Only the member who asked for this image, or a moderator with Manage Messages, "
                 "can delete it.",
@@ -249,20 +246,20 @@ class ActionsCog(commands.Cog, name="Actions"):
             except discord.HTTPException as exc:
                 log.warning("job %s: deleting message %s failed: %s", job.id, message_id, exc.status)
         log.info("job %s: result deleted by user %s (%d message(s))", job.id, interaction.user.id, deleted)
-        await _private(interaction, "Deleted." if deleted else "There was nothing left to delete.")
+        await reply_privately(interaction, "Deleted." if deleted else "There was nothing left to delete.")
 
     async def _details(self, interaction: discord.Interaction, job: JobRecord) -> None:
         request = request_for_job(job, self.bot.catalog)
-        await _private(interaction, None, embed=render.details_embed(job, request))
+        await reply_privately(interaction, None, embed=render.details_embed(job, request))
 
     async def _history(self, interaction: discord.Interaction) -> None:
         jobs = await self.bot.jobs.recent(
             guild_id=interaction.guild_id, user_id=interaction.user.id, limit=10
         )
         if not jobs:
-            await _private(interaction, "You have no images here yet. Try /imagine.")
+            await reply_privately(interaction, "You have no images here yet. Try /imagine.")
             return
-        await _private(interaction, render.history_text(jobs))
+        await reply_privately(interaction, render.history_text(jobs))
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -17,7 +17,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
@@ -29,6 +29,7 @@ from bot.catalog import Catalog
 from bot.guild_settings import DEFAULTS, GuildSettings
 from cogs import render
 from cogs.imagine import requester
+from cogs.replies import reply_privately
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -114,16 +115,6 @@ class AdminGroup(app_commands.Group):
         return True
 
 
-async def reply(interaction: discord.Interaction, text: str, **extra: Any) -> None:
-    """A private answer that pings no one (the response, or a followup once deferred)."""
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=render.NO_PINGS, **extra)
-    else:
-        await interaction.response.send_message(
-            text, ephemeral=True, allowed_mentions=render.NO_PINGS, **extra
-        )
-
-
 def _without(values: tuple, value: object) -> tuple:
     return tuple(v for v in values if v != value)
 
@@ -197,7 +188,7 @@ class AdminCog(commands.Cog):
         try:
             new = await self.bot.guild_settings.update(interaction.guild_id, apply)
         except ChangeRefusedError as exc:
-            await reply(interaction, str(exc))
+            await reply_privately(interaction, str(exc))
             return None
         log.info(
             "guild %s: settings changed with /%s by user %s",
@@ -205,7 +196,7 @@ class AdminCog(commands.Cog):
             _qualified(interaction),
             interaction.user.id,
         )
-        await reply(interaction, answer(before[-1], new))
+        await reply_privately(interaction, answer(before[-1], new))
         return new
 
     def line(self, settings: GuildSettings, key: str) -> str:
@@ -232,7 +223,7 @@ class AdminCog(commands.Cog):
         if who.user_id in self.bot.operator.owner_ids:
             lines.append("You are one of the bot's owners: no limit, quota or cooldown applies to you.")
         lines.append(usage.quota_text(plan, used, now))
-        await reply(interaction, "\n".join(lines))
+        await reply_privately(interaction, "\n".join(lines))
 
 
 def _manages_server(interaction: discord.Interaction) -> bool:
@@ -271,7 +262,7 @@ def build_admin_group(cog: AdminCog, catalog: Catalog) -> AdminGroup:
     async def show(interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         settings = await bot.guild_settings.get(interaction.guild_id)
-        await reply(interaction, usage.settings_text(settings, catalog))
+        await reply_privately(interaction, usage.settings_text(settings, catalog))
 
     @group.command(name="reset", description="Restore every setting of this server to the defaults")
     async def reset(interaction: discord.Interaction) -> None:
@@ -428,7 +419,7 @@ def build_admin_group(cog: AdminCog, catalog: Catalog) -> AdminGroup:
                 )
             except discord.HTTPException as exc:
                 log.info("guild %s: cannot post in audit channel (%s)", interaction.guild_id, exc.status)
-                await reply(
+                await reply_privately(
                     interaction,
                     f"I can't post in <#{channel.id}> (Discord said {exc.status}). Give me the **View "
                     "Channel** and **Send Messages** permissions there and try again. Nothing was changed.",
@@ -475,7 +466,7 @@ async def _change_numbers(
     if not changes:
         settings = await cog.bot.guild_settings.get(interaction.guild_id)
         lines = [cog.line(settings, key) for key in keys]
-        await reply(interaction, "Nothing given, nothing changed. Now:\n" + "\n".join(lines))
+        await reply_privately(interaction, "Nothing given, nothing changed. Now:\n" + "\n".join(lines))
         return
 
     def answer(old: GuildSettings, new: GuildSettings) -> str:
@@ -527,7 +518,7 @@ async def _send_usage(cog: AdminCog, interaction: discord.Interaction, period_na
         truncated=truncated,
     )
     file = discord.File(io.BytesIO(data), filename=usage.csv_filename(guild_id, period))
-    await reply(interaction, text, file=file)
+    await reply_privately(interaction, text, file=file)
 
 
 # -------------------------------------------------------------------- /imagine-admin channel …
@@ -635,7 +626,7 @@ def _role_group(cog: AdminCog) -> AdminGroup:
     @app_commands.describe(role="The role")
     async def admin(interaction: discord.Interaction, role: discord.Role) -> None:
         if not _may_change_admins(cog, interaction):
-            await reply(interaction, NOT_MANAGER)
+            await reply_privately(interaction, NOT_MANAGER)
             return
         await cog.change(
             interaction,
@@ -653,7 +644,7 @@ def _role_group(cog: AdminCog) -> AdminGroup:
     @app_commands.describe(role="The role")
     async def unadmin(interaction: discord.Interaction, role: discord.Role) -> None:
         if not _may_change_admins(cog, interaction):
-            await reply(interaction, NOT_MANAGER)
+            await reply_privately(interaction, NOT_MANAGER)
             return
         await cog.change(
             interaction,
@@ -807,7 +798,7 @@ def _blocklist_group(cog: AdminCog) -> AdminGroup:
                 cog, interaction, lambda s: ((*s.blocklist, entry), s.blocklist_exceptions)
             )
         except BlocklistError as exc:
-            await reply(interaction, f"Not added: {exc}")
+            await reply_privately(interaction, f"Not added: {exc}")
             return
 
         def change(s: GuildSettings) -> GuildSettings:
@@ -870,7 +861,7 @@ def _blocklist_group(cog: AdminCog) -> AdminGroup:
                 cog, interaction, lambda s: (s.blocklist, (*s.blocklist_exceptions, phrase))
             )
         except BlocklistError as exc:
-            await reply(interaction, f"Not added: {exc}")
+            await reply_privately(interaction, f"Not added: {exc}")
             return
 
         def change(s: GuildSettings) -> GuildSettings:
@@ -930,7 +921,7 @@ def _blocklist_group(cog: AdminCog) -> AdminGroup:
         assert interaction.guild_id is not None
         settings = await cog.bot.guild_settings.get(interaction.guild_id)
         if not settings.blocklist and not settings.blocklist_exceptions:
-            await reply(
+            await reply_privately(
                 interaction, "The blocklist is empty. Add entries with `/imagine-admin blocklist add`."
             )
             return
@@ -942,10 +933,10 @@ def _blocklist_group(cog: AdminCog) -> AdminGroup:
                 f"• `{p}`" for p in settings.blocklist_exceptions
             )
         if len(text) <= usage.MESSAGE_LIMIT:
-            await reply(interaction, text)
+            await reply_privately(interaction, text)
             return
         listing = io.BytesIO("\n".join(entries + exceptions).encode())
-        await reply(
+        await reply_privately(
             interaction,
             f"**Prompt blocklist**: {len(entries)} entries, attached.",
             file=discord.File(listing, filename="blocklist.txt"),

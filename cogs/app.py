@@ -23,18 +23,19 @@ from discord.ext import commands
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.guild_settings import GuildSettingsStore
-from bot.jobs import JobRunner, JobTimings
-from bot.jobstore import JobRecord, JobState, JobStore
+from bot.jobs.pacing import ChannelPacer
+from bot.jobs.records import JobRecord, JobState, JobStore
+from bot.jobs.request import ImagineRequest, request_for_job
+from bot.jobs.runner import JobRunner, JobTimings
 from bot.metrics import LoopLagMonitor
-from bot.pacing import ChannelPacer
 from bot.policy import OperatorRules, guild_allowed
 from bot.quota import QuotaLedger
 from bot.registration import CommandRegistry, fingerprint
-from bot.request import ImagineRequest, request_for_job
 from bot.store import Store
 from bot.toapis import ToAPIsClient, ToAPIsError
 from cogs import render
 from cogs.delivery import JobMessenger
+from cogs.replies import reply_privately
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class ImagineTree(app_commands.CommandTree):
         command = interaction.command.name if interaction.command else "?"
         if isinstance(error, app_commands.CheckFailure) and str(error):
             # A refusal meant for the member (e.g. /imagine-admin without the permission): say why.
-            await send_ephemeral(interaction, str(error))
+            await reply_privately(interaction, str(error))
             return
         log.error(
             "command %s failed (guild %s, user %s)",
@@ -100,18 +101,7 @@ class ImagineTree(app_commands.CommandTree):
             exc_info=error,
         )
         text = "Something went wrong inside the bot. The error was logged; try again in a minute."
-        await send_ephemeral(interaction, text)
-
-
-async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
-    """Reply privately, whether or not the interaction was already answered."""
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=render.NO_PINGS)
-        else:
-            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_PINGS)
-    except discord.HTTPException:
-        log.warning("could not send an ephemeral reply to interaction %s", interaction.id, exc_info=True)
+        await reply_privately(interaction, text)
 
 
 class ImagineBot(commands.AutoShardedBot):

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import discord
 
-from bot.jobstore import JobRecord
+from bot.jobs.records import JobRecord
 from bot.references import ReferenceSource
 
 

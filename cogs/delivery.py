@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import discord
 
 from bot.images import FittedImage
-from bot.jobs import JobOutcome
-from bot.jobstore import JobRecord, JobStore
-from bot.pacing import ChannelPacer
-from bot.progress import JobProgress
-from bot.request import ImagineRequest
+from bot.jobs.pacing import ChannelPacer
+from bot.jobs.progress import JobProgress
+from bot.jobs.records import JobRecord, JobStore
+from bot.jobs.request import ImagineRequest
+from bot.jobs.runner import JobOutcome
 from cogs import render
 from cogs.components import result_view
 

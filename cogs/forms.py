@@ -21,9 +21,9 @@ from typing import Any
 import discord
 
 from bot.catalog import Catalog
+from bot.jobs.request import AUTO_RATIO, DEFAULT_RATIO, RATIOS
 from bot.references import MAX_TOTAL_IMAGES, ReferenceSource
-from bot.request import AUTO_RATIO, DEFAULT_RATIO, RATIOS
-from cogs.app import send_ephemeral
+from cogs.replies import reply_privately
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ async def answer_expired(interaction: discord.Interaction) -> None:
         interaction.guild_id,
         interaction.user.id,
     )
-    await send_ephemeral(interaction, EXPIRED)
+    await reply_privately(interaction, EXPIRED)
 
 
 async def answer_form(
@@ -214,7 +214,7 @@ async def answer_form(
             interaction.guild_id,
             interaction.user.id,
         )
-        await send_ephemeral(interaction, FAILED)
+        await reply_privately(interaction, FAILED)
 
 
 class OpenMenuForms:

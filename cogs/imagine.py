@@ -15,12 +15,11 @@ from discord.ext import commands
 
 from bot import policy
 from bot.catalog import Catalog
-from bot.jobs import first_progress
-from bot.jobstore import JobRecord, JobState
+from bot.jobs.records import JobRecord, JobState
+from bot.jobs.request import AUTO_RATIO, DEFAULT_RATIO, RATIOS, ImagineRequest, RequestError, build_request
+from bot.jobs.runner import first_progress
 from bot.quota import QuotaExceededError
-from bot.references import MAX_REFERENCES, ReferenceSource, check_sources
-from bot.references import ReferenceError as ReferenceRuleError
-from bot.request import AUTO_RATIO, DEFAULT_RATIO, RATIOS, ImagineRequest, RequestError, build_request
+from bot.references import MAX_REFERENCES, ReferenceRejectedError, ReferenceSource, check_sources
 from cogs import render
 from cogs.components import source_from_attachment
 from cogs.forms import (
@@ -34,6 +33,7 @@ from cogs.forms import (
     answer_form,
     submitted_form,
 )
+from cogs.replies import reply_privately
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -161,11 +161,11 @@ class ImagineCog(commands.Cog):
     async def imagine_from_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """Right-click a message → Apps → "Imagine with these images": ask for a prompt in a modal."""
         if self.bot.stopping:
-            await refuse(interaction, RESTARTING)
+            await reply_privately(interaction, RESTARTING)
             return
         sources = images_in_message(message)
         if not sources:
-            await refuse(
+            await reply_privately(
                 interaction, "That message has no images. Use this on a message with image attachments."
             )
             return
@@ -173,7 +173,7 @@ class ImagineCog(commands.Cog):
         try:
             # Only what Discord told us about the files: a bad one is refused before any typing.
             check_sources(references, n=1, max_references=MAX_REFERENCES, model_name="The bot")
-        except ReferenceRuleError as exc:
+        except ReferenceRejectedError as exc:
             await interaction.response.send_message(
                 str(exc), ephemeral=True, allowed_mentions=render.NO_PINGS
             )
@@ -228,7 +228,7 @@ class ImagineCog(commands.Cog):
         try:
             message = await channel.fetch_message(form.message_id)
         except discord.NotFound:
-            await refuse(interaction, MENU_MESSAGE_GONE)
+            await reply_privately(interaction, MENU_MESSAGE_GONE)
             return None
         except discord.HTTPException as exc:
             log.info(
@@ -238,11 +238,11 @@ class ImagineCog(commands.Cog):
                 interaction.user.id,
                 exc.status,
             )
-            await refuse(interaction, MENU_IMAGES_GONE)
+            await reply_privately(interaction, MENU_IMAGES_GONE)
             return None
         sources = images_in_message(message)
         if not sources:
-            await refuse(interaction, MENU_IMAGES_GONE)
+            await reply_privately(interaction, MENU_IMAGES_GONE)
             return None
         return tuple(sources[:MAX_REFERENCES])
 
@@ -262,7 +262,7 @@ class ImagineCog(commands.Cog):
         record, answer, run. `hosted_references` are references the image service already has.
         True if a job was started; False if the member got a private refusal instead."""
         if self.bot.stopping:
-            await refuse(interaction, RESTARTING)
+            await reply_privately(interaction, RESTARTING)
             return False
         try:
             request = build_request(
@@ -283,12 +283,12 @@ class ImagineCog(commands.Cog):
                 await asyncio.to_thread(lambda: settings.compiled_blocklist.prepare(who.locale))
             policy.check(settings, self.bot.operator, who, request)
         except (RequestError, policy.RefusedError) as exc:
-            await refuse(interaction, str(exc))
+            await reply_privately(interaction, str(exc))
             return False
 
         missing = missing_permissions(interaction)
         if missing:
-            await refuse(interaction, missing_permissions_text(missing))
+            await reply_privately(interaction, missing_permissions_text(missing))
             return False
 
         # The record exists before the placeholder does, so no answered request can be forgotten;
@@ -314,7 +314,7 @@ class ImagineCog(commands.Cog):
                 reference_count=request.reference_count,
             )
         except QuotaExceededError as exc:
-            await refuse(interaction, policy.quota_refusal(exc))
+            await reply_privately(interaction, policy.quota_refusal(exc))
             return False
         started = datetime.fromtimestamp(job.created_at, tz=UTC)
         try:
@@ -371,7 +371,7 @@ class ImagineCog(commands.Cog):
                         PLACEHOLDER_FAILED, ephemeral=True, allowed_mentions=render.NO_PINGS
                     )
                 else:
-                    await refuse(interaction, PLACEHOLDER_FAILED)
+                    await reply_privately(interaction, PLACEHOLDER_FAILED)
         except (Exception, asyncio.CancelledError) as notice_error:
             log.warning(
                 "job %s: the member could not be told that it failed: %s",
@@ -399,11 +399,6 @@ def requester(interaction: discord.Interaction) -> policy.Requester:
         role_ids=frozenset(int(r) for r in role_ids),
         locale=str(interaction.guild_locale) if interaction.guild_locale is not None else None,
     )
-
-
-async def refuse(interaction: discord.Interaction, text: str) -> None:
-    """A private answer saying why not (first response)."""
-    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_PINGS)
 
 
 # Discord ends an interaction token's life 15 minutes after the interaction was created.

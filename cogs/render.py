@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import discord
 
 from bot.images import FittedImage, describe_reduction, format_size
-from bot.jobs import JobOutcome, duration_words
-from bot.jobstore import JobRecord, JobState
-from bot.progress import JobProgress, Phase, progress_bar
-from bot.request import ImagineRequest
+from bot.jobs.progress import JobProgress, Phase, progress_bar
+from bot.jobs.records import JobRecord, JobState
+from bot.jobs.request import ImagineRequest
+from bot.jobs.runner import JobOutcome, duration_words
 
 NO_PINGS = discord.AllowedMentions.none()
 ATTACHMENTS_PER_MESSAGE = 10

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bot.jobstore import JobRecord, JobState
+from bot.jobs.records import JobRecord, JobState
 from bot.quota import day_key
 from bot.schema import jobs_table
 from cogs.actions import ALREADY, GONE

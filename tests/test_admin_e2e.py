@@ -25,7 +25,7 @@ from discord import app_commands
 from bot import policy
 from bot.blocklist import BlockEntry
 from bot.guild_settings import GuildSettings, GuildSettingsStore
-from bot.jobstore import JobRecord, JobState, JobStore
+from bot.jobs.records import JobRecord, JobState, JobStore
 from bot.quota import day_key, next_day, next_month
 from bot.schema import jobs_table
 from bot.store import Store

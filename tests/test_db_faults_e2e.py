@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bot.jobs import NOT_POSTED
-from bot.jobstore import JobState
+from bot.jobs.records import JobState
+from bot.jobs.runner import NOT_POSTED
 from bot.schema import counters_table, jobs_table
 from bot.store import Retry
 from cogs.app import ImagineBot

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from bot.jobs import INTERRUPTED_BEFORE_SENDING
-from bot.jobstore import JobState
+from bot.jobs.records import JobState
+from bot.jobs.runner import INTERRUPTED_BEFORE_SENDING
 from cogs.render import WAITING_FOR_RESTART
 from tests.fakes.toapis import UPLOADS_PATH, make_image
 from tests.rig import eventually, status_of

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.jobs import NOT_DOWNLOADED
+from bot.jobs.runner import NOT_DOWNLOADED
 from tests.fakes.toapis import make_image
 from tests.rig import embed_fields, status_of
 

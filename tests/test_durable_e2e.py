@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from bot.config import Settings
-from bot.jobs import INTERRUPTED_WHILE_SENDING, RESULTS_EXPIRED
-from bot.jobstore import JobRecord, JobState, JobStore
+from bot.jobs.records import JobRecord, JobState, JobStore
+from bot.jobs.runner import INTERRUPTED_WHILE_SENDING, RESULTS_EXPIRED
 from bot.schema import jobs_table
 from bot.store import Store
 from tests.fakes.discord import (

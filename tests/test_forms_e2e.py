@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bot.jobstore import JobRecord
+from bot.jobs.records import JobRecord
 from bot.schema import jobs_table
 from cogs.actions import GONE
 from cogs.forms import EXPIRED

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.config import database_url_for_sqlalchemy
-from bot.jobstore import JobState, JobStore
+from bot.jobs.records import JobState, JobStore
 from bot.quota import Limit, QuotaLedger, QuotaPlan
 from bot.schema import jobs_table
 from bot.store import Store

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 
-from bot.pacing import ChannelPacer
+from bot.jobs.pacing import ChannelPacer
 
 
 class Log:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from bot.jobstore import JobRecord, JobState
+from bot.jobs.records import JobRecord, JobState
 from cogs.imagine import PLACEHOLDER_FAILED
 from tests.fakes.discord import InteractionRecord
 from tests.rig import RunningBot, status_of

@@ -7,7 +7,7 @@ import itertools
 import random
 import statistics
 
-from bot.polling import ModelDurations, PollAdvice, PollPlanner
+from bot.jobs.polling import ModelDurations, PollAdvice, PollPlanner
 
 LATE = 0.1  # a poll goes out up to this long after it was planned (event-loop lag)
 LATENCY = 0.03  # each way between the bot and the provider

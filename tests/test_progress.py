@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import time
 
-from bot.progress import JobProgress, Phase, ProgressThrottle, progress_bar
+from bot.jobs.progress import JobProgress, Phase, ProgressThrottle, progress_bar
 
 
 def test_progress_bar_shows_filled_cells_and_percent():

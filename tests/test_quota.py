@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.config import database_url_for_sqlalchemy
-from bot.jobstore import JobState, JobStore
+from bot.jobs.records import JobState, JobStore
 from bot.quota import (
     Cooldown,
     Limit,
@@ -265,7 +265,7 @@ _WORKER = textwrap.dedent(
     """
     import asyncio, sys
     from bot.config import database_url_for_sqlalchemy
-    from bot.jobstore import JobStore
+    from bot.jobs.records import JobStore
     from bot.quota import Limit, QuotaExceededError, QuotaPlan
     from bot.store import Store
 

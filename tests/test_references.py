@@ -33,7 +33,7 @@ from bot.references import (
 from tests.fakes.toapis import make_image
 from tests.rig import eventually
 
-RefError = references.ReferenceError  # the module's class, not Python's built-in ReferenceError
+RefError = references.ReferenceRejectedError
 
 RED = (220, 20, 30)
 BLUE = (20, 40, 220)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from bot import references
-from bot.jobstore import JobRecord, JobState
+from bot.jobs.records import JobRecord, JobState
 from bot.schema import jobs_table
 from tests.fakes.discord import FakeAttachment, FakeMessage, InteractionRecord
 from tests.fakes.toapis import make_image

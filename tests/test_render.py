@@ -11,10 +11,10 @@ import pytest
 
 from bot.catalog import builtin_catalog
 from bot.images import FittedImage
-from bot.jobs import JobOutcome
-from bot.jobstore import JobRecord, JobState
-from bot.progress import JobProgress, Phase
-from bot.request import ImagineRequest
+from bot.jobs.progress import JobProgress, Phase
+from bot.jobs.records import JobRecord, JobState
+from bot.jobs.request import ImagineRequest
+from bot.jobs.runner import JobOutcome
 from cogs import render
 
 NOW = datetime(2026, 11, 21, 15, 30, tzinfo=UTC).timestamp()

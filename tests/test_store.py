@@ -50,7 +50,7 @@ async def test_jobs_from_before_reference_counts_get_theirs_from_the_uploaded_re
     import sqlalchemy as sa
 
     from bot.config import database_url_for_sqlalchemy
-    from bot.jobstore import JobStore
+    from bot.jobs.records import JobStore
     from bot.schema import schema_version
     from bot.store import Store
 

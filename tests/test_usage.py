@@ -12,7 +12,7 @@ import pytest
 from bot.blocklist import BlockEntry
 from bot.catalog import builtin_catalog
 from bot.guild_settings import GuildSettings
-from bot.jobstore import JobRecord, JobState
+from bot.jobs.records import JobRecord, JobState
 from bot.policy import OperatorRules, Requester, quota_plan
 from bot.usage import (
     CSV_COLUMNS,

@@ -1,6 +1,6 @@
 """Running one generation job: submit, poll with live progress, download, fit, deliver.
 
-The runner is Discord-free. It drives a stored job (`bot.jobstore`) forward,
+The runner is Discord-free. It drives a stored job (`bot.jobs.records`) forward,
 writing each state change before acting on it, so a job interrupted at any
 point can be resumed from its record: a submitted task is polled again and its
 images delivered; a submission is never sent twice. It reports to a
@@ -22,12 +22,16 @@ from typing import Any, Protocol
 
 from bot import toapis
 from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_image
-from bot.jobstore import JobRecord, JobState, JobStore
-from bot.polling import ModelDurations, PollAdvice, PollPlanner
-from bot.progress import JobProgress, Phase, ProgressThrottle
-from bot.references import MAX_DOWNLOAD_BYTES, prepare_reference_in_turn, quoted_filename
-from bot.references import ReferenceError as ReferenceRuleError
-from bot.request import ImagineRequest
+from bot.jobs.polling import ModelDurations, PollAdvice, PollPlanner
+from bot.jobs.progress import JobProgress, Phase, ProgressThrottle
+from bot.jobs.records import JobRecord, JobState, JobStore
+from bot.jobs.request import ImagineRequest
+from bot.references import (
+    MAX_DOWNLOAD_BYTES,
+    ReferenceRejectedError,
+    prepare_reference_in_turn,
+    quoted_filename,
+)
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +398,7 @@ class JobRunner:
                 ) from exc
             try:
                 prepared = await prepare_reference_in_turn(data, filename=source.filename)
-            except ReferenceRuleError as exc:
+            except ReferenceRejectedError as exc:
                 raise JobFailedError(str(exc)) from exc
             del data  # one reference in memory at a time
             try:

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.catalog import Catalog, ModelSpec
-from bot.jobstore import JobRecord
-from bot.references import ReferenceError as ReferenceRuleError
-from bot.references import ReferenceSource, check_sources
+from bot.jobs.records import JobRecord
+from bot.references import ReferenceRejectedError, ReferenceSource, check_sources
 
 # The ratios the image API documents, in the order members see them.
 RATIOS: tuple[str, ...] = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21")
@@ -147,7 +146,7 @@ def build_request(
             check_sources(
                 counted, n=count, max_references=model.max_reference_images, model_name=model.display_name
             )
-        except ReferenceRuleError as exc:
+        except ReferenceRejectedError as exc:
             raise RequestError(str(exc)) from None
 
     return ImagineRequest(

@@ -1,0 +1,32 @@
+"""Small text helpers shared by every message the bot writes (one copy of each)."""
+
+from __future__ import annotations
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``"1 image"``, ``"3 images"``; `many` for irregular plurals (``plural(2, "entry", "entries")``)."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, ending in an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)] + "…"
+
+
+def byte_size(n: int) -> str:
+    """A byte count in decimal units: ``"512 bytes"``, ``"87.2 kB"``, ``"12.3 MB"``.
+
+    kB = 1,000 bytes and MB = 1,000,000 bytes (SI), matching how the numbers are labelled.
+    """
+    if n < 1000:
+        return f"{n} bytes"
+    if n < 1_000_000:
+        return f"{n / 1000:.1f} kB"
+    return f"{n / 1_000_000:.1f} MB"
+
+
+def relative_time(when: float) -> str:
+    """Discord's timestamp markup that shows `when` (Unix seconds) as "in 5 minutes" / "2 hours ago"."""
+    return f"<t:{int(when)}:R>"
