@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -77,7 +78,9 @@ class _PublicAddressResolver(AbstractResolver):
         self._inner = aiohttp.DefaultResolver()
         self._trusted = trusted_hosts
 
-    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[Any]:
         found = await self._inner.resolve(host, port, family)
         if _host_key(host) in self._trusted:
             return found
@@ -160,8 +163,8 @@ class FileFetcher:
     async def _read_file(self, response: aiohttp.ClientResponse, max_bytes: int | None) -> Answer:
         """The body of a final answer, within the byte limit (an error's body only briefly)."""
         if not 200 <= response.status < 300:
-            body = await read_capped(response, _MAX_ERROR_BODY) or b""
-            return Answer(response.status, response.reason or "", response.headers, body)
+            error_body = await read_capped(response, _MAX_ERROR_BODY) or b""
+            return Answer(response.status, response.reason or "", response.headers, error_body)
         limit = min(self._max_download_bytes, max_bytes or self._max_download_bytes)
         if response.content_length is not None and response.content_length > limit:
             log.warning("refusing a %d byte download (limit %d)", response.content_length, limit)

@@ -232,21 +232,22 @@ def parse_task(body: object) -> TaskStatus:
     """
     if not isinstance(body, Mapping):
         raise InvalidResponseError("The image service sent a task that is not a JSON object.")
-    if "id" not in body and isinstance(body.get("data"), Mapping):
-        body = body["data"]  # tolerate an envelope around the task object
-    task_id = body.get("id")
+    task: Mapping[str, Any] = body
+    if "id" not in task and isinstance(task.get("data"), Mapping):
+        task = task["data"]  # tolerate an envelope around the task object
+    task_id = task.get("id")
     if isinstance(task_id, int) and not isinstance(task_id, bool):
         task_id = str(task_id)
     if not isinstance(task_id, str) or not task_id.strip():
         raise InvalidResponseError("The image service sent a task without an id.")
     task_id = task_id.strip()
 
-    status = _normalise_status(body.get("status"), task_id)
-    progress = _parse_progress(body.get("progress"))
+    status = _normalise_status(task.get("status"), task_id)
+    progress = _parse_progress(task.get("progress"))
     if status == "completed" and progress is None:
         progress = 100
 
-    error = body.get("error")
+    error = task.get("error")
     error_message: str | None = None
     if isinstance(error, Mapping):
         error_message = extract_error_message({"error": error}) or None
@@ -258,9 +259,9 @@ def parse_task(body: object) -> TaskStatus:
         id=task_id,
         status=status,
         progress=progress,
-        image_urls=_collect_image_urls(body),
+        image_urls=_collect_image_urls(task),
         error_message=error_message,
         error_code=error_code,
-        expires_at=_parse_timestamp(body.get("expires_at")),
-        completed_at=_parse_timestamp(body.get("completed_at")),
+        expires_at=_parse_timestamp(task.get("expires_at")),
+        completed_at=_parse_timestamp(task.get("completed_at")),
     )
