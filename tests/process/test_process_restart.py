@@ -15,7 +15,7 @@ from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionRecord
 from tests.fakes.toapis import FakeToAPIs, TaskPlan
 from tests.rig import SHUTDOWN_LIMIT, BotProcess, eventually, status_of
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
