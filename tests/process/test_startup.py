@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import bot
-from tests.rig import spawn_bot_process
+from tests.process_launcher import spawn_bot_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
