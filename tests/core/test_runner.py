@@ -29,6 +29,7 @@ MODEL = "doubao-seedream-5-0"
 DAILY = "m:1:3:day"
 ACTIVE = "am:1:3"
 FIRST_MESSAGE_ID = 5000
+REFUSAL = "The prompt was rejected by the content policy"
 
 
 class RecordingObserver:
@@ -193,13 +194,13 @@ async def test_a_job_with_three_images_shows_each_step_delivers_all_three_and_is
 async def test_a_task_the_service_fails_ends_in_plain_words_with_the_quota_refunded(
     runner, jobs, observer, store, toapis_fake
 ):
-    toapis_fake.plan = TaskPlan(outcome="failed", failure_message="The prompt was rejected by the content policy")
+    toapis_fake.plan = TaskPlan(outcome="failed", failure_message=REFUSAL)
     job, request = await new_job(jobs, n=2)
 
     await runner.run(job, request, observer)
 
     stored = await jobs.get(job.id)
-    expected = "The image service could not make this image: The prompt was rejected by the content policy"
+    expected = f"The image service could not make this image: {REFUSAL}"
     assert (
         observer.calls[-1],
         observer.kinds(),

@@ -15,6 +15,12 @@ does not encode (:mod:`tests.fakes.discord_spec`); a request Discord would refus
 answered the way Discord answers it (400 ``Invalid Form Body`` / 413) and listed in
 :attr:`FakeDiscord.violations`.
 
+The package's front is :class:`FakeDiscord` (``server.py``: what tests call) with the
+records it keeps (``records.py``) and the rate-limit hook (``rate_limits.py``); the gateway
+(``_gateway.py``), REST request handling (``_http.py``), the REST routes (``_rest.py``), the
+message store (``_messages.py``) and shared payload pieces (``_payloads.py``) are its
+internals — parts of :class:`FakeDiscord` that tests do not call.
+
 Not modelled: guild/role/member management, DMs created through ``/users/@me/channels``,
 threads, reactions beyond a record, MESSAGE_CREATE echoes of the bot's own messages over
 the gateway, ETF encoding, zstd-stream without the ``zstandard`` module, real rate limits

@@ -122,6 +122,8 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
         self._routes: list[tuple[str, str, re.Pattern[str], _Handler, bool]] = []
         self._build_routes()
 
+    # ------------------------------------------------------------------ lifecycle
+
     @property
     def http_base(self) -> str:
         """``http://127.0.0.1:PORT``."""
@@ -209,6 +211,8 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
                 await client.close()
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(task, timeout=5)
+
+    # ------------------------------------------------------------------ ids & helpers
 
     def snowflake(self) -> int:
         """A fresh, increasing snowflake with the current timestamp."""
@@ -369,6 +373,8 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
         token = record_or_token if isinstance(record_or_token, str) else record_or_token.token
         self.interactions[token].expired = True
 
+    # ------------------------------------------------------------------ gateway
+
     def guild_payload(self, guild_id: int) -> dict[str, Any]:
         channel = self.channel(guild_id=guild_id)
         bot_member = self._member_payload(self.bot_user, DEFAULT_APP_PERMISSIONS)
@@ -442,6 +448,8 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
         for session in self.connected_sessions():
             if session._conn is not None:
                 await session._conn.send({"op": 7, "d": None})
+
+    # ------------------------------------------------------------------ interactions
 
     def slash_command(
         self,
@@ -604,6 +612,8 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
         if msg is not None:
             payload["message"] = msg.to_payload()
         return payload
+
+    # ------------------------------------------------------------------ members' messages & message commands
 
     def post_message(
         self,
