@@ -1,4 +1,5 @@
-"""The bot as its own process (`python -m bot`), its log, and what /proc says about it."""
+"""The bot as its own process (`python -m bot`, started by the tests' launcher), its log, and what
+/proc says about it."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.process_launcher import SHUTDOWN_LIMIT, spawn_bot_process
+
 METRICS = re.compile(r"\bmetrics((?:\s+\w+=\S+)+)\s*$")
-SHUTDOWN_LIMIT = 10.0  # what Procfile hosts allow between SIGTERM and SIGKILL
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -89,17 +89,8 @@ class BotProcess:
 
     @classmethod
     async def start(cls, env: dict[str, str], cwd: Path) -> BotProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            cwd=cwd,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            limit=1024 * 1024,
-        )
+        # One line of the log may be long (a traceback, a metrics line): read up to 1 MB as a line.
+        proc = await spawn_bot_process(env, cwd=cwd, stderr=subprocess.STDOUT, limit=1024 * 1024)
         return cls(proc, cwd / "bot.log")
 
     @property

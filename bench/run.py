@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.fakes import BenchDiscord, BenchToAPIs, JobPlan, TaskTimeline, flat_png, jpeg_pool
-from bench.process import ROOT, BotProcess, StopResult, cpu_seconds, proc_status, reset_peak_rss
+from bench.process import BotProcess, StopResult, cpu_seconds, proc_status, reset_peak_rss
 from bench.report import FAIL, Row, at_most, equals, overall, percentile, render_table, seconds
+from tests.process_launcher import ROOT
 
 MB = 1024 * 1024
 ONLINE_WITHIN = 60.0  # seconds for the bot process to reach READY

@@ -5,6 +5,7 @@ Fixtures:
   test the fake Discord must have seen no request Discord would reject.
 - `bot_settings`: settings pointing at the fakes, with short polling and edit intervals.
 - `start_bot`: starts the bot with `build_bot()` + `bot.start()` and waits until it is online.
+- `processes`: `BotProcess`es (`python -m bot`, see `tests/process_launcher.py`) killed after the test.
 """
 
 from __future__ import annotations
@@ -12,13 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import discord
@@ -29,6 +25,7 @@ from bot.config import Settings
 from cogs.app import ImagineBot, build_bot
 from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionRecord
 from tests.fakes.toapis import FakeToAPIs
+from tests.process_launcher import BotProcess
 
 # Fast but realistic: polls and edits far apart enough to observe, close enough for a quick suite.
 FAST = {
@@ -97,29 +94,6 @@ class RunningBot:
         return await self.discord.wait_for(final, timeout=timeout)
 
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-async def spawn_bot_process(
-    env: dict[str, str], *args: str, cwd: Path, stderr: int = subprocess.PIPE
-) -> asyncio.subprocess.Process:
-    """`python -m bot ARGS` as its own process, configured only by `env` (like a deployment).
-
-    Started without blocking, so this test's event loop keeps serving the fakes meanwhile.
-    """
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        cwd=cwd,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-    )
-
-
 async def eventually(predicate: Callable[[], Any], *, within: float = 30.0, what: str = "condition") -> Any:
     """Wait for a condition on anything (e.g. the fake ToAPIs), checking every 20 ms; returns its value."""
     loop = asyncio.get_running_loop()
@@ -173,53 +147,6 @@ async def start_bot(
         await handle.bot.close()
         with contextlib.suppress(asyncio.CancelledError):
             await handle.task
-
-
-SHUTDOWN_LIMIT = 10.0  # what Procfile hosts allow between SIGTERM and SIGKILL
-
-
-class BotProcess:
-    """`python -m bot` as its own process, configured through its environment like a deployment."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.output = bytearray()
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, env: dict[str, str], cwd: Path) -> BotProcess:
-        proc = await spawn_bot_process(env, cwd=cwd, stderr=subprocess.STDOUT)
-        return cls(proc)
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := await self.proc.stdout.read(4096):
-            self.output.extend(chunk)
-
-    async def stop(self, sig: signal.Signals, within: float = SHUTDOWN_LIMIT) -> int:
-        """Send `sig`; return the exit code, failing if the process outlives `within` seconds."""
-        self.proc.send_signal(sig)
-        try:
-            code = await asyncio.wait_for(self.proc.wait(), within)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-            raise AssertionError(
-                f"the bot did not exit within {within}s of {sig.name}:\n{self.log}"
-            ) from None
-        await self._reader
-        return code
-
-    @property
-    def log(self) -> str:
-        return self.output.decode(errors="replace")[-4000:]
-
-    async def close(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
 
 
 @pytest.fixture

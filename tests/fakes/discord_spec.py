@@ -1,6 +1,6 @@
 """Validate request bodies the bot sends against Discord's own OpenAPI description.
 
-The fake Discord server (``tests/fakes/discord.py``) runs every request body through
+The fake Discord server (``tests/fakes/discord/``) runs every request body through
 :func:`validate_request`.  The spec file lives outside the project
 (``<repo root>/../shared/discord-api-spec/openapi.json``, override with the
 ``DISCORD_OPENAPI_SPEC`` environment variable) and is never copied in; when it is absent

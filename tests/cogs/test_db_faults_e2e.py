@@ -16,8 +16,8 @@ from bot.jobs.runner import NOT_POSTED
 from bot.schema import counters_table, jobs_table
 from bot.store import Retry
 from cogs.app import ImagineBot
+from tests.cogs.test_durable_e2e import STALLED, final_job_of, job_of, let_tasks_finish, showing, until
 from tests.rig import RunningBot, eventually, status_of
-from tests.test_durable_e2e import STALLED, final_job_of, job_of, let_tasks_finish, showing, until
 
 pytestmark = pytest.mark.asyncio
 

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import bot
-from tests.rig import spawn_bot_process
+from tests.process_launcher import spawn_bot_process
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_first_start_registers_imagine_with_exactly_the_documented_options(start_bot):

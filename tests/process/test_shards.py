@@ -6,7 +6,8 @@ import signal
 
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.toapis import TaskPlan
-from tests.rig import BotProcess, eventually, status_of
+from tests.process_launcher import BotProcess
+from tests.rig import eventually, status_of
 
 
 def _guild_on_shard(fake: FakeDiscord, shard: int, count: int) -> int:

@@ -15,7 +15,8 @@ from bot.store import Store
 from tests.conftest import POSTGRES_URL, _drop_all
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.toapis import FakeToAPIs, TaskPlan
-from tests.rig import BotProcess, status_of
+from tests.process_launcher import BotProcess
+from tests.rig import status_of
 
 # Shaped like the real ones, so shape-based redaction is not what hides them here.
 BOT_TOKEN = f"MTA{secrets.token_urlsafe(21)}.GabCdE.{secrets.token_urlsafe(29)}"

@@ -10,7 +10,7 @@ import pytest
 
 from bot.config import ConfigError, Settings, database_url_for_sqlalchemy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {"DISCORD_TOKEN": "discord-secret", "TOAPIS_API_KEY": "toapis-secret"}
 
 

@@ -579,7 +579,7 @@ def test_preparing_an_8000_by_8000_image_stays_far_below_its_decoded_size(tmp_pa
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     growth_mb, width, height = map(int, done.stdout.split())
     assert (width, height) == (4000, 4000)

@@ -9,9 +9,9 @@ import sqlalchemy as sa
 
 from bot.jobs.records import JobRecord, JobState
 from cogs.imagine import PLACEHOLDER_FAILED
+from tests.cogs.test_durable_e2e import final_job_of
 from tests.fakes.discord import InteractionRecord
 from tests.rig import RunningBot, status_of
-from tests.test_durable_e2e import final_job_of
 
 pytestmark = pytest.mark.asyncio
 

@@ -29,7 +29,7 @@ from bot.quota import (
 from bot.schema import MIGRATIONS, jobs_table, schema_version
 from bot.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JOB = {
     "guild_id": 1,
     "channel_id": 2,

@@ -11,9 +11,9 @@ import pytest
 from bot.jobs.records import JobState
 from bot.jobs.runner import INTERRUPTED_BEFORE_SENDING
 from cogs.render import WAITING_FOR_RESTART
+from tests.cogs.test_durable_e2e import _crash_while_running, final_job_of, job_of, job_store
 from tests.fakes.toapis import UPLOADS_PATH, make_image
 from tests.rig import eventually, status_of
-from tests.test_durable_e2e import _crash_while_running, final_job_of, job_of, job_store
 
 pytestmark = pytest.mark.asyncio
 

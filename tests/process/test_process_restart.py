@@ -13,9 +13,10 @@ from bot.jobs.runner import INTERRUPTED_WHILE_SENDING, SUBMIT_SLOTS
 from cogs.render import WAITING_FOR_RESTART
 from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionRecord
 from tests.fakes.toapis import FakeToAPIs, TaskPlan
-from tests.rig import SHUTDOWN_LIMIT, BotProcess, eventually, status_of
+from tests.process_launcher import SHUTDOWN_LIMIT, BotProcess
+from tests.rig import eventually, status_of
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
