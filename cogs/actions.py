@@ -170,9 +170,7 @@ class ActionsCog(commands.Cog, name="Actions"):
             try:
                 message = await channel.fetch_message(message_id)
             except discord.HTTPException as exc:
-                log.info(
-                    "job %s: the message with image %d could not be read: %s", job.id, number, exc.status
-                )
+                log.info("%s: the message with image %d could not be read: %s", job.label, number, exc.status)
         if message is None:
             return None
         attachment = next((a for a in message.attachments if a.filename == wanted.filename), None)
@@ -245,8 +243,8 @@ class ActionsCog(commands.Cog, name="Actions"):
             except discord.NotFound:
                 continue
             except discord.HTTPException as exc:
-                log.warning("job %s: deleting message %s failed: %s", job.id, message_id, exc.status)
-        log.info("job %s: result deleted by user %s (%d message(s))", job.id, interaction.user.id, deleted)
+                log.warning("%s: deleting message %s failed: %s", job.label, message_id, exc.status)
+        log.info("%s: result deleted by user %s (%d message(s))", job.label, interaction.user.id, deleted)
         await reply_privately(interaction, "Deleted." if deleted else "There was nothing left to delete.")
 
     async def _details(self, interaction: discord.Interaction, job: JobRecord) -> None:

@@ -133,7 +133,7 @@ class JobMessenger:
 
     @property
     def _label(self) -> str:
-        return f"job {self._job.id} guild {self._job.guild_id} user {self._job.user_id}"
+        return self._job.label
 
     @property
     def _channel(self) -> discord.PartialMessageable:

@@ -222,7 +222,7 @@ class JobRunner:
         Stopping holds a job not yet sent (it stays `accepted`); cancelling (shutdown) leaves
         the stored state as it is. Either way it resumes on the next start.
         """
-        name = f"job {job.id}"
+        name = job.label
         throttle = ProgressThrottle(
             observer.show_progress,
             interval=self._timings.progress_interval,
