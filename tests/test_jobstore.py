@@ -480,3 +480,8 @@ async def test_delivered_images_of_rows_with_fewer_keys_read_with_defaults(store
 async def test_a_job_not_yet_done_has_no_delivered_images(store):
     job = await JobStore(store).create(new_job())
     assert (job.delivered_images, job.delivered_message_ids) == ((), ())
+
+
+async def test_a_jobs_log_name_carries_the_ids_an_operator_searches_by(store):
+    job = await JobStore(store).create(new_job())
+    assert job.label == f"job {job.id} guild {GUILD_ID} user {USER_ID}"
