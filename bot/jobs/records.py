@@ -66,6 +66,7 @@ class DeliveredImage:
     message_id: int | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The image as stored (every key, as earlier versions wrote them)."""
         return {
             "filename": self.filename,
             "size": self.size,
@@ -77,6 +78,7 @@ class DeliveredImage:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DeliveredImage:
+        """An image as stored; a key missing from an older row reads as its default."""
         return cls(
             filename=str(data.get("filename", "")),
             size=int(data.get("size") or 0),
