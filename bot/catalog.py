@@ -79,8 +79,10 @@ _MAX_CHOICE_TEXT = 100
 PROMPT_LENGTH_RANGE = (1, 6000)
 #: ToAPIs: "image_urls ... At most 10."
 REFERENCE_IMAGES_RANGE = (0, 10)
-#: ToAPIs: "n: integer 1–15".
-IMAGES_RANGE = (1, 15)
+#: ToAPIs: "n: integer 1–15" and "Reference images + generated images ≤ 15": the most images one
+#: request involves, references included.
+MAX_TOTAL_IMAGES = 15
+IMAGES_RANGE = (1, MAX_TOTAL_IMAGES)
 
 # Top-level request fields the API client sets itself; a resolution must not clobber them.
 _RESERVED_FIELDS = frozenset({"model", "prompt", "size", "n", "image_urls"})
@@ -106,7 +108,7 @@ class ModelSpec:
     resolution_field: str = "metadata.resolution"
     max_prompt_length: int = 1000
     max_reference_images: int = 10
-    max_images: int = 15
+    max_images: int = MAX_TOTAL_IMAGES
 
     def __post_init__(self) -> None:
         for problem in _spec_problems(self):
@@ -416,7 +418,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         default_resolution=None,
         max_prompt_length=1000,  # documented maximum for Seedream 4.0
         max_reference_images=10,  # documented (image_urls: at most 10)
-        max_images=15,  # documented (n: 1–15)
+        max_images=MAX_TOTAL_IMAGES,  # documented (n: 1–15)
     ),
     ModelSpec(
         id="doubao-seedream-4-5",
@@ -428,7 +430,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         default_resolution="2K",
         max_prompt_length=1000,  # conservative: only documented for 4.0
         max_reference_images=10,  # documented
-        max_images=15,  # documented
+        max_images=MAX_TOTAL_IMAGES,  # documented
     ),
     ModelSpec(
         id="doubao-seedream-5-0",
@@ -439,7 +441,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         default_resolution="2K",  # documented provider default
         max_prompt_length=1000,  # conservative: not documented for 5.0
         max_reference_images=10,  # documented
-        max_images=15,  # documented
+        max_images=MAX_TOTAL_IMAGES,  # documented
     ),
 )
 

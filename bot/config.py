@@ -84,123 +84,150 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Build settings from an environment mapping, validating every value."""
+        """Build settings from an environment mapping, validating every value.
 
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            if value is None:
-                return None
-            value = value.strip()
-            return value or None
-
-        def required(name: str) -> str:
-            value = get(name)
-            if value is None:
-                raise _problem(name, "is missing: set it in the environment or in .env")
-            return value
-
-        def number(name: str, default: float, low: float, high: float) -> float:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise _problem(name, f"must be a number, got {raw!r}") from None
-            if not low <= value <= high:
-                raise _problem(name, f"must be between {low:g} and {high:g}, got {raw}")
-            return value
-
-        def base_url(name: str, default: str | None) -> str | None:
-            raw = get(name)
-            if raw is None:
-                return default
-            parts = urlsplit(raw)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise _problem(name, f"must be an http(s) URL, got {raw!r}")
-            return raw.rstrip("/")
-
-        discord_token = required("DISCORD_TOKEN")
-        toapis_api_key = required("TOAPIS_API_KEY")
-
-        database_url = get("DATABASE_URL") or DEFAULT_DATABASE_URL
-        try:
-            database_url_for_sqlalchemy(database_url)
-        except ValueError as exc:
-            raise _problem("DATABASE_URL", str(exc)) from None
-
-        log_level = (get("LOG_LEVEL") or "INFO").upper()
-        if not isinstance(logging.getLevelName(log_level), int):
-            raise _problem("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
-
-        dev_guild_raw = get("DEV_GUILD_ID")
-        dev_guild_id = None
-        if dev_guild_raw is not None:
-            if not dev_guild_raw.isdigit():
-                raise _problem("DEV_GUILD_ID", f"must be a server id (digits only), got {dev_guild_raw!r}")
-            dev_guild_id = int(dev_guild_raw)
-
-        catalog_raw = get("MODEL_CATALOG_FILE")
-
-        def ids(name: str) -> frozenset[int] | None:
-            raw = get(name)
-            if raw is None:
-                return None
-            parts = [p for p in raw.replace(",", " ").split() if p]
-            if not all(p.isdigit() for p in parts):
-                raise _problem(name, f"must be ids (digits) separated by commas, got {raw!r}")
-            return frozenset(int(p) for p in parts)
-
-        def flag(name: str, default: bool) -> bool:
-            raw = get(name)
-            if raw is None:
-                return default
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise _problem(name, f"must be true or false, got {raw!r}")
-
-        shard_count_raw = get("SHARD_COUNT")
-        if shard_count_raw is not None and (not shard_count_raw.isdigit() or int(shard_count_raw) < 1):
-            raise _problem("SHARD_COUNT", f"must be a whole number (1 or more), got {shard_count_raw!r}")
-        shard_count = int(shard_count_raw) if shard_count_raw is not None else None
-        shard_ids = ids("SHARD_IDS")
-        if shard_ids is not None:
-            if shard_count is None:
-                raise _problem("SHARD_IDS", "needs SHARD_COUNT (how many shards there are in all)")
-            if max(shard_ids) >= shard_count:
-                raise _problem("SHARD_IDS", f"must be below SHARD_COUNT ({shard_count}): {sorted(shard_ids)}")
-
-        gateway_raw = get("DISCORD_GATEWAY_URL")
-        if gateway_raw is not None and urlsplit(gateway_raw).scheme not in ("ws", "wss"):
-            raise _problem("DISCORD_GATEWAY_URL", f"must be a ws:// or wss:// URL, got {gateway_raw!r}")
-
-        cap_raw = get("GLOBAL_DAILY_IMAGE_CAP")
-        if cap_raw is not None and not cap_raw.isdigit():
-            raise _problem("GLOBAL_DAILY_IMAGE_CAP", f"must be a whole number of images, got {cap_raw!r}")
-
+        Variables are read in a fixed order, so a deployer with several mistakes always sees
+        the same one first.
+        """
         return cls(
-            discord_token=discord_token,
-            toapis_api_key=toapis_api_key,
-            toapis_base_url=base_url("TOAPIS_BASE_URL", DEFAULT_BASE_URL) or DEFAULT_BASE_URL,
-            database_url=database_url,
-            default_model=get("DEFAULT_MODEL") or DEFAULT_MODEL,
-            log_level=log_level,
-            dev_guild_id=dev_guild_id,
-            model_catalog_file=Path(catalog_raw) if catalog_raw else None,
-            job_timeout_seconds=number("JOB_TIMEOUT_SECONDS", 600.0, 1, 24 * 3600),
-            progress_edit_interval=number("PROGRESS_EDIT_INTERVAL_SECONDS", 2.0, 0.05, 300),
-            poll_interval_queued=number("POLL_INTERVAL_QUEUED_SECONDS", 2.5, 0.01, 60),
-            poll_interval_running=number("POLL_INTERVAL_RUNNING_SECONDS", 4.0, 0.01, 60),
-            toapis_timeout_seconds=number("TOAPIS_TIMEOUT_SECONDS", 30.0, 0.1, 600),
-            discord_api_base_url=base_url("DISCORD_API_BASE_URL", None),
-            global_daily_image_cap=int(cap_raw) if cap_raw is not None else None,
-            owner_ids=ids("OWNER_IDS") or frozenset(),
-            allowed_guild_ids=ids("ALLOWED_GUILD_IDS"),
-            allow_dms=flag("ALLOW_DMS", False),
-            metrics_log_seconds=number("METRICS_LOG_SECONDS", 0.0, 0, 3600),
-            shard_count=shard_count,
-            shard_ids=tuple(sorted(shard_ids)) if shard_ids is not None else None,
-            discord_gateway_url=gateway_raw,
+            discord_token=_required(env, "DISCORD_TOKEN"),
+            toapis_api_key=_required(env, "TOAPIS_API_KEY"),
+            database_url=_database_url(env, "DATABASE_URL"),
+            log_level=_log_level(env, "LOG_LEVEL"),
+            dev_guild_id=_whole(env, "DEV_GUILD_ID", "a server id (digits only)"),
+            model_catalog_file=_path(env, "MODEL_CATALOG_FILE"),
+            shard_count=(shard_count := _whole(env, "SHARD_COUNT", "a whole number (1 or more)", low=1)),
+            shard_ids=_shard_ids(env, "SHARD_IDS", shard_count),
+            discord_gateway_url=_websocket_url(env, "DISCORD_GATEWAY_URL"),
+            global_daily_image_cap=_whole(env, "GLOBAL_DAILY_IMAGE_CAP", "a whole number of images"),
+            toapis_base_url=_http_url(env, "TOAPIS_BASE_URL") or DEFAULT_BASE_URL,
+            default_model=_text(env, "DEFAULT_MODEL") or DEFAULT_MODEL,
+            job_timeout_seconds=_number(env, "JOB_TIMEOUT_SECONDS", 600.0, 1, 24 * 3600),
+            progress_edit_interval=_number(env, "PROGRESS_EDIT_INTERVAL_SECONDS", 2.0, 0.05, 300),
+            poll_interval_queued=_number(env, "POLL_INTERVAL_QUEUED_SECONDS", 2.5, 0.01, 60),
+            poll_interval_running=_number(env, "POLL_INTERVAL_RUNNING_SECONDS", 4.0, 0.01, 60),
+            toapis_timeout_seconds=_number(env, "TOAPIS_TIMEOUT_SECONDS", 30.0, 0.1, 600),
+            discord_api_base_url=_http_url(env, "DISCORD_API_BASE_URL"),
+            owner_ids=_ids(env, "OWNER_IDS") or frozenset(),
+            allowed_guild_ids=_ids(env, "ALLOWED_GUILD_IDS"),
+            allow_dms=_flag(env, "ALLOW_DMS", False),
+            metrics_log_seconds=_number(env, "METRICS_LOG_SECONDS", 0.0, 0, 3600),
         )
+
+
+# --- one parser per kind of value; each names its variable in any ConfigError ----------------
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    """The value without surrounding blanks; None when unset or blank."""
+    value = env.get(name)
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = _text(env, name)
+    if value is None:
+        raise _problem(name, "is missing: set it in the environment or in .env")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """A number within [low, high]; `default` when unset."""
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _problem(name, f"must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise _problem(name, f"must be between {low:g} and {high:g}, got {raw}")
+    return value
+
+
+def _whole(env: Mapping[str, str], name: str, what: str, *, low: int = 0) -> int | None:
+    """A whole number written in digits, at least `low`; None when unset. `what` words the rule."""
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < low:
+        raise _problem(name, f"must be {what}, got {raw!r}")
+    return int(raw)
+
+
+def _ids(env: Mapping[str, str], name: str) -> frozenset[int] | None:
+    """Discord ids separated by commas or blanks; None when unset."""
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    parts = raw.replace(",", " ").split()
+    if not all(p.isdigit() for p in parts):
+        raise _problem(name, f"must be ids (digits) separated by commas, got {raw!r}")
+    return frozenset(int(p) for p in parts)
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise _problem(name, f"must be true or false, got {raw!r}")
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str | None:
+    """An http(s) base URL without its trailing slash; None when unset."""
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _problem(name, f"must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _websocket_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = _text(env, name)
+    if raw is not None and urlsplit(raw).scheme not in ("ws", "wss"):
+        raise _problem(name, f"must be a ws:// or wss:// URL, got {raw!r}")
+    return raw
+
+
+def _database_url(env: Mapping[str, str], name: str) -> str:
+    """The deployer's database URL as written (checked to be one SQLAlchemy can use)."""
+    url = _text(env, name) or DEFAULT_DATABASE_URL
+    try:
+        database_url_for_sqlalchemy(url)
+    except ValueError as exc:
+        raise _problem(name, str(exc)) from None
+    return url
+
+
+def _log_level(env: Mapping[str, str], name: str) -> str:
+    level = (_text(env, name) or "INFO").upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise _problem(name, f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    return level
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = _text(env, name)
+    return Path(raw) if raw else None
+
+
+def _shard_ids(env: Mapping[str, str], name: str, shard_count: int | None) -> tuple[int, ...] | None:
+    """The shards this process runs, sorted; each below `shard_count`, which must be set."""
+    ids = _ids(env, name)
+    if ids is None:
+        return None
+    if shard_count is None:
+        raise _problem(name, "needs SHARD_COUNT (how many shards there are in all)")
+    if not ids:
+        raise _problem(name, f"must be ids (digits) separated by commas, got {_text(env, name)!r}")
+    if max(ids) >= shard_count:
+        raise _problem(name, f"must be below SHARD_COUNT ({shard_count}): {sorted(ids)}")
+    return tuple(sorted(ids))

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
+from bot.text import byte_size
+
 log = logging.getLogger(__name__)
 
 # Refuse to decode anything larger than this many pixels. The provider's own ceiling for
@@ -190,29 +192,17 @@ async def fit_images(datas: Sequence[bytes], *, limit: int, basename: str) -> li
     return fitted
 
 
-def format_size(n: int) -> str:
-    """Format a byte count in decimal units: ``"512 bytes"``, ``"87.2 kB"``, ``"12.3 MB"``.
-
-    kB = 1,000 bytes and MB = 1,000,000 bytes (SI), matching how the numbers are labelled.
-    """
-    if n < 1000:
-        return f"{n} bytes"
-    if n < 1_000_000:
-        return f"{n / 1000:.1f} kB"
-    return f"{n / 1_000_000:.1f} MB"
-
-
 def describe_reduction(img: FittedImage) -> str:
     """Describe what fitting did, e.g. ``"4096×2304, 12.3 MB → 2560×1440 JPEG, 9.8 MB"``.
 
-    Sizes use decimal units (MB = 1,000,000 bytes, see :func:`format_size`). For an image
+    Sizes use decimal units (MB = 1,000,000 bytes, see :func:`bot.text.byte_size`). For an image
     that was not reduced the text is ``"2048×2048, 3.1 MB (unchanged)"``.
     """
-    before = f"{img.original_width}×{img.original_height}, {format_size(img.original_bytes)}"
+    before = f"{img.original_width}×{img.original_height}, {byte_size(img.original_bytes)}"
     if not img.reduced:
         return f"{before} (unchanged)"
     fmt = img.content_type.removeprefix("image/").upper()
-    return f"{before} → {img.width}×{img.height} {fmt}, {format_size(len(img.data))}"
+    return f"{before} → {img.width}×{img.height} {fmt}, {byte_size(len(img.data))}"
 
 
 def decode_image(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
@@ -440,7 +430,7 @@ def _shrink_to_fit(rgb: Image.Image, limit: int) -> tuple[bytes, tuple[int, int]
         width, height = int(width * scale), int(height * scale)
         if min(width, height) < MIN_SIDE:
             raise ImageTooLargeError(
-                f"cannot fit a {rgb.width}×{rgb.height} image into {format_size(limit)} "
+                f"cannot fit a {rgb.width}×{rgb.height} image into {byte_size(limit)} "
                 f"without shrinking it below {MIN_SIDE} px"
             )
         # Always resample from the full-size image so quality does not degrade per round.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from bot.guild_settings import GuildSettings
 from bot.jobs.request import ImagineRequest
 from bot.quota import Cooldown, Limit, QuotaExceededError, QuotaPlan, day_key, month_key, next_day, next_month
+from bot.text import plural, relative_time
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,8 @@ class RefusedError(Exception):
     """The request is not allowed; the message tells the member why and what to do."""
 
 
-def _timestamp(when: float) -> str:
-    return f"<t:{int(when)}:R>"
-
-
 def _channels(ids: tuple[int, ...]) -> str:
     return ", ".join(f"<#{c}>" for c in ids)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _names(values: tuple[str, ...]) -> str:
@@ -111,12 +104,12 @@ def check(
         )
     if settings.max_n is not None and request.n > settings.max_n:
         raise RefusedError(
-            f"This server allows at most {_count(settings.max_n, 'image')} per request; you asked for "
+            f"This server allows at most {plural(settings.max_n, 'image')} per request; you asked for "
             f"{request.n}. Lower `n`."
         )
     if settings.max_references is not None and request.reference_count > settings.max_references:
         raise RefusedError(
-            f"This server allows at most {_count(settings.max_references, 'reference image')}; "
+            f"This server allows at most {plural(settings.max_references, 'reference image')}; "
             f"you gave {request.reference_count}."
         )
     if settings.blocklist and settings.compiled_blocklist.match(request.prompt, who.locale) is not None:
@@ -160,14 +153,14 @@ def quota_plan(
 def quota_refusal(error: QuotaExceededError) -> str:
     """Plain words for a limit that was hit, with when it resets."""
     limit, rule = error.limit, error.limit.rule
-    when = _timestamp(error.retry_at) if error.retry_at else None
+    when = relative_time(error.retry_at) if error.retry_at else None
     left = max(0, (limit.limit or 0) - error.used)
     if rule == "cooldown":
         return f"Slow down — you can generate again {when}."
     if rule == "member_active":
-        return f"You already have {_count(error.used, 'job')} running — wait for one to finish and try again."
+        return f"You already have {plural(error.used, 'job')} running — wait for one to finish and try again."
     if rule == "server_active":
-        return f"This server already has {_count(error.used, 'job')} running — try again in a minute."
+        return f"This server already has {plural(error.used, 'job')} running — try again in a minute."
     # (who has the allowance, whose, which period) per image rule
     owner, whose, period = {
         "member_daily": ("You have", "your", "daily"),

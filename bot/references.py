@@ -35,26 +35,25 @@ from typing import TypeVar
 
 from PIL import Image
 
+from bot.catalog import MAX_TOTAL_IMAGES
 from bot.images import (
     ImageCorruptError,
     ImageDecodeError,
     ImageTooManyPixelsError,
     eight_bit,
     exif_orientation,
-    format_size,
     load_image,
     open_image,
     oriented_size,
     png_bands,
     png_decodes_in_bands,
 )
+from bot.text import byte_size, clip, plural
 
 log = logging.getLogger(__name__)
 
 #: ToAPIs: "image_urls … At most 10."
 MAX_REFERENCES = 10
-#: ToAPIs: "Reference images + generated images ≤ 15."
-MAX_TOTAL_IMAGES = 15
 #: ToAPIs: width and height must be *greater than* 14 px, so 14 itself is refused.
 MIN_SIDE_EXCLUSIVE = 14
 #: ToAPIs: total pixels ≤ 6000×6000. Larger images are downscaled to fit, not refused.
@@ -215,12 +214,12 @@ def check_sources(
         )
     if count > limit:
         raise ReferenceRejectedError(
-            f"{model_name} takes at most {_count(limit, 'reference image')}; you attached {count}. "
+            f"{model_name} takes at most {plural(limit, 'reference image')}; you attached {count}. "
             f"Remove {count - limit} and try again."
         )
     if count + n > MAX_TOTAL_IMAGES:
         raise ReferenceRejectedError(
-            f"With {_count(count, 'reference image')} you can ask for at most "
+            f"With {plural(count, 'reference image')} you can ask for at most "
             f"{MAX_TOTAL_IMAGES - count} images; you asked for {n}. Lower `n`."
         )
 
@@ -676,8 +675,8 @@ def _too_many_pixels(name: str, width: int, height: int) -> str:
 
 def _too_many_bytes(name: str, size: int) -> str:
     return (
-        f"{name} is {format_size(size)}; the bot can only use reference images up to "
-        f"{format_size(MAX_DOWNLOAD_BYTES)} — save a smaller copy and try again."
+        f"{name} is {byte_size(size)}; the bot can only use reference images up to "
+        f"{byte_size(MAX_DOWNLOAD_BYTES)} — save a smaller copy and try again."
     )
 
 
@@ -694,10 +693,4 @@ def _ratio(width: int, height: int) -> str:
 def quoted_filename(filename: str) -> str:
     """The file name as shown to members: in backticks, shortened, without backticks inside."""
     name = posixpath.basename(filename.replace("\\", "/")).replace("`", "'").strip() or "attachment"
-    if len(name) > _MAX_NAME_CHARS:
-        name = name[: _MAX_NAME_CHARS - 1] + "…"
-    return f"`{name}`"
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+    return f"`{clip(name, _MAX_NAME_CHARS)}`"

@@ -17,9 +17,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.catalog import MAX_TOTAL_IMAGES
 from bot.jobs.records import JobRecord
 from bot.jobs.request import request_for_job
-from bot.references import MAX_TOTAL_IMAGES, ReferenceSource
+from bot.references import ReferenceSource
 from cogs import render
 from cogs.components import ResultButton, VaryPicker, source_from_attachment
 from cogs.forms import FormAnswers, RemixForm, RequestForm, answer_form, submitted_form
@@ -113,7 +114,7 @@ class ActionsCog(commands.Cog, name="Actions"):
         )
 
     async def _vary(self, interaction: discord.Interaction, job: JobRecord) -> None:
-        images = (job.delivered or {}).get("images", [])
+        images = job.delivered_images
         if len(images) == 1:
             await self.vary_pick(interaction, job.id, 1)
             return
@@ -156,11 +157,11 @@ class ActionsCog(commands.Cog, name="Actions"):
         self, interaction: discord.Interaction, job: JobRecord, number: int
     ) -> ReferenceSource | None:
         """Image `number` as posted in Discord (never the image service's expiring result URL)."""
-        images = (job.delivered or {}).get("images", [])
+        images = job.delivered_images
         if not 1 <= number <= len(images):
             return None
         wanted = images[number - 1]
-        message_id = wanted.get("message_id")
+        message_id = wanted.message_id
         message: discord.Message | None = None
         if interaction.message is not None and interaction.message.id == message_id:
             message = interaction.message
@@ -169,12 +170,10 @@ class ActionsCog(commands.Cog, name="Actions"):
             try:
                 message = await channel.fetch_message(message_id)
             except discord.HTTPException as exc:
-                log.info(
-                    "job %s: the message with image %d could not be read: %s", job.id, number, exc.status
-                )
+                log.info("%s: the message with image %d could not be read: %s", job.label, number, exc.status)
         if message is None:
             return None
-        attachment = next((a for a in message.attachments if a.filename == wanted.get("filename")), None)
+        attachment = next((a for a in message.attachments if a.filename == wanted.filename), None)
         if attachment is None:
             return None
         return source_from_attachment(attachment)
@@ -235,7 +234,7 @@ class ActionsCog(commands.Cog, name="Actions"):
             )
             return
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        ids = list((job.delivered or {}).get("message_ids", [])) or [job.message_id]
+        ids = list(job.delivered_message_ids) or [job.message_id]
         deleted = 0
         for message_id in (m for m in ids if m is not None):
             try:
@@ -244,8 +243,8 @@ class ActionsCog(commands.Cog, name="Actions"):
             except discord.NotFound:
                 continue
             except discord.HTTPException as exc:
-                log.warning("job %s: deleting message %s failed: %s", job.id, message_id, exc.status)
-        log.info("job %s: result deleted by user %s (%d message(s))", job.id, interaction.user.id, deleted)
+                log.warning("%s: deleting message %s failed: %s", job.label, message_id, exc.status)
+        log.info("%s: result deleted by user %s (%d message(s))", job.label, interaction.user.id, deleted)
         await reply_privately(interaction, "Deleted." if deleted else "There was nothing left to delete.")
 
     async def _details(self, interaction: discord.Interaction, job: JobRecord) -> None:

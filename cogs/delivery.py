@@ -18,8 +18,9 @@ import dataclasses
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -70,6 +71,38 @@ class _Uploads:
         self._buffers.clear()
 
 
+@dataclass(frozen=True)
+class MessageBody:
+    """What one write shows in the job's message. An edit leaves what is not given as it was."""
+
+    embed: discord.Embed
+    content: str | None = None
+    attachments: Sequence[discord.File] | None = None  # None: keep the message's files; (): remove them
+    view: discord.ui.View | None = None  # None: keep the message's buttons
+
+    def edit_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for editing the message (through the webhook or the channel)."""
+        kwargs: dict[str, Any] = {"embed": self.embed}
+        if self.content is not None:
+            kwargs["content"] = self.content
+        if self.attachments is not None:
+            kwargs["attachments"] = list(self.attachments)
+        if self.view is not None:
+            kwargs["view"] = self.view
+        return kwargs
+
+    def send_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for sending it as a new message (in the channel or as a follow-up)."""
+        kwargs: dict[str, Any] = {"embed": self.embed}
+        if self.content is not None:
+            kwargs["content"] = self.content
+        if self.attachments:
+            kwargs["files"] = list(self.attachments)
+        if self.view is not None:
+            kwargs["view"] = self.view
+        return kwargs
+
+
 class MessageGoneError(Exception):
     """The job's message was deleted or can no longer be edited by any route."""
 
@@ -100,7 +133,7 @@ class JobMessenger:
 
     @property
     def _label(self) -> str:
-        return f"job {self._job.id} guild {self._job.guild_id} user {self._job.user_id}"
+        return self._job.label
 
     @property
     def _channel(self) -> discord.PartialMessageable:
@@ -116,7 +149,7 @@ class JobMessenger:
 
     # -- editing the job's message -------------------------------------------------------
 
-    async def _edit(self, make_fields: Callable[[], dict[str, Any]]) -> None:
+    async def _edit(self, make_body: Callable[[], MessageBody]) -> None:
         """Edit the job message by the best route left; raise MessageGoneError if none works."""
         if self._message_gone:
             raise MessageGoneError
@@ -125,7 +158,7 @@ class JobMessenger:
         if webhook is not None:
             try:
                 await webhook.edit_message(
-                    self._job.message_id, allowed_mentions=render.NO_PINGS, **make_fields()
+                    self._job.message_id, allowed_mentions=render.NO_PINGS, **make_body().edit_kwargs()
                 )
                 return
             except discord.HTTPException as exc:
@@ -140,7 +173,7 @@ class JobMessenger:
                     log.warning("%s: webhook edit failed (%s); trying the channel", self._label, exc.status)
         message = self._channel.get_partial_message(self._job.message_id)
         try:
-            await message.edit(allowed_mentions=render.NO_PINGS, **make_fields())
+            await message.edit(allowed_mentions=render.NO_PINGS, **make_body().edit_kwargs())
         except discord.NotFound:
             self._gone("deleted")
         except discord.Forbidden:
@@ -163,7 +196,7 @@ class JobMessenger:
                 self._job.channel_id,
                 self._job.id,
                 lambda: self._edit(
-                    lambda: {"embed": render.progress_embed(self._request, state, self._started)}
+                    lambda: MessageBody(embed=render.progress_embed(self._request, state, self._started))
                 ),
             )
         except MessageGoneError:
@@ -188,11 +221,11 @@ class JobMessenger:
         first, rest = outcome.images[:per_message], outcome.images[per_message:]
         upload_limit = self._job.upload_limit
         main_id = await self._show_final(
-            lambda: {
-                "embed": render.result_embed(self._request, outcome, upload_limit),
-                "attachments": self._uploads.files(first),
-                "view": result_view(self._job, done=True),
-            }
+            lambda: MessageBody(
+                embed=render.result_embed(self._request, outcome, upload_limit),
+                attachments=self._uploads.files(first),
+                view=result_view(self._job, done=True),
+            )
         )
         posted: list[int | None] = [main_id] * len(first)
         total = len(outcome.images)
@@ -205,18 +238,20 @@ class JobMessenger:
 
     async def fail(self, message: str, elapsed: float) -> None:
         await self._show_final(
-            lambda: {
-                "embed": render.failure_embed(self._request, message, elapsed),
-                "attachments": [],
-                "view": result_view(self._job, done=False),
-            }
+            lambda: MessageBody(
+                embed=render.failure_embed(self._request, message, elapsed),
+                attachments=(),
+                view=result_view(self._job, done=False),
+            )
         )
 
     async def hold(self) -> None:
         try:
             # Paced like a result: it is the last thing this run says about the job.
             await self._write(
-                lambda: self._edit(lambda: {"embed": render.waiting_embed(self._request, self._started)})
+                lambda: self._edit(
+                    lambda: MessageBody(embed=render.waiting_embed(self._request, self._started))
+                )
             )
         except MessageGoneError:
             pass  # the job is sent after the restart and its result posted anew then
@@ -225,35 +260,38 @@ class JobMessenger:
 
     # -- final messages ------------------------------------------------------------------
 
-    async def _show_final(self, make_fields: Callable[[], dict[str, Any]]) -> int | None:
+    async def _show_final(self, make_body: Callable[[], MessageBody]) -> int | None:
         """Put the final state in the job message, or in a new message; return its id."""
         try:
-            await self._write(lambda: self._edit(make_fields))
+            await self._write(lambda: self._edit(make_body))
             return self._job.message_id
         except MessageGoneError:
             pass
         except discord.HTTPException as exc:
             log.warning("%s: final edit failed (%s); posting a new message", self._label, exc.status)
-        return await self._post_replacement(make_fields)
+        return await self._post_replacement(make_body)
 
-    async def _post_replacement(self, make_fields: Callable[[], dict[str, Any]]) -> int | None:
+    async def _post_replacement(self, make_body: Callable[[], MessageBody]) -> int | None:
         """A new message that mentions (and pings) only the requester, who paid for the result."""
         mention = discord.AllowedMentions(
             everyone=False, roles=False, users=[discord.Object(self._job.user_id)]
         )
         content = f"<@{self._job.user_id}> here is the result of your /imagine request."
-        fields = make_fields()
-        files = fields.pop("attachments", None) or None
+
+        def make_reply() -> MessageBody:
+            return dataclasses.replace(make_body(), content=content)
+
         message: discord.Message | discord.WebhookMessage | None
+        body = make_reply()
         try:
             message = await self._write(
-                lambda: self._channel.send(content, allowed_mentions=mention, files=files, **fields)
+                lambda: self._channel.send(allowed_mentions=mention, **body.send_kwargs())
             )
             # A channel message is not the interaction's: later edits go through the channel.
             self._token_dead = True
         except discord.HTTPException as exc:
             log.warning("%s: posting the result in the channel failed (%s)", self._label, exc.status)
-            message = await self._followup(content, mention, make_fields)
+            message = await self._followup(mention, make_reply)
             if message is None:
                 log.error("%s: the result could not be delivered anywhere", self._label)
                 return None
@@ -262,19 +300,15 @@ class JobMessenger:
         return message.id
 
     async def _followup(
-        self, content: str, mention: discord.AllowedMentions, make_fields: Callable[[], dict[str, Any]]
+        self, mention: discord.AllowedMentions, make_body: Callable[[], MessageBody]
     ) -> discord.WebhookMessage | None:
         webhook = self._webhook()
         if webhook is None:
             return None
-        fields = make_fields()
-        if not fields.get("attachments"):
-            fields.pop("attachments", None)
-        else:
-            fields["files"] = fields.pop("attachments")
+        body = make_body()
         try:
             return await self._write(
-                lambda: webhook.send(content, allowed_mentions=mention, wait=True, **fields)
+                lambda: webhook.send(allowed_mentions=mention, wait=True, **body.send_kwargs())
             )
         except discord.HTTPException as exc:
             log.warning("%s: follow-up failed (%s)", self._label, exc.status)

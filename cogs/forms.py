@@ -20,9 +20,10 @@ from typing import Any
 
 import discord
 
-from bot.catalog import Catalog
-from bot.jobs.request import AUTO_RATIO, DEFAULT_RATIO, RATIOS
-from bot.references import MAX_TOTAL_IMAGES, ReferenceSource
+from bot.catalog import AUTO_RATIO, DOCUMENTED_RATIOS, MAX_TOTAL_IMAGES, Catalog
+from bot.jobs.request import DEFAULT_RATIO
+from bot.references import ReferenceSource
+from bot.text import plural
 from cogs.replies import reply_privately
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,9 @@ class RequestForm(discord.ui.Modal):
             placeholder="What should the model make?",
             default=prompt,
         )
-        ratios = [*RATIOS, AUTO_RATIO] if any(m.supports_auto for m in catalog) else list(RATIOS)
+        ratios = list(DOCUMENTED_RATIOS)
+        if any(m.supports_auto for m in catalog):
+            ratios.append(AUTO_RATIO)
         ratio_select = discord.ui.Select(
             custom_id="ratio",
             options=[discord.SelectOption(label=r, value=r, default=r == ratio) for r in ratios],
@@ -173,9 +176,7 @@ class RequestForm(discord.ui.Modal):
             ],
         )
         limit_note = (
-            f"With {reference_count} reference image{'s' if reference_count != 1 else ''}, at most {most}."
-            if reference_count
-            else None
+            f"With {plural(reference_count, 'reference image')}, at most {most}." if reference_count else None
         )
         self.add_item(discord.ui.Label(text="Prompt", component=prompt_input))
         self.add_item(discord.ui.Label(text="Ratio", component=ratio_select))

@@ -14,9 +14,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import policy
-from bot.catalog import Catalog
-from bot.jobs.records import JobRecord, JobState
-from bot.jobs.request import AUTO_RATIO, DEFAULT_RATIO, RATIOS, ImagineRequest, RequestError, build_request
+from bot.catalog import AUTO_RATIO, DOCUMENTED_RATIOS, MAX_TOTAL_IMAGES, Catalog
+from bot.jobs.records import JobOrigin, JobRecord, JobState
+from bot.jobs.request import DEFAULT_RATIO, ImagineRequest, RequestError, build_request, new_job
 from bot.jobs.runner import first_progress
 from bot.quota import QuotaExceededError
 from bot.references import MAX_REFERENCES, ReferenceRejectedError, ReferenceSource, check_sources
@@ -69,7 +69,7 @@ def build_imagine_command(catalog: Catalog, cog: "ImagineCog") -> app_commands.C
     @app_commands.describe(
         prompt="What to draw",
         ratio="Aspect ratio (default 1:1; auto matches your reference image)",
-        n="How many images, 1 to 15 (default 1)",
+        n=f"How many images, 1 to {MAX_TOTAL_IMAGES} (default 1)",
         model="Which model draws it",
         resolution="Output resolution, for models that offer one",
         image1="A reference image to work from (optional)",
@@ -78,14 +78,14 @@ def build_imagine_command(catalog: Catalog, cog: "ImagineCog") -> app_commands.C
         image4="Another reference image (optional)",
     )
     @app_commands.choices(
-        ratio=[app_commands.Choice(name=r, value=r) for r in (*RATIOS, AUTO_RATIO)],
+        ratio=[app_commands.Choice(name=r, value=r) for r in (*DOCUMENTED_RATIOS, AUTO_RATIO)],
         model=[app_commands.Choice(name=m.display_name, value=m.id) for m in catalog],
     )
     async def imagine(
         interaction: discord.Interaction,
         prompt: app_commands.Range[str, 1, longest_prompt],
         ratio: str = "1:1",
-        n: app_commands.Range[int, 1, 15] = 1,
+        n: app_commands.Range[int, 1, MAX_TOTAL_IMAGES] = 1,
         model: str | None = None,
         resolution: str | None = None,
         image1: discord.Attachment | None = None,
@@ -295,24 +295,17 @@ class ImagineCog(commands.Cog):
         # its images are reserved in quota in the same transaction.
         plan = policy.quota_plan(settings, self.bot.operator, who, request.n, time.time())
         try:
-            job = await self.bot.jobs.create(
-                quota=plan,
+            origin = JobOrigin(
                 guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id,
+                channel_id=interaction.channel_id or 0,
                 user_id=interaction.user.id,
                 application_id=interaction.application_id,
                 interaction_id=interaction.id,
                 interaction_token=interaction.token,
                 token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_LIFETIME,
                 upload_limit=interaction.filesize_limit,
-                prompt=request.prompt,
-                model=request.model.id,
-                ratio=request.ratio,
-                resolution=request.resolution,
-                n=request.n,
-                reference_urls=request.reference_urls,
-                reference_count=request.reference_count,
             )
+            job = await self.bot.jobs.create(new_job(request, origin), quota=plan)
         except QuotaExceededError as exc:
             await reply_privately(interaction, policy.quota_refusal(exc))
             return False

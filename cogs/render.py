@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 
 import discord
 
-from bot.images import FittedImage, describe_reduction, format_size
+from bot.images import FittedImage, describe_reduction
 from bot.jobs.progress import JobProgress, Phase, progress_bar
 from bot.jobs.records import JobRecord, JobState
 from bot.jobs.request import ImagineRequest
 from bot.jobs.runner import JobOutcome, duration_words
+from bot.text import byte_size, clip, plural
 
 NO_PINGS = discord.AllowedMentions.none()
 ATTACHMENTS_PER_MESSAGE = 10
@@ -32,10 +33,6 @@ TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 4096
 FIELD_LIMIT = 1024
 EMBED_TOTAL_LIMIT = 6000  # title, description, field names and values, footer and author together
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def embed_size(embed: discord.Embed) -> int:
@@ -55,16 +52,16 @@ def _with_prompt(embed: discord.Embed, prompt: str) -> discord.Embed:
     The prompt is the only part that can be thousands of characters long (operators may allow
     up to 6,000), so it gets what the fields leave of the 6,000 total.
     """
-    embed.title = _clip(embed.title or "", TITLE_LIMIT)
+    embed.title = clip(embed.title or "", TITLE_LIMIT)
     for index, field in enumerate(embed.fields):
         if len(field.value or "") > FIELD_LIMIT:
             embed.set_field_at(
-                index, name=field.name, value=_clip(field.value or "", FIELD_LIMIT), inline=field.inline
+                index, name=field.name, value=clip(field.value or "", FIELD_LIMIT), inline=field.inline
             )
     room = min(DESCRIPTION_LIMIT, EMBED_TOTAL_LIMIT - embed_size(embed))
     if len(prompt) > room:
         note = _shortened_note(len(prompt))
-        prompt = prompt[: max(0, room - len(note) - 1)] + "…" + note
+        prompt = clip(prompt, room - len(note)) + note
     embed.description = prompt
     return embed
 
@@ -87,7 +84,7 @@ def _base_embed(request: ImagineRequest, colour: discord.Colour) -> discord.Embe
 def _references(request: ImagineRequest) -> str:
     """`3 images: [1](…) [2](…) [3](…)` — links to the copies the image service used, once uploaded."""
     count = request.reference_count
-    text = f"{count} image{'s' if count != 1 else ''}"
+    text = plural(count, "image")
     if request.reference_urls:
         links = " ".join(f"[{i}]({url})" for i, url in enumerate(request.reference_urls, start=1))
         if len(text) + len(links) + 2 <= FIELD_LIMIT:
@@ -102,7 +99,7 @@ def _since(started: datetime) -> str:
 def status_line(state: JobProgress, started: datetime, references: int = 0) -> str:
     """`Generating ▰▰▰▰▱▱▱▱▱▱ 42% · started 12 seconds ago`."""
     if state.phase is Phase.PREPARING:
-        text = f"📎 Preparing {references} reference image{'s' if references != 1 else ''}…"
+        text = f"📎 Preparing {plural(references, 'reference image')}…"
     elif state.phase is Phase.QUEUED:
         text = "⏳ Queued"
     else:
@@ -135,20 +132,20 @@ def _reductions(images: Sequence[FittedImage], limit: int) -> str | None:
     reduced = [(i, img) for i, img in enumerate(images, start=1) if img.reduced]
     if not reduced:
         return None
-    lines = [f"Reduced to fit this server's upload limit of {format_size(limit)}:"]
+    lines = [f"Reduced to fit this server's upload limit of {byte_size(limit)}:"]
     lines += [f"• Image {i}: {describe_reduction(img)}" for i, img in reduced]
-    return _clip("\n".join(lines), FIELD_LIMIT)
+    return clip("\n".join(lines), FIELD_LIMIT)
 
 
 def result_embed(request: ImagineRequest, outcome: JobOutcome, upload_limit: int) -> discord.Embed:
     """The finished message: settings, time taken, and notes on reduced or missing images."""
     embed = _base_embed(request, COLOR_DONE)
     count = len(outcome.images)
-    status = f"✅ {count} image{'s' if count != 1 else ''} in {duration_words(outcome.elapsed)}"
+    status = f"✅ {plural(count, 'image')} in {duration_words(outcome.elapsed)}"
     if outcome.returned < outcome.requested:
         status += f"\nThe model made {outcome.returned} of the {outcome.requested} images asked for."
     if outcome.lost:
-        status += f"\n{outcome.lost} image{'s' if outcome.lost != 1 else ''} could not be downloaded."
+        status += f"\n{plural(outcome.lost, 'image')} could not be downloaded."
     if count > ATTACHMENTS_PER_MESSAGE:
         status += f"\nImages 1–{ATTACHMENTS_PER_MESSAGE} are here; the rest are in the replies below."
     embed.add_field(name="Status", value=status, inline=False)
@@ -168,7 +165,7 @@ def failure_embed(request: ImagineRequest, message: str, elapsed: float) -> disc
     embed = _base_embed(request, COLOR_FAILED)
     embed.add_field(
         name="Status",
-        value=_clip(f"❌ {message}\n(after {duration_words(elapsed)})", FIELD_LIMIT),
+        value=clip(f"❌ {message}\n(after {duration_words(elapsed)})", FIELD_LIMIT),
         inline=False,
     )
     return _with_prompt(embed, request.prompt)
@@ -184,12 +181,11 @@ AUDIT_PROMPT_CHARS = 120
 def audit_line(job: JobRecord, request: ImagineRequest) -> str:
     """`✅ @member in #channel · Seedream 5.0 · 4 images · "a red fox…" · jump` (one line, pings no one)."""
     prompt = " ".join(request.prompt.split()).replace("`", "'")
-    prompt = _clip(prompt, AUDIT_PROMPT_CHARS)
+    prompt = clip(prompt, AUDIT_PROMPT_CHARS)
     if job.state is JobState.DONE:
-        delivered = len((job.delivered or {}).get("images", []))
-        outcome = f"✅ {delivered}/{job.n} image{'s' if job.n != 1 else ''}"
+        outcome = f"✅ {len(job.delivered_images)}/{plural(job.n, 'image')}"
     else:
-        outcome = f"❌ failed: {_clip(job.error or 'unknown error', 150)}"
+        outcome = f"❌ failed: {clip(job.error or 'unknown error', 150)}"
     parts = [
         f"{outcome} · <@{job.user_id}> in <#{job.channel_id}>",
         request.model.display_name,
@@ -197,7 +193,7 @@ def audit_line(job: JobRecord, request: ImagineRequest) -> str:
     ]
     if job.message_id is not None:
         parts.append(f"[message]({message_link(job.guild_id, job.channel_id, job.message_id)})")
-    return _clip(" · ".join(parts), 2000)
+    return clip(" · ".join(parts), 2000)
 
 
 def _when(timestamp: float | None) -> str:
@@ -210,7 +206,7 @@ def details_embed(job: JobRecord, request: ImagineRequest) -> discord.Embed:
     embed.add_field(name="Model", value=f"{request.model.display_name} (`{request.model.id}`)")
     embed.add_field(name="Ratio", value=request.ratio)
     embed.add_field(name="Resolution", value=request.resolution or "—")
-    delivered = len((job.delivered or {}).get("images", []))
+    delivered = len(job.delivered_images)
     embed.add_field(name="Images", value=f"{delivered} of {job.n} delivered" if job.is_final else str(job.n))
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>")
     embed.add_field(name="State", value=job.state.value)
@@ -228,7 +224,7 @@ def details_embed(job: JobRecord, request: ImagineRequest) -> discord.Embed:
         name="Task id", value=f"`{job.task_id}`" if job.task_id else "— (never sent)", inline=False
     )
     if job.error:
-        embed.add_field(name="Error", value=_clip(job.error, FIELD_LIMIT), inline=False)
+        embed.add_field(name="Error", value=clip(job.error, FIELD_LIMIT), inline=False)
     return _with_prompt(embed, request.prompt)
 
 
@@ -236,10 +232,9 @@ def history_text(jobs: Sequence[JobRecord]) -> str:
     """A member's recent jobs, one line each, newest first (for /imagine-history)."""
     lines = []
     for job in jobs:
-        prompt = _clip(" ".join(job.prompt.split()).replace("`", "'"), 40)
+        prompt = clip(" ".join(job.prompt.split()).replace("`", "'"), 40)
         if job.state is JobState.DONE:
-            count = len((job.delivered or {}).get("images", []))
-            outcome = f"✅ {count} image{'s' if count != 1 else ''}"
+            outcome = f"✅ {plural(len(job.delivered_images), 'image')}"
         elif job.state is JobState.FAILED:
             outcome = "❌ failed"
         else:

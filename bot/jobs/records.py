@@ -21,7 +21,7 @@ import dataclasses
 import enum
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,91 @@ class JobState(enum.StrEnum):
 
 FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED})
 _JSON_COLUMNS = ("reference_urls", "result_urls", "delivered", "quota_keys", "active_keys")
+
+
+@dataclass(frozen=True)
+class DeliveredImage:
+    """One image a member got, and the message it was posted in (later actions reuse posted images).
+
+    Stored in the job's `delivered` JSON column; rows written by earlier versions may lack keys,
+    which read as the defaults.
+    """
+
+    filename: str
+    size: int = 0  # bytes, as posted
+    width: int = 0
+    height: int = 0
+    reduced: bool = False  # re-encoded or downscaled to fit the upload limit
+    message_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The image as stored (every key, as earlier versions wrote them)."""
+        return {
+            "filename": self.filename,
+            "size": self.size,
+            "width": self.width,
+            "height": self.height,
+            "reduced": self.reduced,
+            "message_id": self.message_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DeliveredImage:
+        """An image as stored; a key missing from an older row reads as its default."""
+        return cls(
+            filename=str(data.get("filename", "")),
+            size=int(data.get("size") or 0),
+            width=int(data.get("width") or 0),
+            height=int(data.get("height") or 0),
+            reduced=bool(data.get("reduced", False)),
+            message_id=data.get("message_id"),
+        )
+
+
+def delivered_column(images: Sequence[DeliveredImage]) -> dict[str, Any]:
+    """The `delivered` JSON stored for a finished job: the messages carrying its images (each once,
+    in order) and the images themselves."""
+    message_ids = list(dict.fromkeys(image.message_id for image in images))
+    return {"message_ids": message_ids, "images": [image.to_json() for image in images]}
+
+
+@dataclass(frozen=True)
+class JobOrigin:
+    """Where a request was asked: the conversation its message lives in, and how to answer it."""
+
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    application_id: int
+    interaction_id: int | None
+    interaction_token: str | None = field(repr=False)
+    token_expires_at: float | None
+    upload_limit: int  # the most bytes one message may upload there
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """The columns of a job about to be recorded (state `accepted`): built by
+    `bot.jobs.request.new_job` from the request and where it was asked."""
+
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    application_id: int
+    upload_limit: int
+    prompt: str
+    model: str
+    ratio: str
+    n: int
+    resolution: str | None = None
+    interaction_id: int | None = None
+    interaction_token: str | None = field(default=None, repr=False)
+    token_expires_at: float | None = None
+    reference_urls: tuple[str, ...] = ()  # references the image service already holds
+    reference_count: int = 0  # every reference, uploaded or not yet
+
+
+_NEW_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(NewJob))
 
 
 @dataclass(frozen=True)
@@ -86,6 +171,25 @@ class JobRecord:
     active_keys: tuple[str, ...] = ()
     quota_settled: bool = False
     reference_count: int = 0
+
+    @property
+    def label(self) -> str:
+        """How log lines name the job: `job 12 guild 34 user 56` (the ids an operator searches by)."""
+        return f"job {self.id} guild {self.guild_id} user {self.user_id}"
+
+    @property
+    def delivered_images(self) -> tuple[DeliveredImage, ...]:
+        """The images members got (none until the job is done)."""
+        if not self.delivered:
+            return ()
+        return tuple(DeliveredImage.from_json(image) for image in self.delivered.get("images", ()))
+
+    @property
+    def delivered_message_ids(self) -> tuple[int, ...]:
+        """The messages carrying the delivered images, in the order the images were posted."""
+        if not self.delivered:
+            return ()
+        return tuple(self.delivered.get("message_ids", ()))
 
     @property
     def references_lost(self) -> bool:
@@ -127,9 +231,9 @@ def _encode(changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _new_row(quota: QuotaPlan | None, fields: dict[str, Any], now: float) -> dict[str, Any]:
-    values = {"state": JobState.ACCEPTED, "reference_urls": (), **fields}
-    values |= {"created_at": now, "updated_at": now}
+def _new_row(quota: QuotaPlan | None, job: NewJob, now: float) -> dict[str, Any]:
+    values: dict[str, Any] = {column: getattr(job, column) for column in _NEW_JOB_COLUMNS}
+    values |= {"state": JobState.ACCEPTED, "created_at": now, "updated_at": now}
     if quota is not None:
         values |= {
             "quota_reserved": quota.images,
@@ -168,8 +272,8 @@ class JobStore:
         self._creates = GroupCommit(self._create_batch, size=CREATE_BATCH, name="job-create")
         self._message_ids = GroupCommit(self._message_id_batch, size=MESSAGE_ID_BATCH, name="job-message-id")
 
-    async def create(self, *, quota: QuotaPlan | None = None, **fields: Any) -> JobRecord:
-        """Insert a job in state `accepted`; `fields` are the record's columns.
+    async def create(self, job: NewJob, *, quota: QuotaPlan | None = None) -> JobRecord:
+        """Insert `job` in state `accepted`.
 
         With `quota`, the job's images (and a running-job slot, and the cooldown) are charged in
         the same transaction: either the job exists and is paid for in quota, or neither
@@ -179,7 +283,7 @@ class JobStore:
         commit): a burst of hundreds of requests is recorded in a few commits, so every member
         gets an answer within Discord's 3 seconds.
         """
-        return await self._creates.submit((quota, fields))
+        return await self._creates.submit((quota, job))
 
     async def drain(self) -> None:
         """Let writes already grouped for a commit finish (call before closing the database)."""
@@ -187,7 +291,7 @@ class JobStore:
         await self._message_ids.drain()
 
     async def _create_batch(
-        self, batch: list[tuple[QuotaPlan | None, dict[str, Any]]]
+        self, batch: list[tuple[QuotaPlan | None, NewJob]]
     ) -> list[JobRecord | QuotaExceededError]:
         now = self._clock()
         attempts = 0
@@ -203,10 +307,10 @@ class JobStore:
         return await self._store.transact(write, what="job create", retry=self.retry, urgent=True)
 
     async def _created_before(
-        self, conn: AsyncConnection, batch: list[tuple[QuotaPlan | None, dict[str, Any]]]
+        self, conn: AsyncConnection, batch: list[tuple[QuotaPlan | None, NewJob]]
     ) -> dict[int, JobRecord]:
         """Jobs of this batch already stored, by interaction id (each interaction makes one job)."""
-        ids = [fields["interaction_id"] for _, fields in batch if fields.get("interaction_id") is not None]
+        ids = [job.interaction_id for _, job in batch if job.interaction_id is not None]
         if not ids:
             return {}
         rows = await conn.execute(sa.select(jobs_table).where(jobs_table.c.interaction_id.in_(ids)))
@@ -215,13 +319,12 @@ class JobStore:
     async def _create_rows(
         self,
         conn: AsyncConnection,
-        batch: list[tuple[QuotaPlan | None, dict[str, Any]]],
+        batch: list[tuple[QuotaPlan | None, NewJob]],
         existing: dict[int, JobRecord],
         now: float,
     ) -> list[JobRecord | QuotaExceededError]:
         outcomes: list[JobRecord | QuotaExceededError | None] = [
-            existing.get(fields.get("interaction_id"))
-            for _, fields in batch  # type: ignore[arg-type]
+            existing.get(job.interaction_id) if job.interaction_id is not None else None for _, job in batch
         ]
         charged = [
             (i, quota) for i, (quota, _) in enumerate(batch) if quota is not None and outcomes[i] is None
@@ -229,10 +332,8 @@ class JobStore:
         refusals = await charge_many(conn, [quota for _, quota in charged], now)
         for (i, _), refusal in zip(charged, refusals, strict=True):
             outcomes[i] = refusal
-        rows = {
-            i: _new_row(quota, fields, now) for i, (quota, fields) in enumerate(batch) if outcomes[i] is None
-        }
-        # One multi-row INSERT per shape of row (callers normally all give the same columns).
+        rows = {i: _new_row(quota, job, now) for i, (quota, job) in enumerate(batch) if outcomes[i] is None}
+        # One multi-row INSERT per shape of row (jobs charged to quota have three columns more).
         shapes: dict[tuple[str, ...], list[int]] = {}
         for i, row in rows.items():
             shapes.setdefault(tuple(sorted(row)), []).append(i)

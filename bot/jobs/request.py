@@ -9,15 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.catalog import Catalog, ModelSpec
-from bot.jobs.records import JobRecord
+from bot.catalog import AUTO_RATIO, MAX_TOTAL_IMAGES, Catalog, ModelSpec
+from bot.jobs.records import JobOrigin, JobRecord, NewJob
 from bot.references import ReferenceRejectedError, ReferenceSource, check_sources
 
-# The ratios the image API documents, in the order members see them.
-RATIOS: tuple[str, ...] = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21")
 DEFAULT_RATIO = "1:1"
-AUTO_RATIO = "auto"  # match the reference image; only with references, only for some models
-MAX_IMAGES = 15
 
 
 class RequestError(Exception):
@@ -115,7 +111,7 @@ def build_request(
         )
 
     count = 1 if n is None else n
-    limit = min(model.max_images, MAX_IMAGES)
+    limit = min(model.max_images, MAX_TOTAL_IMAGES)
     if not 1 <= count <= limit:
         raise RequestError(
             f"{model.display_name} makes 1 to {limit} images per request; you asked for {count}."
@@ -158,6 +154,27 @@ def build_request(
         requester_id=requester_id,
         reference_urls=hosted_references,
         reference_sources=references,
+    )
+
+
+def new_job(request: ImagineRequest, origin: JobOrigin) -> NewJob:
+    """The job to record for `request`, asked at `origin` (the inverse of `request_for_job`)."""
+    return NewJob(
+        guild_id=origin.guild_id,
+        channel_id=origin.channel_id,
+        user_id=origin.user_id,
+        application_id=origin.application_id,
+        interaction_id=origin.interaction_id,
+        interaction_token=origin.interaction_token,
+        token_expires_at=origin.token_expires_at,
+        upload_limit=origin.upload_limit,
+        prompt=request.prompt,
+        model=request.model.id,
+        ratio=request.ratio,
+        resolution=request.resolution,
+        n=request.n,
+        reference_urls=request.reference_urls,
+        reference_count=request.reference_count,
     )
 
 

@@ -18,13 +18,13 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from bot import toapis
 from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_image
 from bot.jobs.polling import ModelDurations, PollAdvice, PollPlanner
 from bot.jobs.progress import JobProgress, Phase, ProgressThrottle
-from bot.jobs.records import JobRecord, JobState, JobStore
+from bot.jobs.records import DeliveredImage, JobRecord, JobState, JobStore, delivered_column
 from bot.jobs.request import ImagineRequest
 from bot.references import (
     MAX_DOWNLOAD_BYTES,
@@ -32,6 +32,7 @@ from bot.references import (
     prepare_reference_in_turn,
     quoted_filename,
 )
+from bot.text import clip, plural
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +139,11 @@ def duration_words(seconds: float) -> str:
         value, unit = max(1, round(seconds)), "second"
     else:
         value, unit = round(seconds / 60), "minute"
-    return f"{value} {unit}{'' if value == 1 else 's'}"
+    return plural(value, unit)
 
 
 def _provider_text(text: str | None) -> str:
-    text = " ".join((text or "").split())
-    if len(text) > PROVIDER_TEXT_LIMIT:
-        text = text[: PROVIDER_TEXT_LIMIT - 1] + "…"
-    return text
+    return clip(" ".join((text or "").split()), PROVIDER_TEXT_LIMIT)
 
 
 def _refusal(lead: str, reason: str | None, otherwise: str) -> str:
@@ -224,7 +222,7 @@ class JobRunner:
         Stopping holds a job not yet sent (it stays `accepted`); cancelling (shutdown) leaves
         the stored state as it is. Either way it resumes on the next start.
         """
-        name = f"job {job.id}"
+        name = job.label
         throttle = ProgressThrottle(
             observer.show_progress,
             interval=self._timings.progress_interval,
@@ -248,15 +246,11 @@ class JobRunner:
         except Exception as exc:
             log.exception("%s failed unexpectedly", name)
             return await self._fail(job, observer, failure_message(exc))
-        message_ids = list(dict.fromkeys(image["message_id"] for image in images))
         return await self._jobs.finish(
-            job.id,
-            JobState.DONE,
-            delivered_images=len(images),
-            delivered={"message_ids": message_ids, "images": images},
+            job.id, JobState.DONE, delivered_images=len(images), delivered=delivered_column(images)
         )
 
-    async def _deliver(self, job: JobRecord, observer: JobObserver, name: str) -> list[dict[str, Any]]:
+    async def _deliver(self, job: JobRecord, observer: JobObserver, name: str) -> list[DeliveredImage]:
         """Download and show the images; return what the record keeps about those shown.
 
         Downloaded images stay in memory until posted: only so many jobs hold them at once,
@@ -275,14 +269,14 @@ class JobRunner:
         )
         # What members actually got, and where (later actions reuse posted images).
         delivered = [
-            {
-                "filename": i.filename,
-                "size": len(i.data),
-                "width": i.width,
-                "height": i.height,
-                "reduced": i.reduced,
-                "message_id": message_id,
-            }
+            DeliveredImage(
+                filename=i.filename,
+                size=len(i.data),
+                width=i.width,
+                height=i.height,
+                reduced=i.reduced,
+                message_id=message_id,
+            )
             for i, message_id in zip(outcome.images, posted, strict=True)
             if message_id is not None
         ]

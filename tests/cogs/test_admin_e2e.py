@@ -25,7 +25,7 @@ from discord import app_commands
 from bot import policy
 from bot.blocklist import BlockEntry
 from bot.guild_settings import GuildSettings, GuildSettingsStore
-from bot.jobs.records import JobRecord, JobState, JobStore
+from bot.jobs.records import JobRecord, JobState, JobStore, NewJob
 from bot.quota import day_key, next_day, next_month
 from bot.schema import jobs_table
 from bot.store import Store
@@ -1072,20 +1072,19 @@ async def test_usage_for_today_and_the_month_with_a_csv_of_the_jobs(server: Serv
     who = policy.Requester(user_id=carol, guild_id=GUILD, channel_id=server.fake.channel_id)
     plan = policy.quota_plan(GuildSettings(), server.rig.bot.operator, who, 4, then)
     older = await older_store.create(
+        NewJob(
+            guild_id=GUILD,
+            channel_id=server.fake.channel_id,
+            user_id=carol,
+            application_id=server.fake.application_id,
+            upload_limit=10 * 1024 * 1024,
+            prompt="=HYPERLINK(evil)",
+            model="doubao-seedream-4-5",
+            ratio="1:1",
+            resolution="2K",
+            n=4,
+        ),
         quota=plan,
-        guild_id=GUILD,
-        channel_id=server.fake.channel_id,
-        user_id=carol,
-        application_id=server.fake.application_id,
-        interaction_id=None,
-        interaction_token=None,
-        token_expires_at=None,
-        upload_limit=10 * 1024 * 1024,
-        prompt="=HYPERLINK(evil)",
-        model="doubao-seedream-4-5",
-        ratio="1:1",
-        resolution="2K",
-        n=4,
     )
     older = await older_store.finish(
         older.id, JobState.DONE, delivered_images=4, delivered={"images": [{}, {}, {}, {}]}

@@ -54,6 +54,93 @@ def test_invalid_value_names_the_variable(name, value):
 
 
 @pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"JOB_TIMEOUT_SECONDS": "ten"}, "JOB_TIMEOUT_SECONDS must be a number, got 'ten'"),
+        ({"JOB_TIMEOUT_SECONDS": "86401"}, "JOB_TIMEOUT_SECONDS must be between 1 and 86400, got 86401"),
+        (
+            {"PROGRESS_EDIT_INTERVAL_SECONDS": "0"},
+            "PROGRESS_EDIT_INTERVAL_SECONDS must be between 0.05 and 300, got 0",
+        ),
+        ({"DEV_GUILD_ID": "-1"}, "DEV_GUILD_ID must be a server id (digits only), got '-1'"),
+        ({"SHARD_COUNT": "0"}, "SHARD_COUNT must be a whole number (1 or more), got '0'"),
+        (
+            {"GLOBAL_DAILY_IMAGE_CAP": "lots"},
+            "GLOBAL_DAILY_IMAGE_CAP must be a whole number of images, got 'lots'",
+        ),
+        ({"OWNER_IDS": "alice,bob"}, "OWNER_IDS must be ids (digits) separated by commas, got 'alice,bob'"),
+        ({"ALLOW_DMS": "maybe"}, "ALLOW_DMS must be true or false, got 'maybe'"),
+        ({"TOAPIS_BASE_URL": "toapis.com"}, "TOAPIS_BASE_URL must be an http(s) URL, got 'toapis.com'"),
+        (
+            {"DISCORD_GATEWAY_URL": "http://x"},
+            "DISCORD_GATEWAY_URL must be a ws:// or wss:// URL, got 'http://x'",
+        ),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got 'LOUD'"),
+        (
+            {"DATABASE_URL": "mysql://x/y"},
+            "DATABASE_URL has an unsupported scheme 'mysql': use sqlite:/// or postgresql://",
+        ),
+        ({"SHARD_IDS": "0"}, "SHARD_IDS needs SHARD_COUNT (how many shards there are in all)"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "0,2"}, "SHARD_IDS must be below SHARD_COUNT (2): [0, 2]"),
+        (
+            {"SHARD_COUNT": "2", "SHARD_IDS": ","},
+            "SHARD_IDS must be ids (digits) separated by commas, got ','",
+        ),
+    ],
+)
+def test_an_invalid_value_is_refused_in_one_line_saying_what_is_allowed(env, message):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({**REQUIRED, **env})
+    assert str(refused.value) == f"{message} (see .env.example)"
+
+
+def test_with_several_mistakes_the_missing_secret_is_named_first():
+    with pytest.raises(ConfigError, match=r"^TOAPIS_API_KEY is missing"):
+        Settings.from_env({"DISCORD_TOKEN": "x", "LOG_LEVEL": "loud", "JOB_TIMEOUT_SECONDS": "ten"})
+
+
+def test_every_value_is_read_trimmed_and_typed():
+    settings = Settings.from_env(
+        {
+            **REQUIRED,
+            "TOAPIS_BASE_URL": " http://127.0.0.1:8080/ ",
+            "LOG_LEVEL": "debug",
+            "DEV_GUILD_ID": "42",
+            "JOB_TIMEOUT_SECONDS": "90",
+            "OWNER_IDS": "1, 2 3",
+            "ALLOWED_GUILD_IDS": "7",
+            "ALLOW_DMS": "yes",
+            "SHARD_COUNT": "4",
+            "SHARD_IDS": "3,1",
+            "GLOBAL_DAILY_IMAGE_CAP": "50",
+        }
+    )
+    assert (
+        settings.toapis_base_url,
+        settings.log_level,
+        settings.dev_guild_id,
+        settings.job_timeout_seconds,
+        settings.owner_ids,
+        settings.allowed_guild_ids,
+        settings.allow_dms,
+        settings.shard_count,
+        settings.shard_ids,
+        settings.global_daily_image_cap,
+    ) == (
+        "http://127.0.0.1:8080",
+        "DEBUG",
+        42,
+        90.0,
+        frozenset({1, 2, 3}),
+        frozenset({7}),
+        True,
+        4,
+        (1, 3),
+        50,
+    )
+
+
+@pytest.mark.parametrize(
     ("given", "expected"),
     [
         ("sqlite:///data/imagine.db", "sqlite+aiosqlite:///data/imagine.db"),

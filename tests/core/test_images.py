@@ -19,7 +19,6 @@ from bot.images import (
     describe_reduction,
     fit_image,
     fit_images,
-    format_size,
     png_bands,
     png_decodes_in_bands,
 )
@@ -237,14 +236,6 @@ def test_describe_reduction_unchanged():
         original_height=2048,
     )
     assert describe_reduction(img) == "2048×2048, 3.1 MB (unchanged)"
-
-
-@pytest.mark.parametrize(
-    ("n", "text"),
-    [(0, "0 bytes"), (999, "999 bytes"), (1000, "1.0 kB"), (87_249, "87.2 kB"), (12_345_678, "12.3 MB")],
-)
-def test_format_size(n, text):
-    assert format_size(n) == text
 
 
 def test_a_truncated_jpeg_within_the_limit_is_refused_not_passed_on():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.config import database_url_for_sqlalchemy
-from bot.jobs.records import JobState, JobStore
+from bot.jobs.records import JobState, JobStore, NewJob
 from bot.quota import (
     Cooldown,
     Limit,
@@ -30,17 +31,17 @@ from bot.schema import MIGRATIONS, jobs_table, schema_version
 from bot.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
-JOB = {
-    "guild_id": 1,
-    "channel_id": 2,
-    "user_id": 3,
-    "application_id": 4,
-    "upload_limit": 10_000_000,
-    "prompt": "a fox",
-    "model": "doubao-seedream-5-0",
-    "ratio": "1:1",
-    "n": 1,
-}
+JOB = NewJob(
+    guild_id=1,
+    channel_id=2,
+    user_id=3,
+    application_id=4,
+    upload_limit=10_000_000,
+    prompt="a fox",
+    model="doubao-seedream-5-0",
+    ratio="1:1",
+    n=1,
+)
 
 
 def plan(
@@ -61,7 +62,7 @@ def plan(
 
 async def test_a_job_within_the_quota_reserves_its_images(store):
     jobs, ledger = JobStore(store), QuotaLedger(store)
-    await jobs.create(quota=plan(3), **{**JOB, "n": 3})
+    await jobs.create(dataclasses.replace(JOB, n=3), quota=plan(3))
     assert await ledger.values(["m:1:3:day", "g:1:day", "am:1:3"]) == {
         "m:1:3:day": 3,
         "g:1:day": 3,
@@ -71,9 +72,9 @@ async def test_a_job_within_the_quota_reserves_its_images(store):
 
 async def test_a_refused_job_charges_nothing_anywhere(store):
     jobs, ledger = JobStore(store), QuotaLedger(store)
-    await jobs.create(quota=plan(2, member=10, server=3), **JOB)
+    await jobs.create(JOB, quota=plan(2, member=10, server=3))
     with pytest.raises(QuotaExceededError) as refused:
-        await jobs.create(quota=plan(2, member=10, server=3), **JOB)
+        await jobs.create(JOB, quota=plan(2, member=10, server=3))
     values = await ledger.values(["m:1:3:day", "g:1:day", "am:1:3"])
     assert (refused.value.limit.rule, refused.value.used, values, len(await jobs.unfinished())) == (
         "server_daily",
@@ -85,7 +86,7 @@ async def test_a_refused_job_charges_nothing_anywhere(store):
 
 async def test_asking_for_more_than_the_whole_quota_is_refused(store):
     with pytest.raises(QuotaExceededError):
-        await JobStore(store).create(quota=plan(6, member=5), **JOB)
+        await JobStore(store).create(JOB, quota=plan(6, member=5))
 
 
 async def test_many_requests_at_once_get_exactly_the_quota(store):
@@ -93,7 +94,7 @@ async def test_many_requests_at_once_get_exactly_the_quota(store):
 
     async def attempt() -> bool:
         try:
-            await jobs.create(quota=plan(1, member=7), **JOB)
+            await jobs.create(JOB, quota=plan(1, member=7))
         except QuotaExceededError:
             return False
         return True
@@ -132,7 +133,7 @@ async def burst(jobs: JobStore, plans: list[QuotaPlan]) -> list[object]:
 
     async def attempt(number: int, quota: QuotaPlan) -> object:
         try:
-            return await jobs.create(quota=quota, **{**JOB, "user_id": number, "n": quota.images})
+            return await jobs.create(dataclasses.replace(JOB, user_id=number, n=quota.images), quota=quota)
         except QuotaExceededError as exc:
             return exc
 
@@ -172,7 +173,7 @@ async def test_a_burst_that_would_pass_a_limit_is_decided_in_order_one_by_one(st
 async def test_a_burst_refuses_only_the_member_still_in_their_cooldown(store):
     now = [2_000_000.0]
     jobs, ledger = JobStore(store, clock=lambda: now[0]), QuotaLedger(store)
-    await jobs.create(quota=member_plan(1, 1, cooldown=30), **JOB)
+    await jobs.create(JOB, quota=member_plan(1, 1, cooldown=30))
     now[0] += 10
     outcomes = await burst(jobs, [member_plan(m, 3, cooldown=30) for m in (0, 1, 2)])
     assert [type(o).__name__ for o in outcomes] == ["JobRecord", "QuotaExceededError", "JobRecord"]
@@ -213,22 +214,22 @@ async def test_a_burst_decides_exactly_as_charging_one_by_one_would(store):
 
 async def test_a_failed_job_refunds_every_image_and_frees_its_slot(store):
     jobs, ledger = JobStore(store), QuotaLedger(store)
-    job = await jobs.create(quota=plan(4), **{**JOB, "n": 4})
+    job = await jobs.create(dataclasses.replace(JOB, n=4), quota=plan(4))
     await jobs.finish(job.id, JobState.FAILED, delivered_images=0, error="refused")
     assert await ledger.values(["m:1:3:day", "am:1:3"]) == {"m:1:3:day": 0, "am:1:3": 0}
 
 
 async def test_a_partial_job_settles_to_the_images_delivered(store):
     jobs, ledger = JobStore(store), QuotaLedger(store)
-    job = await jobs.create(quota=plan(4), **{**JOB, "n": 4})
+    job = await jobs.create(dataclasses.replace(JOB, n=4), quota=plan(4))
     await jobs.finish(job.id, JobState.DONE, delivered_images=2)
     assert await ledger.values(["m:1:3:day", "g:1:day"]) == {"m:1:3:day": 2, "g:1:day": 2}
 
 
 async def test_a_job_is_settled_only_once(store):
     jobs, ledger = JobStore(store), QuotaLedger(store)
-    job = await jobs.create(quota=plan(4), **{**JOB, "n": 4})
-    await jobs.create(quota=plan(1), **JOB)  # another job keeps its own reservation
+    job = await jobs.create(dataclasses.replace(JOB, n=4), quota=plan(4))
+    await jobs.create(JOB, quota=plan(1))  # another job keeps its own reservation
     await jobs.finish(job.id, JobState.FAILED, delivered_images=0)
     settled = await jobs.finish(job.id, JobState.FAILED, delivered_images=0)
     assert (settled.quota_settled, (await ledger.values(["m:1:3:day"]))["m:1:3:day"]) == (True, 1)
@@ -236,22 +237,22 @@ async def test_a_job_is_settled_only_once(store):
 
 async def test_the_running_job_limit_frees_up_when_a_job_ends(store):
     jobs = JobStore(store)
-    first = await jobs.create(quota=plan(1, active=1), **JOB)
+    first = await jobs.create(JOB, quota=plan(1, active=1))
     with pytest.raises(QuotaExceededError) as refused:
-        await jobs.create(quota=plan(1, active=1), **JOB)
+        await jobs.create(JOB, quota=plan(1, active=1))
     await jobs.finish(first.id, JobState.DONE, delivered_images=1)
-    await jobs.create(quota=plan(1, active=1), **JOB)
+    await jobs.create(JOB, quota=plan(1, active=1))
     assert refused.value.limit.rule == "member_active"
 
 
 async def test_cooldown_refuses_a_second_request_until_it_passes(store):
     now = [1_000_000.0]
     jobs = JobStore(store, clock=lambda: now[0])
-    await jobs.create(quota=plan(1, cooldown=30), **JOB)
+    await jobs.create(JOB, quota=plan(1, cooldown=30))
     with pytest.raises(QuotaExceededError) as refused:
-        await jobs.create(quota=plan(1, cooldown=30), **JOB)
+        await jobs.create(JOB, quota=plan(1, cooldown=30))
     now[0] += 30
-    await jobs.create(quota=plan(1, cooldown=30), **JOB)
+    await jobs.create(JOB, quota=plan(1, cooldown=30))
     assert (refused.value.limit.rule, refused.value.retry_at) == ("cooldown", 1_000_030.0)
 
 
@@ -265,7 +266,7 @@ _WORKER = textwrap.dedent(
     """
     import asyncio, sys
     from bot.config import database_url_for_sqlalchemy
-    from bot.jobs.records import JobStore
+    from bot.jobs.records import JobStore, NewJob
     from bot.quota import Limit, QuotaExceededError, QuotaPlan
     from bot.store import Store
 
@@ -273,12 +274,12 @@ _WORKER = textwrap.dedent(
         store = Store.open(database_url_for_sqlalchemy(url))
         jobs = JobStore(store)
         plan = QuotaPlan(images=1, image_limits=(Limit("g:9:day", 11, "server_daily"),))
-        job = dict(guild_id=9, channel_id=2, user_id=3, application_id=4, upload_limit=1, prompt="p",
-                   model="m", ratio="1:1", n=1)
+        job = NewJob(guild_id=9, channel_id=2, user_id=3, application_id=4, upload_limit=1, prompt="p",
+                     model="m", ratio="1:1", n=1)
 
         async def attempt():
             try:
-                await jobs.create(quota=plan, **job)
+                await jobs.create(job, quota=plan)
                 return 1
             except QuotaExceededError:
                 return 0
@@ -315,7 +316,7 @@ async def test_two_processes_sharing_the_database_never_exceed_the_quota(store, 
 
 async def test_a_database_from_before_quotas_gains_the_columns_and_keeps_its_jobs(store, database_url):
     jobs = JobStore(store)
-    old = await jobs.create(**JOB)
+    old = await jobs.create(JOB)
     quota_columns = ("quota_reserved", "quota_keys", "active_keys", "quota_settled")
     async with store.engine.begin() as conn:
         for column in quota_columns:
@@ -348,14 +349,14 @@ async def test_pruning_removes_counters_whose_period_is_long_over_and_keeps_the_
     now = [1_000_000.0]
     jobs, ledger = JobStore(store, clock=lambda: now[0]), QuotaLedger(store, clock=lambda: now[0])
     old = QuotaPlan(images=1, image_limits=(Limit("m:old", 5, "member_daily", resets_at=now[0] + 10),))
-    await jobs.create(quota=old, **JOB)
+    await jobs.create(JOB, quota=old)
     now[0] += 3 * 86400
     current = QuotaPlan(
         images=1,
         image_limits=(Limit("m:today", 5, "member_daily", resets_at=now[0] + 10),),
         active_limits=(Limit("am:1:3", None, "member_active"),),  # no period: never pruned
     )
-    await jobs.create(quota=current, **JOB)
+    await jobs.create(JOB, quota=current)
     pruned = await ledger.prune()
     assert (pruned, await ledger.values(["m:old", "m:today", "am:1:3"])) == (
         1,
@@ -372,7 +373,7 @@ async def test_reserving_and_settling_at_once_on_two_connections_never_deadlocks
         active_limits=(Limit("am:1:3", None, "member_active"), Limit("ag:1", None, "server_active")),
     )
     jobs = JobStore(store)
-    created = [await jobs.create(quota=shared, **JOB) for _ in range(60)]
+    created = [await jobs.create(JOB, quota=shared) for _ in range(60)]
     other = Store.open(database_url_for_sqlalchemy(database_url))  # a second process's connections
     errors: list[str] = []
 
@@ -447,7 +448,7 @@ async def test_two_processes_reserving_and_settling_at_once_never_deadlock(store
         active_limits=(Limit("am:1:3", None, "member_active"), Limit("ag:1", None, "server_active")),
     )
     jobs = JobStore(store)
-    created = [await jobs.create(quota=shared, **JOB) for _ in range(80)]
+    created = [await jobs.create(JOB, quota=shared) for _ in range(80)]
     halves = [",".join(str(job.id) for job in created[i::2]) for i in range(2)]
     workers = [
         await asyncio.create_subprocess_exec(

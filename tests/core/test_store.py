@@ -50,21 +50,23 @@ async def test_jobs_from_before_reference_counts_get_theirs_from_the_uploaded_re
     import sqlalchemy as sa
 
     from bot.config import database_url_for_sqlalchemy
-    from bot.jobs.records import JobStore
+    from bot.jobs.records import JobStore, NewJob
     from bot.schema import schema_version
     from bot.store import Store
 
     job = await JobStore(store).create(
-        guild_id=1,
-        channel_id=2,
-        user_id=3,
-        application_id=4,
-        upload_limit=1,
-        prompt="p",
-        model="m",
-        ratio="1:1",
-        n=1,
-        reference_urls=("https://files/a.png", "https://files/b.png"),
+        NewJob(
+            guild_id=1,
+            channel_id=2,
+            user_id=3,
+            application_id=4,
+            upload_limit=1,
+            prompt="p",
+            model="m",
+            ratio="1:1",
+            n=1,
+            reference_urls=("https://files/a.png", "https://files/b.png"),
+        )
     )
     async with store.engine.begin() as conn:
         await conn.execute(sa.text('ALTER TABLE jobs DROP COLUMN "reference_count"'))
