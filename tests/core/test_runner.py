@@ -16,7 +16,7 @@ import pytest
 
 from bot.catalog import builtin_catalog
 from bot.jobs.progress import JobProgress, Phase
-from bot.jobs.records import JobRecord, JobState, JobStore
+from bot.jobs.records import JobRecord, JobState, JobStore, NewJob
 from bot.jobs.request import ImagineRequest, request_for_job
 from bot.jobs.runner import RESULTS_EXPIRED, JobOutcome, JobRunner, JobTimings
 from bot.quota import Limit, QuotaLedger, QuotaPlan
@@ -132,24 +132,22 @@ def quota(images: int) -> QuotaPlan:
 
 async def new_job(jobs: JobStore, *, n: int, **fields: Any) -> tuple[JobRecord, ImagineRequest]:
     """A job as /imagine records it once its placeholder is posted, charged `n` images in quota."""
-    values: dict[str, Any] = {
-        "guild_id": 10,
-        "channel_id": 30,
-        "user_id": 3,
-        "application_id": 1,
-        "interaction_id": None,
-        "interaction_token": "itok",
-        "token_expires_at": time.time() + 900,
-        "message_id": 4000,
-        "upload_limit": 10 * 1024 * 1024,
-        "prompt": "a red fox in snow",
-        "model": MODEL,
-        "ratio": "1:1",
-        "resolution": None,
-        "n": n,
-        **fields,
-    }
-    job = await jobs.create(quota=quota(n), **values)
+    recorded = NewJob(
+        guild_id=10,
+        channel_id=30,
+        user_id=3,
+        application_id=1,
+        interaction_token="itok",
+        token_expires_at=time.time() + 900,
+        upload_limit=10 * 1024 * 1024,
+        prompt="a red fox in snow",
+        model=MODEL,
+        ratio="1:1",
+        n=n,
+    )
+    job = await jobs.create(recorded, quota=quota(n))
+    # Then as the job's life has taken it so far (its placeholder posted, maybe sent already).
+    job = await jobs.update(job.id, message_id=4000, **fields)
     return job, request_for_job(job, builtin_catalog())
 
 
@@ -171,8 +169,8 @@ async def test_a_job_with_three_images_shows_each_step_delivers_all_three_and_is
         observer.kinds(),
         [(image.width, image.height) for image in observer.outcomes[0].images],
         stored.state,
-        stored.delivered["message_ids"],
-        len(stored.delivered["images"]),
+        stored.delivered_message_ids,
+        len(stored.delivered_images),
         finished.state,
         await counters(store),
     ) == (
@@ -184,7 +182,7 @@ async def test_a_job_with_three_images_shows_each_step_delivers_all_three_and_is
         ["delivery_turn", "deliver"],
         [(80, 48)] * 3,
         JobState.DONE,
-        [FIRST_MESSAGE_ID],
+        (FIRST_MESSAGE_ID,),
         3,
         JobState.DONE,
         {DAILY: 3, ACTIVE: 0},
@@ -271,7 +269,7 @@ async def test_a_damaged_image_among_good_ones_is_left_out_and_refunded(
         [image.data for image in outcome.images],
         (outcome.requested, outcome.returned, outcome.lost),
         stored.state,
-        len(stored.delivered["images"]),
+        len(stored.delivered_images),
         await counters(store),
     ) == (
         ["delivery_turn", "deliver"],
@@ -299,7 +297,7 @@ async def test_a_running_job_resumed_after_a_restart_is_polled_not_sent_again(
         len(toapis_fake.submissions),
         observer.kinds(),
         observer.progress[-1],
-        (stored.state, stored.task_id, len(stored.delivered["images"])),
+        (stored.state, stored.task_id, len(stored.delivered_images)),
         await counters(store),
     ) == (
         1,
