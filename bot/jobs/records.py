@@ -88,6 +88,11 @@ class JobRecord:
     reference_count: int = 0
 
     @property
+    def log_name(self) -> str:
+        """How every log line about this job names it: `job 12 (guild 3, user 5)`."""
+        return f"job {self.id} (guild {self.guild_id}, user {self.user_id})"
+
+    @property
     def references_lost(self) -> bool:
         """The member gave reference images that were never re-hosted (the job failed preparing them)."""
         return self.reference_count > len(self.reference_urls)

@@ -224,7 +224,7 @@ class JobRunner:
         Stopping holds a job not yet sent (it stays `accepted`); cancelling (shutdown) leaves
         the stored state as it is. Either way it resumes on the next start.
         """
-        name = f"job {job.id}"
+        name = job.log_name  # built once: every log line of this run names the job, server and member
         throttle = ProgressThrottle(
             observer.show_progress,
             interval=self._timings.progress_interval,
@@ -443,7 +443,9 @@ class JobRunner:
         except toapis.ToAPIsError as exc:
             log.warning("%s: submission failed: %s", name, exc)
             if isinstance(exc, toapis.AuthenticationError | toapis.InsufficientBalanceError):
-                log.error("the image service refused the API key or the account has no balance: %s", exc)
+                log.error(
+                    "%s: the image service refused the API key or the account has no balance: %s", name, exc
+                )
             raise JobFailedError(failure_message(exc)) from exc
         # Logged before it is stored: if the database never takes it, an operator can still find it.
         log.info("%s: submitted as task %s (model %s, n=%d)", name, task.id, request.model.id, request.n)
