@@ -230,6 +230,7 @@ class JobRunner:
             interval=self._timings.progress_interval,
             # A resumed job not yet sent replaces the "waiting for the restart" notice at once.
             initial=first_progress(request) if not resumed or job.state is JobState.ACCEPTED else None,
+            name=name,
         )
         try:
             try:
