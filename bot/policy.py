@@ -1,6 +1,7 @@
 """The one place that decides whether a member may run a job, and what it costs in quota.
 
-`check` applies the fixed rules (operator's, then the server's); `quota_plan` says which
+`admit` answers "may this member run this?": it applies the fixed rules (`check`: the
+operator's, then the server's) and returns the quota plan (`quota_plan`: which
 counters the job is charged against (reserved atomically with the job record, see
 `bot.quota`); `quota_refusal` words a limit that was hit. Every refusal names the
 rule and what to do, and is raised before anything reaches the image API.
@@ -148,6 +149,24 @@ def quota_plan(
         if settings.cooldown_seconds and not exempt:
             cooldown = Cooldown(key=f"cd:{g}:{u}", seconds=settings.cooldown_seconds)
     return QuotaPlan(images=n, image_limits=tuple(images), active_limits=tuple(active), cooldown=cooldown)
+
+
+def admit(
+    settings: GuildSettings | None,
+    operator: OperatorRules,
+    who: Requester,
+    request: ImagineRequest,
+    now: float,
+) -> QuotaPlan:
+    """May `who` run `request` here? The quota plan to reserve with the job record if so;
+    `RefusedError` (saying why and what to do) if a fixed rule forbids it.
+
+    `settings` are the server's (None in direct messages), their blocklist already prepared for
+    `who.locale` (compiling one takes long enough to belong off the event loop). Limits that
+    count (quotas, running jobs, cooldown) are only known when the plan is reserved.
+    """
+    check(settings, operator, who, request)
+    return quota_plan(settings, operator, who, request.n, now)
 
 
 def quota_refusal(error: QuotaExceededError) -> str:

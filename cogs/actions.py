@@ -2,7 +2,8 @@
 
 The buttons are `DynamicItem`s: their `custom_id` (`imagine:<action>:<job id>`) carries
 the job id and the job record supplies everything else, so they keep working after a
-restart and days later. Every new job goes through `ImagineCog.start`, exactly like
+restart and days later. Reroll, Vary and Remix ask the job's request again
+(`options_for_job`, with their changes) and start it through the job launcher exactly like
 /imagine (permissions, policy, quotas, cooldown, blocklist), for the member who clicked.
 """
 
@@ -19,7 +20,7 @@ from discord.ext import commands
 
 from bot.catalog import MAX_TOTAL_IMAGES
 from bot.jobs.records import JobRecord
-from bot.jobs.request import request_for_job
+from bot.jobs.request import options_for_job, request_for_job
 from bot.references import ReferenceSource
 from cogs import render
 from cogs.components import ResultButton, VaryPicker, source_from_attachment
@@ -28,7 +29,6 @@ from cogs.replies import reply_privately
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
-    from cogs.imagine import ImagineCog
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,18 @@ REFERENCES_LOST = (
 
 
 class ActionsCog(commands.Cog, name="Actions"):
-    """Thin adapter from result buttons to new jobs (through ImagineCog.start)."""
+    """Thin adapter from result buttons to new jobs (through the job launcher)."""
 
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
+        # What each button does, by the action its custom_id names (see `cogs.components`).
+        self._actions: dict[str, Callable[[discord.Interaction, JobRecord], Awaitable[None]]] = {
+            "reroll": self._reroll,
+            "vary": self._vary,
+            "remix": self._remix,
+            "delete": self._delete,
+            "details": self._details,
+        }
         self.history = app_commands.Command(
             name="imagine-history",
             description="Your last 10 images in this server, with links",
@@ -59,25 +67,23 @@ class ActionsCog(commands.Cog, name="Actions"):
         )
 
     async def cog_load(self) -> None:
+        self.bot.result_actions = self
         self.bot.add_dynamic_items(ResultButton, VaryPicker)
         self.bot.tree.add_command(self.history)
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(ResultButton, VaryPicker)
         self.bot.tree.remove_command(self.history.name)
-
-    @property
-    def imagine(self) -> ImagineCog:
-        cog = self.bot.get_cog("ImagineCog")
-        assert cog is not None
-        return cog  # type: ignore[return-value]
+        if self.bot.result_actions is self:
+            self.bot.result_actions = None
 
     async def handle(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
+        """A click on the `action` button of job `job_id`'s result."""
         job = await self.bot.jobs.get(job_id)
         if job is None:
             await reply_privately(interaction, GONE)
             return
-        await getattr(self, f"_{action}")(interaction, job)
+        await self._actions[action](interaction, job)
 
     async def _once(
         self,
@@ -102,15 +108,7 @@ class ActionsCog(commands.Cog, name="Actions"):
             interaction,
             "reroll",
             job,
-            lambda: self.imagine.start(
-                interaction,
-                prompt=job.prompt,
-                ratio=job.ratio,
-                n=job.n,
-                model=job.model,
-                resolution=job.resolution,
-                hosted_references=job.reference_urls,
-            ),
+            lambda: self.bot.launcher.launch(interaction, options_for_job(job)),
         )
 
     async def _vary(self, interaction: discord.Interaction, job: JobRecord) -> None:
@@ -143,15 +141,11 @@ class ActionsCog(commands.Cog, name="Actions"):
                 f"Image {number} is no longer available — its message was deleted or can't be read.",
             )
             return False
-        return await self.imagine.start(
-            interaction,
-            prompt=job.prompt,
-            ratio=job.ratio,
-            n=min(job.n, MAX_TOTAL_IMAGES - 1),
-            model=job.model,
-            resolution=job.resolution,
-            references=(source,),
+        # The posted image is the one reference: the job's own references are not sent again.
+        options = options_for_job(
+            job, n=min(job.n, MAX_TOTAL_IMAGES - 1), references=(source,), hosted_references=()
         )
+        return await self.bot.launcher.launch(interaction, options)
 
     async def _posted_image(
         self, interaction: discord.Interaction, job: JobRecord, number: int
@@ -170,7 +164,9 @@ class ActionsCog(commands.Cog, name="Actions"):
             try:
                 message = await channel.fetch_message(message_id)
             except discord.HTTPException as exc:
-                log.info("%s: the message with image %d could not be read: %s", job.label, number, exc.status)
+                log.info(
+                    "%s: the message with image %d could not be read: %s", job.log_name, number, exc.status
+                )
         if message is None:
             return None
         attachment = next((a for a in message.attachments if a.filename == wanted.filename), None)
@@ -213,16 +209,16 @@ class ActionsCog(commands.Cog, name="Actions"):
             await reply_privately(interaction, REFERENCES_LOST)
             return
         model = answers.model or job.model
-        await self.imagine.start(
-            interaction,
+        options = options_for_job(
+            job,
             prompt=answers.prompt,
+            model_id=model,
             ratio=answers.ratio or job.ratio,
             n=answers.n or job.n,
-            model=model,
             # The original resolution only applies while the model stays the same.
             resolution=job.resolution if model == job.model else None,
-            hosted_references=job.reference_urls,
         )
+        await self.bot.launcher.launch(interaction, options)
 
     async def _delete(self, interaction: discord.Interaction, job: JobRecord) -> None:
         permissions = interaction.permissions
@@ -243,8 +239,8 @@ class ActionsCog(commands.Cog, name="Actions"):
             except discord.NotFound:
                 continue
             except discord.HTTPException as exc:
-                log.warning("%s: deleting message %s failed: %s", job.label, message_id, exc.status)
-        log.info("%s: result deleted by user %s (%d message(s))", job.label, interaction.user.id, deleted)
+                log.warning("%s: deleting message %s failed: %s", job.log_name, message_id, exc.status)
+        log.info("%s: result deleted by user %s (%d message(s))", job.log_name, interaction.user.id, deleted)
         await reply_privately(interaction, "Deleted." if deleted else "There was nothing left to delete.")
 
     async def _details(self, interaction: discord.Interaction, job: JobRecord) -> None:

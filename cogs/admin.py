@@ -28,7 +28,7 @@ from bot.blocklist import BlockEntry, Blocklist, BlocklistError, describe, valid
 from bot.catalog import Catalog
 from bot.guild_settings import DEFAULTS, GuildSettings
 from cogs import render
-from cogs.imagine import requester
+from cogs.members import requester
 from cogs.replies import reply_privately
 
 if TYPE_CHECKING:

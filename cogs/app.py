@@ -2,8 +2,9 @@
 
 `build_bot()` is the one construction used by `python -m bot` and by the
 end-to-end tests. `setup_hook` opens the shared resources (database, the one
-ToAPIs HTTP session, the job runner), loads the cogs and registers slash
-commands only when their definitions changed.
+ToAPIs HTTP session, the job runner, the job launcher), loads the cogs, registers
+slash commands only when their definitions changed and has the launcher resume
+unfinished jobs. Starting, resuming and auditing jobs is `cogs.launcher`'s.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -24,8 +24,7 @@ from bot.catalog import Catalog
 from bot.config import Settings
 from bot.guild_settings import GuildSettingsStore
 from bot.jobs.pacing import ChannelPacer
-from bot.jobs.records import JobRecord, JobState, JobStore
-from bot.jobs.request import ImagineRequest, request_for_job
+from bot.jobs.records import JobRecord, JobStore
 from bot.jobs.runner import JobRunner, JobTimings
 from bot.metrics import LoopLagMonitor
 from bot.policy import OperatorRules, guild_allowed
@@ -34,11 +33,13 @@ from bot.registration import CommandRegistry, fingerprint
 from bot.store import Store
 from bot.toapis import ToAPIsClient, ToAPIsError
 from cogs import render
-from cogs.delivery import JobMessenger
+from cogs.components import ActionHandler
+from cogs.launcher import JobLauncher
 from cogs.replies import reply_privately
 
 log = logging.getLogger(__name__)
 
+# Loaded after the launcher exists: the imagine and actions cogs start jobs through it.
 EXTENSIONS = ("cogs.imagine", "cogs.actions", "cogs.admin")
 
 # On SIGTERM, how long submissions already on the wire may take to answer (their task ids must
@@ -50,9 +51,6 @@ SUBMISSION_GRACE = 7.5
 # and how often expired quota counters are deleted.
 SWEEP_INTERVAL = 60.0
 PRUNE_INTERVAL = 3600.0
-# A job with no runner here counts as stranded only once its record has been untouched this
-# long: a job being accepted gets its message id written within seconds, well inside this.
-ORPHAN_GRACE = 120.0
 
 # What the bot needs in a channel: see messages, post and edit results with files and embeds,
 # and reply to its own result message with images past the tenth.
@@ -109,7 +107,6 @@ class ImagineBot(commands.AutoShardedBot):
 
     sweep_interval = SWEEP_INTERVAL
     prune_interval = PRUNE_INTERVAL
-    orphan_grace = ORPHAN_GRACE
 
     def __init__(self, settings: Settings, catalog: Catalog, **options: Any) -> None:
         intents = discord.Intents.none()
@@ -140,9 +137,9 @@ class ImagineBot(commands.AutoShardedBot):
         self._guild_settings: GuildSettingsStore | None = None
         self._ledger: QuotaLedger | None = None
         self._runner: JobRunner | None = None
+        self._launcher: JobLauncher | None = None
+        self.result_actions: ActionHandler | None = None  # what result buttons call (the Actions cog)
         self._tasks: set[asyncio.Task[Any]] = set()
-        # The one registry of jobs with a runner in this process: never two runners for one job.
-        self._live_jobs: dict[int, asyncio.Task[Any]] = {}
         self.pacer = ChannelPacer()  # every write to a job's message, and audit lines, go through it
         self.stopping = False
         self._shutdown: asyncio.Task[None] | None = None  # not in _tasks: close() cancels those
@@ -153,6 +150,13 @@ class ImagineBot(commands.AutoShardedBot):
         if self._runner is None:
             raise RuntimeError("the job runner exists only after setup_hook")
         return self._runner
+
+    @property
+    def launcher(self) -> JobLauncher:
+        """Where every job starts, resumes and is audited (see `cogs.launcher`)."""
+        if self._launcher is None:
+            raise RuntimeError("the job launcher exists only after setup_hook")
+        return self._launcher
 
     @property
     def jobs(self) -> JobStore:
@@ -195,17 +199,30 @@ class ImagineBot(commands.AutoShardedBot):
                 progress_interval=self.settings.progress_edit_interval,
             ),
         )
+        self._launcher = JobLauncher(
+            self,
+            catalog=self.catalog,
+            default_model=self.settings.default_model,
+            operator=self.operator,
+            jobs=self._jobs,
+            guild_settings=self._guild_settings,
+            runner=self._runner,
+            pacer=self.pacer,
+            spawn=self.spawn,
+            owns=self.owns,
+            stopping=lambda: self.stopping,
+        )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.registers_commands:
             await self.register_commands()
-        await self.resume_jobs()
+        await self._launcher.resume_all()
         pruned = await self.ledger.prune()  # yesterday's and older quota counters
         log.info("pruned %d expired quota counter(s)", pruned)
         self.spawn(self._housekeeping(), name="housekeeping")
         if self.settings.metrics_log_seconds > 0:
             monitor = LoopLagMonitor(
-                self.settings.metrics_log_seconds, jobs_running=lambda: len(self._live_jobs)
+                self.settings.metrics_log_seconds, jobs_running=lambda: self.launcher.running_count
             )
             self._monitor = asyncio.create_task(monitor.run(), name="metrics")
 
@@ -220,69 +237,6 @@ class ImagineBot(commands.AutoShardedBot):
             return True
         return shard_of(job.guild_id, self.settings.shard_count) in self.settings.shard_ids
 
-    async def resume_jobs(self) -> int:
-        """Pick up every job a previous run left unfinished; returns how many."""
-        unfinished = [job for job in await self.jobs.unfinished() if self.owns(job)]
-        for job in unfinished:
-            log.info("job %s: resuming from state %s", job.id, job.state)
-            self.start_job(job, request_for_job(job, self.catalog), resumed=True)
-        return len(unfinished)
-
-    def start_job(self, job: JobRecord, request: ImagineRequest, *, resumed: bool = False) -> bool:
-        """Run a stored job in the background, delivering into its Discord message.
-
-        False (and nothing started) if the job already has a runner in this process.
-        """
-        if job.id in self._live_jobs:
-            log.warning("job %s: already running in this process; not starting it twice", job.id)
-            return False
-        messenger = JobMessenger(self, job, request, self.jobs, self.pacer)
-        task = self.spawn(self._run_job(job, request, messenger, resumed), name=f"job-{job.id}")
-        self._live_jobs[job.id] = task
-        task.add_done_callback(lambda done: self._forget_job(job.id, done))
-        return True
-
-    @property
-    def running_job_ids(self) -> frozenset[int]:
-        """The jobs that have a runner in this process right now."""
-        return frozenset(self._live_jobs)
-
-    def _forget_job(self, job_id: int, task: asyncio.Task[Any]) -> None:
-        if self._live_jobs.get(job_id) is task:
-            del self._live_jobs[job_id]
-
-    async def sweep(self) -> int:
-        """Resume the jobs of this process's shards that no runner here owns; returns how many.
-
-        A runner that gave up on a write (the database was down longer than its retries) leaves
-        its job unfinished, its quota held and its message on the progress bar: this puts it
-        right, from its stored state, like a restart would. Also forgets interaction tokens
-        past their 15 minutes.
-        """
-        now = time.time()
-        await self.jobs.clear_expired_tokens(now)
-        # Jobs live before the read are skipped even if they end meanwhile: the read may predate
-        # their final write, and resuming a finished job would deliver it twice.
-        live_before = set(self._live_jobs)
-        candidates = await self.jobs.unfinished(updated_before=now - self.orphan_grace)
-        stranded = [
-            job
-            for job in candidates
-            if self.owns(job) and job.id not in live_before and job.id not in self._live_jobs
-        ]
-        for job in stranded:
-            if self.stopping:
-                break
-            log.warning(
-                "job %s: no runner has it (state %s, guild %s, user %s); resuming it",
-                job.id,
-                job.state,
-                job.guild_id,
-                job.user_id,
-            )
-            self.start_job(job, request_for_job(job, self.catalog), resumed=True)
-        return len(stranded)
-
     async def _housekeeping(self) -> None:
         """Sweep for stranded jobs every `sweep_interval`, prune quota counters every `prune_interval`."""
         loop = asyncio.get_running_loop()
@@ -290,35 +244,13 @@ class ImagineBot(commands.AutoShardedBot):
         while not self.stopping:
             await asyncio.sleep(self.sweep_interval)
             try:
-                await self.sweep()
+                await self.launcher.sweep()
                 if loop.time() - pruned_at >= self.prune_interval:
                     pruned_at = loop.time()
                     log.info("pruned %d expired quota counter(s)", await self.ledger.prune())
             except Exception:
                 # The database may be down right now; the next round tries again.
                 log.exception("housekeeping failed; trying again in %.0fs", self.sweep_interval)
-
-    async def _run_job(
-        self, job: JobRecord, request: ImagineRequest, messenger: JobMessenger, resumed: bool
-    ) -> None:
-        final = await self.runner.run(job, request, messenger, resumed=resumed)
-        await self.audit(final, request)
-
-    async def audit(self, job: JobRecord, request: ImagineRequest) -> None:
-        """One compact line per finished job in the server's audit channel, if it has one."""
-        if job.guild_id is None or job.state not in (JobState.DONE, JobState.FAILED):
-            return
-        settings = await self.guild_settings.get(job.guild_id)
-        if settings.audit_channel_id is None:
-            return
-        channel = self.get_partial_messageable(settings.audit_channel_id, guild_id=job.guild_id)
-        try:
-            line = render.audit_line(job, request)
-            await self.pacer.final(
-                settings.audit_channel_id, lambda: channel.send(line, allowed_mentions=render.NO_PINGS)
-            )
-        except discord.HTTPException as exc:
-            log.warning("job %s: the audit line could not be posted: %s", job.id, exc.status)
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
         await self._leave_if_not_allowed(guild)
@@ -379,9 +311,8 @@ class ImagineBot(commands.AutoShardedBot):
         if self.stopping:
             return
         self.stopping = True
-        log.info(
-            "stopping: new jobs are refused; %d job(s) will resume on the next start", len(self._live_jobs)
-        )
+        running = self._launcher.running_count if self._launcher is not None else 0
+        log.info("stopping: new jobs are refused; %d job(s) will resume on the next start", running)
         if self._runner is not None:
             await self._runner.drain_submissions(within=SUBMISSION_GRACE)
         await self.close()

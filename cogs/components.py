@@ -3,7 +3,8 @@
 They are `DynamicItem`s: the `custom_id` (`imagine:<action>:<job id>`) carries the job id,
 so they work after a restart and days later; the job record supplies everything else.
 This is a plain module (not an extension), so there is one class per item however often
-the extensions are loaded; a click is handed to the loaded "Actions" cog by name.
+the extensions are loaded; a click is handed to the bot's `result_actions` (the Actions cog
+sets itself there when it loads).
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ class ActionHandler(Protocol):
 
 
 def _handler(interaction: discord.Interaction) -> ActionHandler:
-    cog = interaction.client.get_cog("Actions")  # type: ignore[attr-defined]
-    if cog is None:
+    handler: ActionHandler | None = getattr(interaction.client, "result_actions", None)
+    if handler is None:
         raise RuntimeError("the Actions cog is not loaded")
-    return cog  # type: ignore[return-value]
+    return handler
 
 
 _BUTTONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import discord
 
@@ -34,9 +34,6 @@ from bot.jobs.request import ImagineRequest
 from bot.jobs.runner import JobOutcome
 from cogs import render
 from cogs.components import result_view
-
-if TYPE_CHECKING:
-    from cogs.app import ImagineBot
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +105,11 @@ class MessageGoneError(Exception):
 
 
 class JobMessenger:
-    """Delivers one job into its message."""
+    """Delivers one job into its message, through `client`'s connection to Discord."""
 
     def __init__(
         self,
-        bot: ImagineBot,
+        client: discord.Client,
         job: JobRecord,
         request: ImagineRequest,
         jobs: JobStore,
@@ -120,7 +117,7 @@ class JobMessenger:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._bot = bot
+        self._client = client
         self._pacer = pacer
         self._job = job
         self._request = request
@@ -130,21 +127,18 @@ class JobMessenger:
         self._token_dead = not job.interaction_token
         self._message_gone = job.message_id is None
         self._uploads = _Uploads()
-
-    @property
-    def _label(self) -> str:
-        return self._job.label
+        self._label = job.log_name  # built once: every log line names the job, server and member
 
     @property
     def _channel(self) -> discord.PartialMessageable:
-        return self._bot.get_partial_messageable(self._job.channel_id, guild_id=self._job.guild_id)
+        return self._client.get_partial_messageable(self._job.channel_id, guild_id=self._job.guild_id)
 
     def _webhook(self) -> discord.Webhook | None:
         if self._token_dead or not self._job.token_usable(self._clock()):
             return None
         assert self._job.interaction_token is not None
         return discord.Webhook.partial(
-            self._job.application_id, self._job.interaction_token, client=self._bot
+            self._job.application_id, self._job.interaction_token, client=self._client
         )
 
     # -- editing the job's message -------------------------------------------------------

@@ -1,24 +1,18 @@
-"""The /imagine command: validate, answer at once with a placeholder, run the job in the background."""
+"""The /imagine command and the message menu "Imagine with these images": what the member
+asked for, handed to the job launcher (`cogs.launcher`), which checks, answers and runs it."""
 
 # No `from __future__ import annotations`: discord.py reads the /imagine parameter annotations at
 # definition time, and the prompt length range is computed from the catalog in a closure.
-import asyncio
 import functools
 import logging
-import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import policy
 from bot.catalog import AUTO_RATIO, DOCUMENTED_RATIOS, MAX_TOTAL_IMAGES, Catalog
-from bot.jobs.records import JobOrigin, JobRecord, JobState
-from bot.jobs.request import DEFAULT_RATIO, ImagineRequest, RequestError, build_request, new_job
-from bot.jobs.runner import first_progress
-from bot.quota import QuotaExceededError
+from bot.jobs.request import DEFAULT_RATIO, RequestOptions
 from bot.references import MAX_REFERENCES, ReferenceRejectedError, ReferenceSource, check_sources
 from cogs import render
 from cogs.components import source_from_attachment
@@ -33,6 +27,7 @@ from cogs.forms import (
     answer_form,
     submitted_form,
 )
+from cogs.launcher import RESTARTING
 from cogs.replies import reply_privately
 
 if TYPE_CHECKING:
@@ -40,15 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RESTARTING = "The bot is restarting — try again in a minute."
-PLACEHOLDER_FAILED = (
-    "Discord did not accept the bot's reply, so your request was not started and nothing was charged. "
-    "Run the command again."
-)
-# How long the public placeholder may take before its job is given up: Discord takes the first answer
-# only within 3 s of the interaction, so this covers one of discord.py's retries of a 5xx and leaves
-# time to tell the member privately.
-PLACEHOLDER_TIMEOUT = 2.5
 MENU_NAME = "Imagine with these images"
 MENU_MESSAGE_GONE = (
     "The message with those images was deleted, so this form can't be used any more. "
@@ -61,7 +47,7 @@ MENU_IMAGES_GONE = (
 )
 
 
-def build_imagine_command(catalog: Catalog, cog: "ImagineCog") -> app_commands.Command:
+def build_imagine_command(catalog: Catalog, bot: "ImagineBot") -> app_commands.Command:
     """The command's choices come from the model catalog, so they are built at load time."""
     longest_prompt = max(m.max_prompt_length for m in catalog)
 
@@ -94,15 +80,15 @@ def build_imagine_command(catalog: Catalog, cog: "ImagineCog") -> app_commands.C
         image4: discord.Attachment | None = None,
     ) -> None:
         attachments = [a for a in (image1, image2, image3, image4) if a is not None]
-        await cog.start(
-            interaction,
+        options = RequestOptions(
             prompt=prompt,
+            model_id=model,
             ratio=ratio,
             n=n,
-            model=model,
             resolution=resolution,
             references=tuple(source_from_attachment(a) for a in attachments),
         )
+        await bot.launcher.launch(interaction, options)
 
     resolutions = catalog.all_resolutions()
     if resolutions:
@@ -141,12 +127,11 @@ def images_in_message(message: discord.Message) -> list[ReferenceSource]:
 
 
 class ImagineCog(commands.Cog):
-    """Thin adapter from /imagine and the message menu to the core job runner."""
+    """Thin adapter from /imagine and the message menu to the job launcher."""
 
     def __init__(self, bot: "ImagineBot") -> None:
         self.bot = bot
-        self.placeholder_timeout = PLACEHOLDER_TIMEOUT
-        self.command = build_imagine_command(bot.catalog, self)
+        self.command = build_imagine_command(bot.catalog, bot)
         self.menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.imagine_from_message)
         self.open_menu_forms = OpenMenuForms()
 
@@ -209,15 +194,14 @@ class ImagineCog(commands.Cog):
             references = await self._reread_menu_images(interaction, form)
             if references is None:
                 return
-        await self.start(
-            interaction,
+        options = RequestOptions(
             prompt=answers.prompt,
+            model_id=answers.model,
             ratio=answers.ratio or DEFAULT_RATIO,
             n=answers.n or 1,
-            model=answers.model,
-            resolution=None,
             references=references,
         )
+        await self.bot.launcher.launch(interaction, options)
 
     async def _reread_menu_images(
         self, interaction: discord.Interaction, form: MenuForm
@@ -245,190 +229,6 @@ class ImagineCog(commands.Cog):
             await reply_privately(interaction, MENU_IMAGES_GONE)
             return None
         return tuple(sources[:MAX_REFERENCES])
-
-    async def start(
-        self,
-        interaction: discord.Interaction,
-        *,
-        prompt: str,
-        ratio: str | None,
-        n: int | None,
-        model: str | None,
-        resolution: str | None,
-        references: tuple[ReferenceSource, ...] = (),
-        hosted_references: tuple[str, ...] = (),
-    ) -> bool:
-        """Everything /imagine, the message menu and the result buttons share: validate, check,
-        record, answer, run. `hosted_references` are references the image service already has.
-        True if a job was started; False if the member got a private refusal instead."""
-        if self.bot.stopping:
-            await reply_privately(interaction, RESTARTING)
-            return False
-        try:
-            request = build_request(
-                self.bot.catalog,
-                prompt=prompt,
-                model_id=model or self.bot.settings.default_model,
-                ratio=ratio,
-                n=n,
-                resolution=resolution,
-                requester_id=interaction.user.id,
-                references=references,
-                hosted_references=hosted_references,
-            )
-            who = requester(interaction)
-            settings = await self.bot.guild_settings.get(who.guild_id) if who.guild_id is not None else None
-            if settings is not None and settings.blocklist:
-                # Compiling a changed list takes up to a few hundred ms: not on the event loop.
-                await asyncio.to_thread(lambda: settings.compiled_blocklist.prepare(who.locale))
-            policy.check(settings, self.bot.operator, who, request)
-        except (RequestError, policy.RefusedError) as exc:
-            await reply_privately(interaction, str(exc))
-            return False
-
-        missing = missing_permissions(interaction)
-        if missing:
-            await reply_privately(interaction, missing_permissions_text(missing))
-            return False
-
-        # The record exists before the placeholder does, so no answered request can be forgotten;
-        # its images are reserved in quota in the same transaction.
-        plan = policy.quota_plan(settings, self.bot.operator, who, request.n, time.time())
-        try:
-            origin = JobOrigin(
-                guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id or 0,
-                user_id=interaction.user.id,
-                application_id=interaction.application_id,
-                interaction_id=interaction.id,
-                interaction_token=interaction.token,
-                token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_LIFETIME,
-                upload_limit=interaction.filesize_limit,
-            )
-            job = await self.bot.jobs.create(new_job(request, origin), quota=plan)
-        except QuotaExceededError as exc:
-            await reply_privately(interaction, policy.quota_refusal(exc))
-            return False
-        started = datetime.fromtimestamp(job.created_at, tz=UTC)
-        try:
-            # Bounded: discord.py retries a 5xx for half a minute, long after Discord's 3 s window.
-            async with asyncio.timeout(self.placeholder_timeout):
-                response = await interaction.response.send_message(
-                    embed=render.progress_embed(request, first_progress(request), started),
-                    allowed_mentions=render.NO_PINGS,
-                )
-            job = await self.bot.jobs.set_message_id(job, response.message_id)
-        except (Exception, asyncio.CancelledError) as exc:
-            # Nothing was sent to the image service: the job ends now and its quota comes back.
-            await self._placeholder_failed(interaction, job, request, exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return False
-        log.info(
-            "job %s: accepted (guild %s, channel %s, user %s)",
-            job.id,
-            interaction.guild_id,
-            interaction.channel_id,
-            interaction.user.id,
-        )
-        self.bot.start_job(job, request)
-        return True
-
-    async def _placeholder_failed(
-        self, interaction: discord.Interaction, job: JobRecord, request: ImagineRequest, exc: BaseException
-    ) -> None:
-        """End a job whose placeholder could not be posted or recorded, and tell the member privately."""
-        # Only the error's kind and status: its text may carry the interaction's URL (and token).
-        log.warning(
-            "job %s: the placeholder could not be posted or recorded (guild %s, channel %s, user %s): %s %s",
-            job.id,
-            interaction.guild_id,
-            interaction.channel_id,
-            interaction.user.id,
-            type(exc).__name__,
-            getattr(exc, "status", ""),
-        )
-        try:
-            await self.bot.jobs.finish(job.id, JobState.FAILED, delivered_images=0, error=PLACEHOLDER_FAILED)
-        except Exception:
-            log.exception("job %s: could not be ended after its placeholder failed", job.id)
-        try:
-            async with asyncio.timeout(self.placeholder_timeout):
-                if interaction.response.is_done():
-                    # The placeholder is up but the job behind it ended: it must not say "Queued".
-                    await interaction.edit_original_response(
-                        embed=render.failure_embed(request, PLACEHOLDER_FAILED, time.time() - job.created_at),
-                        allowed_mentions=render.NO_PINGS,
-                    )
-                    await interaction.followup.send(
-                        PLACEHOLDER_FAILED, ephemeral=True, allowed_mentions=render.NO_PINGS
-                    )
-                else:
-                    await reply_privately(interaction, PLACEHOLDER_FAILED)
-        except (Exception, asyncio.CancelledError) as notice_error:
-            log.warning(
-                "job %s: the member could not be told that it failed: %s",
-                job.id,
-                type(notice_error).__name__,
-            )
-            if isinstance(notice_error, asyncio.CancelledError):
-                raise
-
-
-def requester(interaction: discord.Interaction) -> policy.Requester:
-    """Who is asking and where, as the policy sees it."""
-    channel = interaction.channel
-    parent = channel.parent_id if isinstance(channel, discord.Thread) else None
-    # The role ids Discord sent with the member: `Member.roles` only lists roles found in the
-    # guild cache, which may not hold this server yet (and rules must not fail open or closed on that).
-    role_ids = getattr(interaction.user, "_roles", None)
-    if role_ids is None:
-        role_ids = [r.id for r in getattr(interaction.user, "roles", ())]
-    return policy.Requester(
-        user_id=interaction.user.id,
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id or 0,
-        parent_channel_id=parent,
-        role_ids=frozenset(int(r) for r in role_ids),
-        locale=str(interaction.guild_locale) if interaction.guild_locale is not None else None,
-    )
-
-
-# Discord ends an interaction token's life 15 minutes after the interaction was created.
-INTERACTION_TOKEN_LIFETIME = 15 * 60
-
-# What the bot must be allowed in the channel to show a job: checked before anything is charged.
-_NEEDED = {
-    "view_channel": "View Channel",
-    "send_messages": "Send Messages",
-    "embed_links": "Embed Links",
-    "attach_files": "Attach Files",
-}
-
-
-def missing_permissions(interaction: discord.Interaction) -> list[str]:
-    """Names of channel permissions the bot lacks (none are checked outside servers)."""
-    if interaction.guild_id is None:
-        return []
-    needed = dict(_NEEDED)
-    if isinstance(interaction.channel, discord.Thread):
-        del needed["send_messages"]
-        needed["send_messages_in_threads"] = "Send Messages in Threads"
-    have = interaction.app_permissions
-    return [label for flag, label in needed.items() if not getattr(have, flag)]
-
-
-def missing_permissions_text(missing: list[str]) -> str:
-    names = (
-        " and ".join(f"**{m}**" for m in missing)
-        if len(missing) <= 2
-        else (", ".join(f"**{m}**" for m in missing[:-1]) + f" and **{missing[-1]}**")
-    )
-    plural = "permission" if len(missing) == 1 else "permissions"
-    return (
-        f"I can't post images in this channel: I'm missing the {names} {plural} here. "
-        "Ask a server admin to grant them, or use /imagine in another channel. Nothing was charged."
-    )
 
 
 async def setup(bot: "ImagineBot") -> None:

@@ -58,8 +58,10 @@ class ProgressThrottle:
         interval: float,
         initial: JobProgress | None = None,
         clock: Callable[[], float] = time.monotonic,
+        name: str = "a job",
     ) -> None:
         self._send = send
+        self._name = name  # how log lines name the job (its id, server and member)
         self._interval = interval
         self._clock = clock
         self._last_sent: JobProgress | None = initial
@@ -114,7 +116,7 @@ class ProgressThrottle:
                 await self._send(state)
             except Exception:
                 # A failed progress edit must never end the job; the next one may succeed.
-                log.warning("progress edit failed", exc_info=True)
+                log.warning("%s: progress edit failed", self._name, exc_info=True)
             # Measure the gap from when the edit finished: the next one then arrives at
             # least `interval` after this one did, however long the request took.
             self._last_sent_at = self._clock()

@@ -173,9 +173,9 @@ class JobRecord:
     reference_count: int = 0
 
     @property
-    def label(self) -> str:
-        """How log lines name the job: `job 12 guild 34 user 56` (the ids an operator searches by)."""
-        return f"job {self.id} guild {self.guild_id} user {self.user_id}"
+    def log_name(self) -> str:
+        """How every log line about this job names it: `job 12 (guild 3, user 5)`."""
+        return f"job {self.id} (guild {self.guild_id}, user {self.user_id})"
 
     @property
     def delivered_images(self) -> tuple[DeliveredImage, ...]:

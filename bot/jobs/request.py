@@ -1,11 +1,15 @@
 """What a member asked for, validated against the model catalog before anything is paid for.
 
-`build_request` turns raw command options into an `ImagineRequest` or raises
-`RequestError` whose message tells the member exactly what to change.
+`RequestOptions` is what a member asked for, as given (a command's options, a form's
+answers, or a stored job's request asked again by a result button: `options_for_job`);
+`build_request` turns it into an `ImagineRequest` or raises `RequestError` whose message
+tells the member exactly what to change. `request_for_job` rebuilds a stored job's request
+as it was accepted, without validating it again (resuming, Details).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,29 +56,53 @@ class ImagineRequest:
         return kwargs
 
 
+@dataclass(frozen=True)
+class RequestOptions:
+    """What a member asked for, not yet validated; None leaves the default to `build_request`."""
+
+    prompt: str
+    model_id: str | None = None  # None: the operator's default model
+    ratio: str | None = None
+    n: int | None = None
+    resolution: str | None = None
+    references: tuple[ReferenceSource, ...] = ()  # the member's images, as Discord describes them
+    hosted_references: tuple[str, ...] = ()  # copies the image service already holds
+
+
+def options_for_job(job: JobRecord, **changes: Any) -> RequestOptions:
+    """A stored job's request asked again, with `changes` (the one rebuild every result button uses).
+
+    Reroll asks it unchanged, Vary with one posted image as the reference, Remix with the
+    form's answers. Raises TypeError for a change that is not a `RequestOptions` field.
+    """
+    asked = RequestOptions(
+        prompt=job.prompt,
+        model_id=job.model,
+        ratio=job.ratio,
+        n=job.n,
+        resolution=job.resolution,
+        hosted_references=job.reference_urls,
+    )
+    return dataclasses.replace(asked, **changes)
+
+
 def _listing(values: tuple[str, ...] | list[str]) -> str:
     return ", ".join(f"`{v}`" for v in values)
 
 
 def build_request(
-    catalog: Catalog,
-    *,
-    prompt: str,
-    model_id: str,
-    ratio: str | None,
-    n: int | None,
-    resolution: str | None,
-    requester_id: int,
-    references: tuple[ReferenceSource, ...] = (),
-    hosted_references: tuple[str, ...] = (),
+    catalog: Catalog, options: RequestOptions, *, default_model: str, requester_id: int
 ) -> ImagineRequest:
-    """Validate command options; raise `RequestError` naming what is allowed.
+    """Validate what a member asked for; raise `RequestError` naming what is allowed.
 
     Reference images are checked here only by what Discord says of them (type, size,
     dimensions): cheap enough to answer before anything is downloaded or paid for.
     `hosted_references` are copies the image service already holds (a reroll reuses a
     job's); only their number is checked.
     """
+    model_id = options.model_id or default_model
+    prompt, ratio, n, resolution = options.prompt, options.ratio, options.n, options.resolution
+    references, hosted_references = options.references, options.hosted_references
     model = catalog.find(model_id)
     if model is None:
         names = [m.display_name for m in catalog]

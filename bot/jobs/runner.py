@@ -222,12 +222,13 @@ class JobRunner:
         Stopping holds a job not yet sent (it stays `accepted`); cancelling (shutdown) leaves
         the stored state as it is. Either way it resumes on the next start.
         """
-        name = job.label
+        name = job.log_name  # built once: every log line of this run names the job, server and member
         throttle = ProgressThrottle(
             observer.show_progress,
             interval=self._timings.progress_interval,
             # A resumed job not yet sent replaces the "waiting for the restart" notice at once.
             initial=first_progress(request) if not resumed or job.state is JobState.ACCEPTED else None,
+            name=name,
         )
         try:
             try:
@@ -437,7 +438,9 @@ class JobRunner:
         except toapis.ToAPIsError as exc:
             log.warning("%s: submission failed: %s", name, exc)
             if isinstance(exc, toapis.AuthenticationError | toapis.InsufficientBalanceError):
-                log.error("the image service refused the API key or the account has no balance: %s", exc)
+                log.error(
+                    "%s: the image service refused the API key or the account has no balance: %s", name, exc
+                )
             raise JobFailedError(failure_message(exc)) from exc
         # Logged before it is stored: if the database never takes it, an operator can still find it.
         log.info("%s: submitted as task %s (model %s, n=%d)", name, task.id, request.model.id, request.n)

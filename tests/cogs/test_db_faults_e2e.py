@@ -16,6 +16,7 @@ from bot.jobs.runner import NOT_POSTED
 from bot.schema import counters_table, jobs_table
 from bot.store import Retry
 from cogs.app import ImagineBot
+from cogs.launcher import JobLauncher
 from tests.cogs.test_durable_e2e import STALLED, final_job_of, job_of, let_tasks_finish, showing, until
 from tests.rig import RunningBot, eventually, status_of
 
@@ -121,7 +122,7 @@ async def test_a_database_error_at_any_write_of_a_job_is_retried_and_the_images_
 
 async def test_a_job_whose_runner_gave_up_on_the_database_is_resumed_by_the_sweeper(start_bot, monkeypatch):
     monkeypatch.setattr(ImagineBot, "sweep_interval", 0.1)
-    monkeypatch.setattr(ImagineBot, "orphan_grace", 0.3)
+    monkeypatch.setattr(JobLauncher, "orphan_grace", 0.3)
     rig = await start_bot()
     assert rig.bot.store is not None
     rig.bot.jobs.retry = Retry(within=0.2, first_delay=0.05)  # the runner gives up quickly
@@ -135,7 +136,7 @@ async def test_a_job_whose_runner_gave_up_on_the_database_is_resumed_by_the_swee
     # attempt to record a failure all give up, and it stops with the job still `running`.
     faults.fail(lambda statement, _: statement.startswith("UPDATE jobs"), times=10_000)
     let_tasks_finish(rig.toapis)
-    await eventually(lambda: job.id not in rig.bot.running_job_ids, what="the runner gave up")
+    await eventually(lambda: job.id not in rig.bot.launcher.running_job_ids, what="the runner gave up")
     stranded = await rig.bot.jobs.get(job.id)
     faults.stop()
 
@@ -165,7 +166,7 @@ async def test_the_sweeper_never_starts_a_second_runner_for_a_job_that_has_one(s
             jobs_table.update().where(jobs_table.c.id == job.id).values(updated_at=time.time() - 3600)
         )
 
-    resumed = await rig.bot.sweep()
+    resumed = await rig.bot.launcher.sweep()
     let_tasks_finish(rig.toapis)
     message = await rig.finished(record)
     await final_job_of(rig, record)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import itertools
+import logging
 import re
 
 import discord
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.fakes.toapis import TaskPlan
-from tests.rig import embed_fields, status_of
+from tests.rig import embed_fields, eventually, status_of
 
 pytestmark = pytest.mark.asyncio
 
@@ -52,6 +53,20 @@ async def test_placeholder_is_the_public_first_response_with_prompt_settings_and
         f"<@{rig.discord.user_id}>",
         "⏳ Queued",
     )
+
+
+async def test_every_log_line_about_a_job_names_its_server_and_member(start_bot, caplog):
+    rig = await start_bot()
+    with caplog.at_level(logging.INFO):
+        record = await rig.imagine(prompt="a red fox in snow", n=2)
+        await rig.finished(record)
+        await eventually(lambda: "image(s) in" in caplog.text, what="the delivery logged")
+    about_jobs = [r.getMessage() for r in caplog.records if re.match(r"job \d", r.getMessage())]
+    named = rf"job \d+ \(guild {rig.discord.guild_id}, user {rig.discord.user_id}\): "
+    assert (
+        any(": accepted" in line for line in about_jobs),
+        [line for line in about_jobs if not re.match(named, line)],
+    ) == (True, [])
 
 
 async def test_request_reaches_the_image_service_as_documented(start_bot):

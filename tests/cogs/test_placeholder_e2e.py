@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.jobs.records import JobRecord, JobState
-from cogs.imagine import PLACEHOLDER_FAILED
+from cogs.launcher import PLACEHOLDER_FAILED
 from tests.cogs.test_durable_e2e import final_job_of
 from tests.fakes.discord import InteractionRecord
 from tests.rig import RunningBot, status_of
@@ -32,7 +32,7 @@ async def _private_answer(rig: RunningBot, record: InteractionRecord) -> str:
 
 async def test_a_placeholder_that_times_out_ends_the_job_and_gives_the_quota_back(start_bot):
     rig = await start_bot()
-    rig.bot.get_cog("ImagineCog").placeholder_timeout = 0.5  # the notice then still beats Discord's 3 s
+    rig.bot.launcher.placeholder_timeout = 0.5  # the notice then still beats Discord's 3 s
     rig.discord.inject("POST", CALLBACK, fault="hang")
     record = await rig.imagine(prompt="a fox")
 

@@ -484,4 +484,4 @@ async def test_a_job_not_yet_done_has_no_delivered_images(store):
 
 async def test_a_jobs_log_name_carries_the_ids_an_operator_searches_by(store):
     job = await JobStore(store).create(new_job())
-    assert job.label == f"job {job.id} guild {GUILD_ID} user {USER_ID}"
+    assert job.log_name == f"job {job.id} (guild {GUILD_ID}, user {USER_ID})"

@@ -1,0 +1,338 @@
+"""The one path a job takes through the Discord layer: launched, run, resumed, audited.
+
+`JobLauncher` is built in `ImagineBot.setup_hook`. Every cog that starts a job — /imagine, the
+message menu's form, the result buttons and the Remix form — calls `launch`: it builds the
+request, asks the policy whether the member may run it (`bot.policy.admit`), records the job
+with its quota, answers with the public placeholder and starts the runner. A job found
+unfinished at start-up, or stranded later without a runner, goes through `start` like a fresh
+one. The registry of live jobs here means never two runners for one job in a process. A
+finished job gets one line in its server's audit channel.
+
+Reading order: a command (`cogs.imagine`, `cogs.actions`) → this launcher → the core runner
+(`bot.jobs.runner`) → the messenger that shows the job (`cogs.delivery`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import discord
+
+from bot import policy
+from bot.catalog import Catalog
+from bot.guild_settings import GuildSettings, GuildSettingsStore
+from bot.jobs.pacing import ChannelPacer
+from bot.jobs.records import JobOrigin, JobRecord, JobState, JobStore
+from bot.jobs.request import (
+    ImagineRequest,
+    RequestError,
+    RequestOptions,
+    build_request,
+    new_job,
+    request_for_job,
+)
+from bot.jobs.runner import JobRunner, first_progress
+from bot.quota import QuotaExceededError, QuotaPlan
+from cogs import render
+from cogs.delivery import JobMessenger
+from cogs.members import requester
+from cogs.replies import reply_privately
+
+log = logging.getLogger(__name__)
+
+RESTARTING = "The bot is restarting — try again in a minute."
+PLACEHOLDER_FAILED = (
+    "Discord did not accept the bot's reply, so your request was not started and nothing was charged. "
+    "Run the command again."
+)
+# How long the public placeholder may take before its job is given up: Discord takes the first answer
+# only within 3 s of the interaction, so this covers one of discord.py's retries of a 5xx and leaves
+# time to tell the member privately.
+PLACEHOLDER_TIMEOUT = 2.5
+# Discord ends an interaction token's life 15 minutes after the interaction was created.
+INTERACTION_TOKEN_LIFETIME = 15 * 60
+# A job with no runner here counts as stranded only once its record has been untouched this
+# long: a job being accepted gets its message id written within seconds, well inside this.
+ORPHAN_GRACE = 120.0
+
+# What the bot must be allowed in the channel to show a job: checked before anything is charged.
+_NEEDED = {
+    "view_channel": "View Channel",
+    "send_messages": "Send Messages",
+    "embed_links": "Embed Links",
+    "attach_files": "Attach Files",
+}
+
+
+def missing_permissions(interaction: discord.Interaction) -> list[str]:
+    """Names of channel permissions the bot lacks (none are checked outside servers)."""
+    if interaction.guild_id is None:
+        return []
+    needed = dict(_NEEDED)
+    if isinstance(interaction.channel, discord.Thread):
+        del needed["send_messages"]
+        needed["send_messages_in_threads"] = "Send Messages in Threads"
+    have = interaction.app_permissions
+    return [label for flag, label in needed.items() if not getattr(have, flag)]
+
+
+def missing_permissions_text(missing: list[str]) -> str:
+    """The private refusal when the bot lacks channel permissions, naming them."""
+    names = (
+        " and ".join(f"**{m}**" for m in missing)
+        if len(missing) <= 2
+        else (", ".join(f"**{m}**" for m in missing[:-1]) + f" and **{missing[-1]}**")
+    )
+    plural = "permission" if len(missing) == 1 else "permissions"
+    return (
+        f"I can't post images in this channel: I'm missing the {names} {plural} here. "
+        "Ask a server admin to grant them, or use /imagine in another channel. Nothing was charged."
+    )
+
+
+class JobLauncher:
+    """Starts, resumes and audits jobs; owns the registry of jobs with a runner in this process."""
+
+    orphan_grace = ORPHAN_GRACE
+
+    def __init__(
+        self,
+        client: discord.Client,
+        *,
+        catalog: Catalog,
+        default_model: str,
+        operator: policy.OperatorRules,
+        jobs: JobStore,
+        guild_settings: GuildSettingsStore,
+        runner: JobRunner,
+        pacer: ChannelPacer,
+        spawn: Callable[..., asyncio.Task[Any]],
+        owns: Callable[[JobRecord], bool],
+        stopping: Callable[[], bool],
+    ) -> None:
+        self._client = client
+        self._catalog = catalog
+        self._default_model = default_model
+        self._operator = operator
+        self._jobs = jobs
+        self._guild_settings = guild_settings
+        self._runner = runner
+        self._pacer = pacer
+        # `spawn(coro, name=...)`: the bot's background tasks, cancelled together at shutdown.
+        self._spawn: Callable[..., asyncio.Task[Any]] = spawn
+        self._owns = owns  # whether a job's server is on a shard this process runs
+        self._stopping = stopping
+        self.placeholder_timeout = PLACEHOLDER_TIMEOUT
+        self._live_jobs: dict[int, asyncio.Task[Any]] = {}
+
+    # -- a member's new job ----------------------------------------------------------------
+
+    async def launch(self, interaction: discord.Interaction, options: RequestOptions) -> bool:
+        """Everything /imagine, the message menu and the result buttons share: validate, check,
+        record, answer, run. True if a job was started; False if the member got a private
+        refusal instead."""
+        if self._stopping():
+            await reply_privately(interaction, RESTARTING)
+            return False
+        who = requester(interaction)
+        try:
+            request = build_request(
+                self._catalog, options, default_model=self._default_model, requester_id=interaction.user.id
+            )
+            settings = await self._settings_for(who)
+            plan = policy.admit(settings, self._operator, who, request, time.time())
+        except (RequestError, policy.RefusedError) as exc:
+            await reply_privately(interaction, str(exc))
+            return False
+
+        missing = missing_permissions(interaction)
+        if missing:
+            await reply_privately(interaction, missing_permissions_text(missing))
+            return False
+
+        job = await self._record(interaction, request, plan)
+        if job is None:
+            return False
+        started = datetime.fromtimestamp(job.created_at, tz=UTC)
+        try:
+            # Bounded: discord.py retries a 5xx for half a minute, long after Discord's 3 s window.
+            async with asyncio.timeout(self.placeholder_timeout):
+                response = await interaction.response.send_message(
+                    embed=render.progress_embed(request, first_progress(request), started),
+                    allowed_mentions=render.NO_PINGS,
+                )
+            job = await self._jobs.set_message_id(job, response.message_id)
+        except (Exception, asyncio.CancelledError) as exc:
+            # Nothing was sent to the image service: the job ends now and its quota comes back.
+            await self._placeholder_failed(interaction, job, request, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return False
+        log.info("%s: accepted (channel %s)", job.log_name, interaction.channel_id)
+        self.start(job, request)
+        return True
+
+    async def _settings_for(self, who: policy.Requester) -> GuildSettings | None:
+        """The server's settings (None in direct messages), the blocklist ready for its language."""
+        if who.guild_id is None:
+            return None
+        settings = await self._guild_settings.get(who.guild_id)
+        if settings.blocklist:
+            # Compiling a changed list takes up to a few hundred ms: not on the event loop.
+            await asyncio.to_thread(lambda: settings.compiled_blocklist.prepare(who.locale))
+        return settings
+
+    async def _record(
+        self, interaction: discord.Interaction, request: ImagineRequest, plan: QuotaPlan
+    ) -> JobRecord | None:
+        """The job's record, its images reserved in quota in the same transaction; None (and the
+        member told privately) if a limit is reached.
+
+        The record exists before the placeholder does, so no answered request can be forgotten.
+        """
+        try:
+            origin = JobOrigin(
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id or 0,
+                user_id=interaction.user.id,
+                application_id=interaction.application_id,
+                interaction_id=interaction.id,
+                interaction_token=interaction.token,
+                token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_LIFETIME,
+                upload_limit=interaction.filesize_limit,
+            )
+            return await self._jobs.create(new_job(request, origin), quota=plan)
+        except QuotaExceededError as exc:
+            await reply_privately(interaction, policy.quota_refusal(exc))
+            return None
+
+    async def _placeholder_failed(
+        self, interaction: discord.Interaction, job: JobRecord, request: ImagineRequest, exc: BaseException
+    ) -> None:
+        """End a job whose placeholder could not be posted or recorded, and tell the member privately."""
+        # Only the error's kind and status: its text may carry the interaction's URL (and token).
+        log.warning(
+            "%s: the placeholder could not be posted or recorded (channel %s): %s %s",
+            job.log_name,
+            interaction.channel_id,
+            type(exc).__name__,
+            getattr(exc, "status", ""),
+        )
+        try:
+            await self._jobs.finish(job.id, JobState.FAILED, delivered_images=0, error=PLACEHOLDER_FAILED)
+        except Exception:
+            log.exception("%s: could not be ended after its placeholder failed", job.log_name)
+        try:
+            async with asyncio.timeout(self.placeholder_timeout):
+                if interaction.response.is_done():
+                    # The placeholder is up but the job behind it ended: it must not say "Queued".
+                    await interaction.edit_original_response(
+                        embed=render.failure_embed(request, PLACEHOLDER_FAILED, time.time() - job.created_at),
+                        allowed_mentions=render.NO_PINGS,
+                    )
+                    await interaction.followup.send(
+                        PLACEHOLDER_FAILED, ephemeral=True, allowed_mentions=render.NO_PINGS
+                    )
+                else:
+                    await reply_privately(interaction, PLACEHOLDER_FAILED)
+        except (Exception, asyncio.CancelledError) as notice_error:
+            log.warning(
+                "%s: the member could not be told that it failed: %s",
+                job.log_name,
+                type(notice_error).__name__,
+            )
+            if isinstance(notice_error, asyncio.CancelledError):
+                raise
+
+    # -- running and resuming ----------------------------------------------------------------
+
+    def start(self, job: JobRecord, request: ImagineRequest, *, resumed: bool = False) -> bool:
+        """Run a stored job in the background, delivering into its Discord message.
+
+        False (and nothing started) if the job already has a runner in this process.
+        """
+        if job.id in self._live_jobs:
+            log.warning("%s: already running in this process; not starting it twice", job.log_name)
+            return False
+        messenger = JobMessenger(self._client, job, request, self._jobs, self._pacer)
+        task = self._spawn(self._run(job, request, messenger, resumed), name=f"job-{job.id}")
+        self._live_jobs[job.id] = task
+        task.add_done_callback(lambda done: self._forget(job.id, done))
+        return True
+
+    @property
+    def running_job_ids(self) -> frozenset[int]:
+        """The jobs that have a runner in this process right now."""
+        return frozenset(self._live_jobs)
+
+    @property
+    def running_count(self) -> int:
+        """How many jobs have a runner in this process right now."""
+        return len(self._live_jobs)
+
+    def _forget(self, job_id: int, task: asyncio.Task[Any]) -> None:
+        if self._live_jobs.get(job_id) is task:
+            del self._live_jobs[job_id]
+
+    async def resume_all(self) -> int:
+        """Pick up every job of this process's shards a previous run left unfinished; returns how many."""
+        unfinished = [job for job in await self._jobs.unfinished() if self._owns(job)]
+        for job in unfinished:
+            log.info("%s: resuming from state %s", job.log_name, job.state)
+            self.start(job, request_for_job(job, self._catalog), resumed=True)
+        return len(unfinished)
+
+    async def sweep(self) -> int:
+        """Resume the jobs of this process's shards that no runner here owns; returns how many.
+
+        A runner that gave up on a write (the database was down longer than its retries) leaves
+        its job unfinished, its quota held and its message on the progress bar: this puts it
+        right, from its stored state, like a restart would. Also forgets interaction tokens
+        past their 15 minutes.
+        """
+        now = time.time()
+        await self._jobs.clear_expired_tokens(now)
+        # Jobs live before the read are skipped even if they end meanwhile: the read may predate
+        # their final write, and resuming a finished job would deliver it twice.
+        live_before = set(self._live_jobs)
+        candidates = await self._jobs.unfinished(updated_before=now - self.orphan_grace)
+        stranded = [
+            job
+            for job in candidates
+            if self._owns(job) and job.id not in live_before and job.id not in self._live_jobs
+        ]
+        for job in stranded:
+            if self._stopping():
+                break
+            log.warning("%s: no runner has it (state %s); resuming it", job.log_name, job.state)
+            self.start(job, request_for_job(job, self._catalog), resumed=True)
+        return len(stranded)
+
+    async def _run(
+        self, job: JobRecord, request: ImagineRequest, messenger: JobMessenger, resumed: bool
+    ) -> None:
+        final = await self._runner.run(job, request, messenger, resumed=resumed)
+        await self.audit(final, request)
+
+    # -- the audit channel -------------------------------------------------------------------
+
+    async def audit(self, job: JobRecord, request: ImagineRequest) -> None:
+        """One compact line per finished job in the server's audit channel, if it has one."""
+        if job.guild_id is None or job.state not in (JobState.DONE, JobState.FAILED):
+            return
+        settings = await self._guild_settings.get(job.guild_id)
+        if settings.audit_channel_id is None:
+            return
+        channel = self._client.get_partial_messageable(settings.audit_channel_id, guild_id=job.guild_id)
+        try:
+            line = render.audit_line(job, request)
+            await self._pacer.final(
+                settings.audit_channel_id, lambda: channel.send(line, allowed_mentions=render.NO_PINGS)
+            )
+        except discord.HTTPException as exc:
+            log.warning("%s: the audit line could not be posted: %s", job.log_name, exc.status)
