@@ -2,9 +2,8 @@
 the refusals, and the shape of a settings change.
 """
 
-# No `from __future__ import annotations`: discord.py reads the annotations of command callbacks
-# at definition time, and the subject modules build theirs with the names defined here.
-import logging
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -15,8 +14,6 @@ from bot.guild_settings import GuildSettings
 
 if TYPE_CHECKING:
     from cogs.admin._cog import AdminCog
-
-log = logging.getLogger(__name__)
 
 GUILD_ONLY = "These commands only work in a server."
 NOT_ADMIN = (
@@ -45,7 +42,7 @@ class AdminGroup(app_commands.Group):
     are AdminGroups too.
     """
 
-    def __init__(self, cog: "AdminCog", **options: object) -> None:
+    def __init__(self, cog: AdminCog, **options: object) -> None:
         super().__init__(**options)  # type: ignore[arg-type]
         self.cog = cog
 
@@ -60,7 +57,7 @@ def manages_server(interaction: discord.Interaction) -> bool:
     return perms.manage_guild or perms.administrator
 
 
-def may_change_admins(cog: "AdminCog", interaction: discord.Interaction) -> bool:
+def may_change_admins(cog: AdminCog, interaction: discord.Interaction) -> bool:
     """Only Manage Server (or a bot owner) may change the admin roles: a role-admin cannot hand out admin."""
     return interaction.user.id in cog.bot.operator.owner_ids or manages_server(interaction)
 
