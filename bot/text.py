@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+MESSAGE_LIMIT = 2000  # Discord's limit on a message's content, in characters
+
 
 def plural(count: int, noun: str, many: str | None = None) -> str:
     """``"1 image"``, ``"3 images"``; `many` for irregular plurals (``plural(2, "entry", "entries")``)."""

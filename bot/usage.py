@@ -1,9 +1,10 @@
-"""What server admins and members read about limits and usage: plain text and CSV, no I/O.
+"""What server admins and members read about quotas and usage: plain text and CSV, no I/O.
 
-- `settings_text`: every per-server setting in one message (`/imagine-admin show`).
 - `quota_text`: what a member has left, from the very counters /imagine charges (`/imagine-quota`).
 - `Period`, `summarize`, `usage_text`, `jobs_csv`: a server's usage for today or this month
   (`/imagine-admin usage`). Days and months are UTC, like the quotas.
+
+How the settings themselves read is `bot.settings_text`.
 
 Mentions (`<@id>`, `<#id>`, `<@&id>`) are written as such; the Discord layer sends every text
 with mentions disabled, so they render as names and ping no one.
@@ -15,101 +16,18 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.blocklist import describe
-from bot.catalog import Catalog
 from bot.guild_settings import GuildSettings
 from bot.jobs.records import JobRecord, JobState
 from bot.quota import QuotaPlan, day_key, month_key, next_day, next_month
+from bot.text import MESSAGE_LIMIT, clip, plural, relative_time
 
 PERIODS = ("today", "month")
-MESSAGE_LIMIT = 2000  # Discord's limit on a message's content
 TOP_MEMBERS = 5
 TOP_FAILURES = 3
-
-
-def _ts(when: float) -> str:
-    return f"<t:{int(when)}:R>"
-
-
-def _plural(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def clip(text: str, limit: int) -> str:
-    """`text`, cut to `limit` characters with an ellipsis."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _listed(items: Sequence[str], most: int, empty: str) -> str:
-    if not items:
-        return empty
-    shown = ", ".join(items[:most])
-    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
-
-
-def limit_words(value: int | None) -> str:
-    """`no limit` for None (or 0), else the number."""
-    return str(value) if value else "no limit"
-
-
-def model_names(ids: Iterable[str], catalog: Catalog) -> list[str]:
-    """Display names for model ids (an id the catalog no longer has is shown as is)."""
-    return [spec.display_name if (spec := catalog.find(i)) else i for i in ids]
-
-
-# --------------------------------------------------------------------------- settings
-
-
-def settings_text(settings: GuildSettings, catalog: Catalog) -> str:
-    """Every setting, one line each, short enough for one Discord message."""
-    text = ""
-    for most in (10, 5, 2):
-        lines = setting_lines(settings, catalog, most=most)
-        text = "\n".join(["**Image generation settings for this server**", *lines.values()])
-        if len(text) <= MESSAGE_LIMIT:
-            return text
-    return clip(text, MESSAGE_LIMIT)
-
-
-def setting_lines(s: GuildSettings, catalog: Catalog, *, most: int = 10) -> dict[str, str]:
-    """`**Label:** value` for every setting, keyed by setting; lists show at most `most` items."""
-    channels = [f"<#{c}>" for c in s.allowed_channels]
-    denied = [f"<#{c}>" for c in s.denied_channels]
-    roles = [f"<@&{r}>" for r in s.allowed_roles]
-    admins = [f"<@&{r}>" for r in s.admin_roles]
-    banned = [f"<@{u}>" for u in s.banned_users]
-    role_quotas = [f"<@&{r}>: {q}" for r, q in s.role_quotas]
-    entries = [f"`{clip(describe(e), 60)}`" for e in s.blocklist]
-    count = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}: " if entries else ""
-    exceptions = [f"`{clip(phrase, 60)}`" for phrase in s.blocklist_exceptions]
-    exempt = f" · never matched: {_listed(exceptions, min(most, 5), '')}" if exceptions else ""
-    cooldown = f"{s.cooldown_seconds} s between a member's requests" if s.cooldown_seconds else "none"
-    audit = f"<#{s.audit_channel_id}>" if s.audit_channel_id else "off"
-    return {
-        "enabled": f"**Generation:** {'on' if s.enabled else 'off'}",
-        "allowed_channels": f"**Allowed channels:** {_listed(channels, most, 'all channels')}",
-        "denied_channels": f"**Denied channels:** {_listed(denied, most, 'none')}",
-        "allowed_roles": f"**Allowed roles:** {_listed(roles, most, 'everyone')}",
-        "admin_roles": f"**Admin roles:** {_listed(admins, most, 'none (Manage Server only)')}",
-        "banned_users": f"**Banned members:** {_listed(banned, most, 'none')}",
-        "allowed_models": f"**Models:** {_listed(model_names(s.allowed_models, catalog), most, 'all')}",
-        "allowed_resolutions": f"**Resolutions:** {_listed(list(s.allowed_resolutions), most, 'all')}",
-        "max_n": f"**Images per request (n):** {limit_words(s.max_n)}",
-        "max_references": f"**Reference images per request:** {limit_words(s.max_references)}",
-        "cooldown_seconds": f"**Cooldown:** {cooldown}",
-        "concurrent": f"**Running jobs:** per member {limit_words(s.max_concurrent_member)} · "
-        f"per server {limit_words(s.max_concurrent_server)}",
-        "daily_member_quota": f"**Daily images per member:** {limit_words(s.daily_member_quota)}",
-        "role_quotas": f"**Daily images by role:** {_listed(role_quotas, most, 'none')}",
-        "server_quota": f"**Server images:** per day {limit_words(s.daily_server_quota)} · "
-        f"per month {limit_words(s.monthly_server_quota)}",
-        "blocklist": f"**Prompt blocklist:** {count}{_listed(entries, min(most, 5), 'empty')}{exempt}",
-        "audit_channel_id": f"**Audit channel:** {audit}",
-    }
 
 
 # --------------------------------------------------------------------------- a member's quota
@@ -143,13 +61,13 @@ def quota_text(plan: QuotaPlan, used: Mapping[str, int], now: float) -> str:
         lefts.append(left)
         if left == 0 and limit.resets_at:
             exhausted.append(limit.resets_at)
-        resets = f" — resets {_ts(limit.resets_at)}" if limit.resets_at else ""
+        resets = f" — resets {relative_time(limit.resets_at)}" if limit.resets_at else ""
         details.append(f"• {who}: {left} of {limit.limit} images left {period}{resets}")
     if lefts:
         lines.append(f"**Images left for you: {min(lefts)}**")
         if exhausted:
             # Every exhausted limit must reset before the member can generate again.
-            lines.append(f"You can generate again {_ts(max(exhausted))}.")
+            lines.append(f"You can generate again {relative_time(max(exhausted))}.")
     else:
         lines.append("**No image quota applies to you.**")
     lines += details
@@ -161,7 +79,7 @@ def quota_text(plan: QuotaPlan, used: Mapping[str, int], now: float) -> str:
         lines.append(f"Running jobs: {used.get(limit.key, 0)} of {whose} {limit.limit}.")
     if plan.cooldown is not None and plan.cooldown.seconds > 0:
         ready = used.get(plan.cooldown.key, 0) / 1000 + plan.cooldown.seconds
-        wait = f"you can generate again {_ts(ready)}" if ready > now else "you can generate now"
+        wait = f"you can generate again {relative_time(ready)}" if ready > now else "you can generate now"
         lines.append(f"Cooldown: {plan.cooldown.seconds} s between requests — {wait}.")
     return "\n".join(lines)
 
@@ -260,14 +178,14 @@ def usage_text(
     monthly = f" of {settings.monthly_server_quota} allowed" if settings.monthly_server_quota else ""
     lines = [
         f"**Image usage {title}** ({period.label}, UTC)",
-        f"**Today:** {_plural(today, 'image')}{daily}",
-        f"**This month:** {_plural(month, 'image')}{monthly}",
+        f"**Today:** {plural(today, 'image')}{daily}",
+        f"**This month:** {plural(month, 'image')}{monthly}",
         f"**Jobs {title}:** {summary.jobs} — {summary.done} done, {summary.failed} failed, "
-        f"{summary.running} running · {_plural(summary.images, 'image')} of {summary.asked} asked for",
+        f"{summary.running} running · {plural(summary.images, 'image')} of {summary.asked} asked for",
     ]
     if summary.members:
         top = [
-            f"{i}. <@{m.user_id}> — {_plural(m.images, 'image')} ({_plural(m.jobs, 'job')})"
+            f"{i}. <@{m.user_id}> — {plural(m.images, 'image')} ({plural(m.jobs, 'job')})"
             for i, m in enumerate(summary.members[:TOP_MEMBERS], start=1)
         ]
         lines.append("**Top members:**\n" + "\n".join(top))

@@ -352,6 +352,43 @@ async def test_every_admin_subcommand_refuses_a_member_without_manage_server_in_
     assert [m for m in server.fake.messages.values() if not m.ephemeral] == []
 
 
+# What Discord shows for the one option of each add/remove pair: (name, type, description, choices).
+USER_OPTION, CHANNEL_OPTION, ROLE_OPTION, STRING_OPTION = 6, 7, 8, 3
+MODEL_CHOICES = ["Seedream 4.0", "Seedream 4.5", "Seedream 5.0"]
+RESOLUTION_CHOICES = ["2K", "3K"]
+CHANNEL_ABOUT = "A channel (its threads follow it)"
+PAIR_OPTIONS = {
+    "ban": ("member", USER_OPTION, "Who may no longer use /imagine here", None),
+    "unban": ("member", USER_OPTION, "Who may use /imagine here again", None),
+    "channel allow": ("channel", CHANNEL_OPTION, CHANNEL_ABOUT, None),
+    "channel deny": ("channel", CHANNEL_OPTION, CHANNEL_ABOUT, None),
+    "role allow": ("role", ROLE_OPTION, "The role", None),
+    "role disallow": ("role", ROLE_OPTION, "The role", None),
+    "role admin": ("role", ROLE_OPTION, "The role", None),
+    "role unadmin": ("role", ROLE_OPTION, "The role", None),
+    "model allow": ("model", STRING_OPTION, "The model", MODEL_CHOICES),
+    "model disallow": ("model", STRING_OPTION, "The model", MODEL_CHOICES),
+    "resolution allow": ("resolution", STRING_OPTION, "The resolution", RESOLUTION_CHOICES),
+    "resolution disallow": ("resolution", STRING_OPTION, "The resolution", RESOLUTION_CHOICES),
+}
+
+
+def registered_subcommand(definition: dict[str, Any], path: str) -> dict[str, Any]:
+    for name in path.split():
+        definition = next(o for o in definition["options"] if o["name"] == name)
+    return definition
+
+
+async def test_every_add_remove_pair_registers_its_option_as_members_see_it(server: Server):
+    registered = next(c for c in server.fake.commands["global"] if c["name"] == "imagine-admin")
+    seen = {}
+    for path in PAIR_OPTIONS:
+        [option] = registered_subcommand(registered, path)["options"]
+        choices = [c["name"] for c in option["choices"]] if "choices" in option else None
+        seen[path] = (option["name"], option["type"], option["description"], choices)
+    assert seen == PAIR_OPTIONS
+
+
 async def test_admin_roles_owners_and_administrators_pass_and_only_managers_change_admin_roles(start_bot):
     owner = 4242
     rig = await start_bot(owner_ids=frozenset({owner}))

@@ -1,0 +1,202 @@
+"""A server's switches and numbers: `show`, `reset`, `enable`, `disable`, `limits`, `quota` and `audit`."""
+
+# No `from __future__ import annotations`: discord.py reads the parameter annotations of the
+# commands below at definition time.
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+
+from bot.catalog import Catalog
+from bot.guild_settings import DEFAULTS, GuildSettings
+from bot.settings_text import setting_lines, settings_text
+from cogs import render
+from cogs.admin._channels_and_roles import AuditPlace
+from cogs.admin._group import AdminGroup, may_change_admins
+from cogs.replies import reply_privately
+
+if TYPE_CHECKING:
+    from cogs.admin._cog import AdminCog
+
+log = logging.getLogger(__name__)
+
+
+def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) -> None:
+    """Add `show`, `reset`, `enable` and `disable` to `group`."""
+
+    @group.command(name="show", description="Show every image generation setting of this server")
+    async def show(interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        settings = await cog.bot.guild_settings.get(interaction.guild_id)
+        await reply_privately(interaction, settings_text(settings, catalog))
+
+    @group.command(name="reset", description="Restore every setting of this server to the defaults")
+    async def reset(interaction: discord.Interaction) -> None:
+        if may_change_admins(cog, interaction):
+            await cog.change(
+                interaction,
+                lambda _: DEFAULTS,
+                lambda _, new: "Every setting is back to its default.\n" + settings_text(new, catalog),
+            )
+            return
+        # A member who is admin through an admin role may not drop the admin roles: that would lock
+        # them and every other role-admin out, which only someone with Manage Server may decide.
+        await cog.change(
+            interaction,
+            lambda s: DEFAULTS.replace(admin_roles=s.admin_roles),
+            lambda _, new: (
+                "Every setting is back to its default, except the admin roles: they were kept, because "
+                "only members with the **Manage Server** permission can change the admin roles.\n"
+                + settings_text(new, catalog)
+            ),
+        )
+
+    @group.command(name="enable", description="Turn image generation on in this server")
+    async def enable(interaction: discord.Interaction) -> None:
+        await cog.change(
+            interaction,
+            lambda s: s.replace(enabled=True),
+            lambda old, new: (
+                ("It was already on." if old.enabled else "Image generation is on again.")
+                + "\n"
+                + cog.line(new, "enabled")
+            ),
+        )
+
+    @group.command(name="disable", description="Turn image generation off in this server")
+    async def disable(interaction: discord.Interaction) -> None:
+        await cog.change(
+            interaction,
+            lambda s: s.replace(enabled=False),
+            lambda old, new: (
+                (
+                    "It was already off."
+                    if not old.enabled
+                    else "Image generation is off: /imagine now refuses every member."
+                )
+                + " Turn it back on with `/imagine-admin enable`.\n"
+                + cog.line(new, "enabled")
+            ),
+        )
+
+
+def add_number_commands(group: AdminGroup, cog: "AdminCog") -> None:
+    """Add `limits`, `quota` and `audit` to `group`."""
+
+    @group.command(name="limits", description="Per-request and per-member limits (0 = no limit)")
+    @app_commands.describe(
+        max_n="Most images per request (0 = no limit)",
+        max_references="Most reference images per request (0 = no limit)",
+        cooldown_seconds="Seconds a member waits between requests (0 = none)",
+        concurrent_member="Jobs one member may have running at once (0 = no limit)",
+        concurrent_server="Jobs the whole server may have running at once (0 = no limit)",
+    )
+    async def limits(
+        interaction: discord.Interaction,
+        max_n: app_commands.Range[int, 0, 15] | None = None,
+        max_references: app_commands.Range[int, 0, 10] | None = None,
+        cooldown_seconds: app_commands.Range[int, 0, 86_400] | None = None,
+        concurrent_member: app_commands.Range[int, 0, 100] | None = None,
+        concurrent_server: app_commands.Range[int, 0, 1000] | None = None,
+    ) -> None:
+        given = {
+            "max_n": max_n,
+            "max_references": max_references,
+            "max_concurrent_member": concurrent_member,
+            "max_concurrent_server": concurrent_server,
+        }
+        changes: dict[str, int | None] = {k: v or None for k, v in given.items() if v is not None}
+        if cooldown_seconds is not None:
+            changes["cooldown_seconds"] = cooldown_seconds
+        keys = ("max_n", "max_references", "cooldown_seconds", "concurrent")
+        await _change_numbers(cog, interaction, changes, keys)
+
+    @group.command(name="quota", description="Daily and monthly image quotas (0 = no limit)")
+    @app_commands.describe(
+        member_daily="Images each member may generate per UTC day (0 = no limit; see role quota)",
+        server_daily="Images the whole server may generate per UTC day (0 = no limit)",
+        server_monthly="Images the whole server may generate per UTC month (0 = no limit)",
+    )
+    async def quota(
+        interaction: discord.Interaction,
+        member_daily: app_commands.Range[int, 0, 100_000] | None = None,
+        server_daily: app_commands.Range[int, 0, 1_000_000] | None = None,
+        server_monthly: app_commands.Range[int, 0, 10_000_000] | None = None,
+    ) -> None:
+        given = {
+            "daily_member_quota": member_daily,
+            "daily_server_quota": server_daily,
+            "monthly_server_quota": server_monthly,
+        }
+        changes = {k: v or None for k, v in given.items() if v is not None}
+        await _change_numbers(
+            cog, interaction, changes, ("daily_member_quota", "role_quotas", "server_quota")
+        )
+
+    @group.command(name="audit", description="Post one line per finished job in a channel (empty = off)")
+    @app_commands.describe(channel="Where the audit lines go; leave empty to stop them")
+    async def audit(interaction: discord.Interaction, channel: AuditPlace | None = None) -> None:
+        assert interaction.guild_id is not None
+        if channel is not None:
+            # Prove the bot can post there before relying on it (which may take more than 3 s).
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            target = cog.bot.get_partial_messageable(channel.id, guild_id=interaction.guild_id)
+            try:
+                await target.send(
+                    f"📋 Image generation audit: one line per finished /imagine job will be posted here "
+                    f"(set by {interaction.user.mention}).",
+                    allowed_mentions=render.NO_PINGS,
+                )
+            except discord.HTTPException as exc:
+                log.info("guild %s: cannot post in audit channel (%s)", interaction.guild_id, exc.status)
+                await reply_privately(
+                    interaction,
+                    f"I can't post in <#{channel.id}> (Discord said {exc.status}). Give me the **View "
+                    "Channel** and **Send Messages** permissions there and try again. Nothing was changed.",
+                )
+                return
+        channel_id = channel.id if channel is not None else None
+        await cog.change(
+            interaction,
+            lambda s: s.replace(audit_channel_id=channel_id),
+            lambda _, new: (
+                (
+                    f"Every finished job will be logged in <#{channel_id}>."
+                    if channel_id
+                    else "Audit lines are off."
+                )
+                + "\n"
+                + cog.line(new, "audit_channel_id")
+            ),
+        )
+
+
+async def _change_numbers(
+    cog: "AdminCog", interaction: discord.Interaction, changes: dict[str, int | None], keys: tuple[str, ...]
+) -> None:
+    """Set numeric settings; with no option given, show them."""
+    assert interaction.guild_id is not None
+    if not changes:
+        settings = await cog.bot.guild_settings.get(interaction.guild_id)
+        lines = [cog.line(settings, key) for key in keys]
+        await reply_privately(interaction, "Nothing given, nothing changed. Now:\n" + "\n".join(lines))
+        return
+
+    def answer(old: GuildSettings, new: GuildSettings) -> str:
+        before = setting_lines(old, cog.bot.catalog)
+        after = setting_lines(new, cog.bot.catalog)
+        lines = [
+            after[k] + (f" (was: {_value_of(before[k])})" if before[k] != after[k] else "") for k in keys
+        ]
+        note = ""
+        if new.role_quotas and new.daily_member_quota is None and "daily_member_quota" in keys:
+            note = "\nNote: members without a quota role have no daily limit."
+        return "Updated. Now:\n" + "\n".join(lines) + note
+
+    await cog.change(interaction, lambda s: s.replace(**changes), answer)
+
+
+def _value_of(line: str) -> str:
+    """The value part of a `**Label:** value` line."""
+    return line.split(":** ", 1)[-1]
