@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from bot.catalog import builtin_catalog
 from bot.config import database_url_for_sqlalchemy
 from bot.jobs.records import DeliveredImage, JobOrigin, JobState, JobStore, NewJob, delivered_column
-from bot.jobs.request import build_request, request_for_job
+from bot.jobs.request import RequestOptions, build_request, request_for_job
 from bot.jobs.request import new_job as new_job_for
 from bot.quota import Limit, QuotaLedger, QuotaPlan
 from bot.schema import jobs_table
@@ -371,13 +371,16 @@ async def test_a_job_recorded_from_a_request_gives_back_that_request_and_where_i
     catalog = builtin_catalog()
     request = build_request(
         catalog,
-        prompt="a red fox in snow",
-        model_id="doubao-seedream-5-0",
-        ratio="16:9",
-        n=3,
-        resolution="3K",
+        RequestOptions(
+            prompt="a red fox in snow",
+            model_id="doubao-seedream-5-0",
+            ratio="16:9",
+            n=3,
+            resolution="3K",
+            hosted_references=("https://files.example/ref.png",),
+        ),
+        default_model="doubao-seedream-5-0",
         requester_id=USER_ID,
-        hosted_references=("https://files.example/ref.png",),
     )
     origin = JobOrigin(
         guild_id=GUILD_ID,
