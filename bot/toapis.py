@@ -19,16 +19,20 @@ import logging
 import math
 import random
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 from yarl import URL
+
+if TYPE_CHECKING:
+    from aiohttp.abc import ResolveResult
 
 __all__ = [
     "KEY_CHECK_TASK_ID",
@@ -281,7 +285,9 @@ class _PublicAddressResolver(AbstractResolver):
         self._inner = aiohttp.DefaultResolver()
         self._trusted = trusted_hosts
 
-    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[ResolveResult]:
         found = await self._inner.resolve(host, port, family)
         if _host_key(host) in self._trusted:
             return found
@@ -508,21 +514,22 @@ def parse_task(body: object) -> TaskStatus:
     """
     if not isinstance(body, Mapping):
         raise InvalidResponseError("The image service sent a task that is not a JSON object.")
-    if "id" not in body and isinstance(body.get("data"), Mapping):
-        body = body["data"]  # tolerate an envelope around the task object
-    task_id = body.get("id")
+    task: Mapping[str, Any] = body
+    if "id" not in task and isinstance(task.get("data"), Mapping):
+        task = task["data"]  # tolerate an envelope around the task object
+    task_id = task.get("id")
     if isinstance(task_id, int) and not isinstance(task_id, bool):
         task_id = str(task_id)
     if not isinstance(task_id, str) or not task_id.strip():
         raise InvalidResponseError("The image service sent a task without an id.")
     task_id = task_id.strip()
 
-    status = _normalise_status(body.get("status"), task_id)
-    progress = _parse_progress(body.get("progress"))
+    status = _normalise_status(task.get("status"), task_id)
+    progress = _parse_progress(task.get("progress"))
     if status == "completed" and progress is None:
         progress = 100
 
-    error = body.get("error")
+    error = task.get("error")
     error_message: str | None = None
     if isinstance(error, Mapping):
         error_message = extract_error_message({"error": error}) or None
@@ -534,11 +541,11 @@ def parse_task(body: object) -> TaskStatus:
         id=task_id,
         status=status,
         progress=progress,
-        image_urls=_collect_image_urls(body),
+        image_urls=_collect_image_urls(task),
         error_message=error_message,
         error_code=error_code,
-        expires_at=_parse_timestamp(body.get("expires_at")),
-        completed_at=_parse_timestamp(body.get("completed_at")),
+        expires_at=_parse_timestamp(task.get("expires_at")),
+        completed_at=_parse_timestamp(task.get("completed_at")),
     )
 
 
@@ -898,8 +905,8 @@ class ToAPIsClient:
     async def _read_file(self, response: aiohttp.ClientResponse, max_bytes: int | None) -> _Answer:
         """The body of a final answer, within the byte limit (an error's body only briefly)."""
         if not 200 <= response.status < 300:
-            body = await _read_capped(response, _MAX_ERROR_BODY) or b""
-            return _Answer(response.status, response.reason or "", response.headers, body)
+            error_body = await _read_capped(response, _MAX_ERROR_BODY) or b""
+            return _Answer(response.status, response.reason or "", response.headers, error_body)
         limit = min(self._max_download_bytes, max_bytes or self._max_download_bytes)
         if response.content_length is not None and response.content_length > limit:
             log.warning("refusing a %d byte download (limit %d)", response.content_length, limit)

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class ChannelPacer:
         sending.add_done_callback(lambda done: self._finished(state, waiter, done))
         return await asyncio.shield(sending)
 
-    def _finished(self, state: _Channel, waiter: _Waiter, sent: asyncio.Future[object] | None = None) -> None:
+    def _finished(self, state: _Channel, waiter: _Waiter, sent: asyncio.Future[Any] | None = None) -> None:
         if waiter.key is not None and state.latest.get(waiter.key) is waiter:
             del state.latest[waiter.key]
         if sent is not None and not sent.cancelled():

@@ -21,9 +21,9 @@ import dataclasses
 import enum
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -140,7 +140,7 @@ def _new_row(quota: QuotaPlan | None, fields: dict[str, Any], now: float) -> dic
 
 
 def _in_order(
-    rows: list[sa.Row[Any]], inserted: list[dict[str, Any]], columns: tuple[str, ...]
+    rows: Sequence[sa.Row[Any]], inserted: list[dict[str, Any]], columns: tuple[str, ...]
 ) -> list[sa.Row[Any]]:
     """The rows a multi-row INSERT … RETURNING gave back, in the order of the values inserted.
 
@@ -220,8 +220,8 @@ class JobStore:
         now: float,
     ) -> list[JobRecord | QuotaExceededError]:
         outcomes: list[JobRecord | QuotaExceededError | None] = [
-            existing.get(fields.get("interaction_id"))
-            for _, fields in batch  # type: ignore[arg-type]
+            None if (interaction_id := fields.get("interaction_id")) is None else existing.get(interaction_id)
+            for _, fields in batch
         ]
         charged = [
             (i, quota) for i, (quota, _) in enumerate(batch) if quota is not None and outcomes[i] is None
@@ -239,9 +239,10 @@ class JobStore:
         for columns, positions in shapes.items():
             values = [rows[i] for i in positions]
             result = await conn.execute(jobs_table.insert().returning(*jobs_table.c), values)
-            for i, row in zip(positions, _in_order(result.all(), values, columns), strict=True):
-                outcomes[i] = JobRecord._from_row(row)
-        return outcomes  # type: ignore[return-value]
+            for i, stored in zip(positions, _in_order(result.all(), values, columns), strict=True):
+                outcomes[i] = JobRecord._from_row(stored)
+        # Every position is filled by now: found already stored, refused its quota, or inserted.
+        return cast(list[JobRecord | QuotaExceededError], outcomes)
 
     async def set_message_id(self, job: JobRecord, message_id: int) -> JobRecord:
         """Record where the job's message is (writes arriving together share one statement)."""
