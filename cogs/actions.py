@@ -51,7 +51,7 @@ class ActionsCog(commands.Cog, name="Actions"):
 
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
-        self.history = app_commands.Command(
+        self.history: app_commands.Command[ActionsCog, [], None] = app_commands.Command(
             name="imagine-history",
             description="Your last 10 images in this server, with links",
             callback=self._history,

@@ -129,7 +129,7 @@ class AdminCog(commands.Cog):
     def __init__(self, bot: "ImagineBot") -> None:
         self.bot = bot
         self.group = build_admin_group(self, bot.catalog)
-        self.quota_command = app_commands.Command(
+        self.quota_command: app_commands.Command[AdminCog, [], None] = app_commands.Command(
             name=QUOTA_COMMAND,
             description="How many images you can still generate, and when that resets",
             callback=self.quota,

@@ -9,9 +9,10 @@ the extensions are loaded; a click is handed to the loaded "Actions" cog by name
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import discord
+from discord.ext import commands
 
 from bot.jobs.records import JobRecord
 from bot.references import ReferenceSource
@@ -26,10 +27,11 @@ class ActionHandler(Protocol):
 
 
 def _handler(interaction: discord.Interaction) -> ActionHandler:
-    cog = interaction.client.get_cog("Actions")  # type: ignore[attr-defined]
+    client = interaction.client
+    cog = client.get_cog("Actions") if isinstance(client, commands.Bot) else None
     if cog is None:
         raise RuntimeError("the Actions cog is not loaded")
-    return cog  # type: ignore[return-value]
+    return cast(ActionHandler, cog)  # the cog named "Actions" is cogs.actions.Actions
 
 
 _BUTTONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {

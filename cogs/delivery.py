@@ -243,11 +243,13 @@ class JobMessenger:
         )
         content = f"<@{self._job.user_id}> here is the result of your /imagine request."
         fields = make_fields()
-        files = fields.pop("attachments", None) or None
+        files = fields.pop("attachments", None)
+        if files:
+            fields["files"] = files  # a new message takes its uploads as `files`
         message: discord.Message | discord.WebhookMessage | None
         try:
             message = await self._write(
-                lambda: self._channel.send(content, allowed_mentions=mention, files=files, **fields)
+                lambda: self._channel.send(content, allowed_mentions=mention, **fields)
             )
             # A channel message is not the interaction's: later edits go through the channel.
             self._token_dead = True
@@ -296,7 +298,8 @@ class JobMessenger:
                 lambda: self._channel.send(
                     text,
                     files=self._uploads.files(images),
-                    reference=reference,
+                    # discord.py's overloads leave out None, which it takes as "not a reply".
+                    reference=reference,  # type: ignore[arg-type]
                     allowed_mentions=render.NO_PINGS,
                 )
             )
