@@ -28,7 +28,8 @@ class ActionHandler(Protocol):
 
 def _handler(interaction: discord.Interaction) -> ActionHandler:
     client = interaction.client
-    cog = client.get_cog("Actions") if isinstance(client, commands.Bot) else None
+    # The two bot classes are siblings: neither derives from the other.
+    cog = client.get_cog("Actions") if isinstance(client, commands.Bot | commands.AutoShardedBot) else None
     if cog is None:
         raise RuntimeError("the Actions cog is not loaded")
     return cast(ActionHandler, cog)  # the cog named "Actions" is cogs.actions.Actions
