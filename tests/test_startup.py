@@ -85,6 +85,7 @@ async def _run_module(env: dict[str, str], *args: str, cwd: Path) -> tuple[int, 
     """Run `python -m bot` as its own process while this test's event loop keeps the fakes serving."""
     proc = await spawn_bot_process(env, *args, cwd=cwd)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None  # communicate() returns once the process has exited
     return proc.returncode, out.decode(), err.decode()
 
 
