@@ -17,7 +17,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
@@ -106,8 +106,8 @@ class AdminGroup(app_commands.Group):
     are AdminGroups too.
     """
 
-    def __init__(self, cog: "AdminCog", **options: object) -> None:
-        super().__init__(**options)  # type: ignore[arg-type]
+    def __init__(self, cog: "AdminCog", **options: Any) -> None:
+        super().__init__(**options)
         self.cog = cog
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
