@@ -19,6 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator
+from typing import TypedDict
 
 from bot.blocklist import MAX_ENTRIES, MAX_PROMPT_CHARS, BlockEntry, Blocklist, BlocklistError, validate_entry
 
@@ -152,7 +153,17 @@ def _best_of(blocklist: Blocklist, prompt: str, locale: str | None, runs: int = 
     return best
 
 
-def run(length: int = PROMPT_CHARS) -> dict[str, object]:
+class BlocklistRun(TypedDict):
+    """What one run found: pattern counts, the median check and the five worst checks."""
+
+    accepted: int
+    refused: int
+    prompts: int
+    median_seconds: float
+    worst: list[tuple[float, str, str, str]]  # (seconds, pattern, prompt description, locale)
+
+
+def run(length: int = PROMPT_CHARS) -> BlocklistRun:
     """Check every accepted pattern's prompts: counts, the median, and the five worst checks."""
     fillers = filler_entries()
     timings: list[tuple[float, str, str, str]] = []
@@ -189,14 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     for length, judged in ((args.chars, True), (MAX_PROMPT_CHARS, False)):
         result = run(length)
         worst = result["worst"]
-        verdict = "PASS" if worst[0][0] <= TARGET_SECONDS else "FAIL"  # type: ignore[index]
+        verdict = "PASS" if worst[0][0] <= TARGET_SECONDS else "FAIL"
         print(
             f"\nprompts of ≤ {length} chars: {result['accepted']} patterns accepted, "
             f"{result['refused']} refused, "
-            f"{result['prompts']} prompt checks, median {result['median_seconds'] * 1000:.3f} ms"  # type: ignore[operator]
+            f"{result['prompts']} prompt checks, median {result['median_seconds'] * 1000:.3f} ms"
             + (f"; worst ≤ {TARGET_SECONDS * 1000:.0f} ms: {verdict}" if judged else "")
         )
-        for seconds, pattern, description, locale in worst:  # type: ignore[union-attr]
+        for seconds, pattern, description, locale in worst:
             print(f"  {seconds * 1000:7.3f} ms  pattern {pattern!r}  prompt {description}  locale {locale}")
         if judged and verdict == "FAIL":
             return 1

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(settings)  # secrets never reach the log, at any level
 
-    from cogs.app import run_bot, run_check  # the Discord layer, imported only when needed
+    # The entry point is where the core meets the Discord layer, imported only when needed.
+    from cogs.app import run_bot, run_check  # noqa: TID251
 
     keep_large_buffers_out_of_the_heap()
 

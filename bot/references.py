@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from PIL import Image
 
@@ -402,7 +402,7 @@ class PreparationSlots:
         future.add_done_callback(self._forget_if_dropped)
         return await asyncio.wrap_future(future)
 
-    def _forget_if_dropped(self, future: Future[object]) -> None:
+    def _forget_if_dropped(self, future: Future[Any]) -> None:
         # Work cancelled before its turn never runs in_slot, which would have uncounted it.
         if future.cancelled():
             with self._lock:
@@ -532,13 +532,13 @@ def _shrunk_png(data: bytes, factor: int) -> tuple[Image.Image, str]:
     and the format to send it as (PNG only when some pixel is transparent)."""
     width, height = struct.unpack_from(">II", data, 16)
     result: Image.Image | None = None
-    least_alpha = 255
+    least_alpha: float = 255
     rows = max(factor, _BAND_ROWS // factor * factor)  # whole boxes per band
     for top, band in zip(range(0, height, rows), png_bands(data, rows=rows), strict=False):
         if result is None:
             result = Image.new(band.mode, (math.ceil(width / factor), math.ceil(height / factor)))
         if band.mode == "RGBA":
-            least_alpha = min(least_alpha, band.getextrema()[-1][0])
+            least_alpha = min(least_alpha, _least_alpha(band))
         result.paste(band.reduce(factor), (0, top // factor))
     assert result is not None  # a PNG has at least one row
     if result.mode == "RGBA" and least_alpha == 255:
@@ -576,10 +576,18 @@ def _in_mode(image: Image.Image, mode: str) -> Image.Image:
     return image if image.mode == mode else image.convert(mode)
 
 
+def _least_alpha(image: Image.Image) -> float:
+    """The lowest alpha in ``image``, whose last band is alpha, read in place (no copy)."""
+    extrema = image.getextrema()  # one (min, max) pair per band
+    alpha = extrema[-1]
+    assert isinstance(alpha, tuple)  # only a single-band image gives a bare (min, max)
+    return alpha[0]
+
+
 def _has_transparency(image: Image.Image) -> bool:
     """True when some pixel is not fully opaque (an unused alpha channel does not count)."""
     if image.mode in ("RGBA", "LA"):
-        return image.getextrema()[-1][0] < 255  # reads the alpha band in place, no copy
+        return _least_alpha(image) < 255
     if image.mode.startswith("I;16") or (
         image.mode not in ("PA", "RGBa", "La") and "transparency" not in image.info
     ):
@@ -588,7 +596,7 @@ def _has_transparency(image: Image.Image) -> bool:
     width, height = image.size
     for top in range(0, height, _BAND_ROWS):
         band = image.crop((0, top, width, min(height, top + _BAND_ROWS))).convert("RGBA")
-        if band.getchannel("A").getextrema()[0] < 255:
+        if _least_alpha(band) < 255:
             return True
     return False
 

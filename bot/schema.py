@@ -121,12 +121,14 @@ async def _add_missing_columns(conn: AsyncConnection, table: sa.Table, names: tu
             continue
         column = table.c[name]
         ddl = column.type.compile(dialect=conn.dialect)
-        default = column.server_default.arg if column.server_default is not None else None
+        server_default = column.server_default
+        default = server_default.arg if isinstance(server_default, sa.DefaultClause) else None
+        sql_default: str | None = None
         if isinstance(default, str):
-            default = "'" + default.replace("'", "''") + "'"
+            sql_default = "'" + default.replace("'", "''") + "'"
         elif isinstance(default, sa.sql.elements.ClauseElement):
-            default = default.compile(dialect=conn.dialect)
-        clause = f" NOT NULL DEFAULT {default}" if default is not None else ""
+            sql_default = str(default.compile(dialect=conn.dialect))
+        clause = f" NOT NULL DEFAULT {sql_default}" if sql_default is not None else ""
         await conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {ddl}{clause}'))
 
 

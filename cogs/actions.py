@@ -60,7 +60,7 @@ class ActionsCog(commands.Cog, name="Actions"):
             "delete": self._delete,
             "details": self._details,
         }
-        self.history = app_commands.Command(
+        self.history: app_commands.Command[ActionsCog, [], None] = app_commands.Command(
             name="imagine-history",
             description="Your last 10 images in this server, with links",
             callback=self._history,
@@ -230,7 +230,7 @@ class ActionsCog(commands.Cog, name="Actions"):
             )
             return
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        ids = list(job.delivered_message_ids) or [job.message_id]
+        ids: list[int | None] = list(job.delivered_message_ids) or [job.message_id]
         deleted = 0
         for message_id in (m for m in ids if m is not None):
             try:

@@ -372,11 +372,11 @@ async def run_check(settings: Settings, catalog: Catalog) -> int:
     print(f"ToAPIs: the API key works ({settings.toapis_base_url})")
 
     use_discord_api(settings.discord_api_base_url)
-    client = discord.Client(intents=discord.Intents.none())
+    discord_client = discord.Client(intents=discord.Intents.none())
     try:
-        await client.login(settings.discord_token)
-        app = await client.application_info()
-        user = client.user
+        await discord_client.login(settings.discord_token)
+        app = await discord_client.application_info()
+        user = discord_client.user
     except discord.LoginFailure:
         print("error: DISCORD_TOKEN was rejected by Discord (see .env.example)")
         return 1
@@ -384,7 +384,7 @@ async def run_check(settings: Settings, catalog: Catalog) -> int:
         print(f"error: could not reach Discord: {exc}")
         return 1
     finally:
-        await client.close()
+        await discord_client.close()
     print(f"Discord: logged in as {user} (application {app.id})")
     print(f"Invite the bot with: {invite_url(app.id)}")
     return 0

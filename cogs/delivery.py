@@ -324,7 +324,8 @@ class JobMessenger:
                 lambda: self._channel.send(
                     text,
                     files=self._uploads.files(images),
-                    reference=reference,
+                    # discord.py's overloads leave out None, which it takes as "not a reply".
+                    reference=reference,  # type: ignore[arg-type]
                     allowed_mentions=render.NO_PINGS,
                 )
             )

@@ -73,11 +73,16 @@ class ExpiredForm:
 RequestFormKind = RemixForm | MenuForm | ExpiredForm
 
 
+def _payload(interaction: discord.Interaction) -> Mapping[str, Any]:
+    """The interaction's `data` as Discord sent it (empty when it has none)."""
+    return interaction.data or {}
+
+
 def submitted_form(interaction: discord.Interaction) -> RequestFormKind | None:
     """Which request form a modal submission answers; None if it is not a modal submit of one."""
     if interaction.type is not discord.InteractionType.modal_submit:
         return None
-    custom_id = str((interaction.data or {}).get("custom_id", ""))
+    custom_id = str(_payload(interaction).get("custom_id", ""))
     if not custom_id.startswith(FORM_PREFIX):
         return None
     if match := _REMIX.fullmatch(custom_id):
@@ -110,7 +115,7 @@ def form_answers(interaction: discord.Interaction) -> FormAnswers | None:
             elif "custom_id" in component:
                 found[component["custom_id"]] = component.get("value", component.get("values"))
 
-    walk(list((interaction.data or {}).get("components", [])))
+    walk(list(_payload(interaction).get("components", [])))
 
     def chosen(key: str) -> str | None:
         values = found.get(key)
@@ -147,7 +152,7 @@ class RequestForm(discord.ui.Modal):
         n: int = 1,
     ) -> None:
         super().__init__(title=title, timeout=None, custom_id=form.custom_id)
-        prompt_input = discord.ui.TextInput(
+        prompt_input: discord.ui.TextInput[RequestForm] = discord.ui.TextInput(
             custom_id="prompt",
             style=discord.TextStyle.paragraph,
             max_length=min(4000, max(m.max_prompt_length for m in catalog)),
@@ -157,19 +162,19 @@ class RequestForm(discord.ui.Modal):
         ratios = list(DOCUMENTED_RATIOS)
         if any(m.supports_auto for m in catalog):
             ratios.append(AUTO_RATIO)
-        ratio_select = discord.ui.Select(
+        ratio_select: discord.ui.Select[RequestForm] = discord.ui.Select(
             custom_id="ratio",
             options=[discord.SelectOption(label=r, value=r, default=r == ratio) for r in ratios],
         )
         most = max(1, MAX_TOTAL_IMAGES - reference_count)
-        n_select = discord.ui.Select(
+        n_select: discord.ui.Select[RequestForm] = discord.ui.Select(
             custom_id="n",
             options=[
                 discord.SelectOption(label=str(i), value=str(i), default=i == min(n, most))
                 for i in range(1, most + 1)
             ],
         )
-        model_select = discord.ui.Select(
+        model_select: discord.ui.Select[RequestForm] = discord.ui.Select(
             custom_id="model",
             options=[
                 discord.SelectOption(label=m.display_name, value=m.id, default=m.id == model) for m in catalog

@@ -166,7 +166,8 @@ class JobLauncher:
                     embed=render.progress_embed(request, first_progress(request), started),
                     allowed_mentions=render.NO_PINGS,
                 )
-            job = await self._jobs.set_message_id(job, response.message_id)
+            if response.message_id is not None:  # always set for a message Discord posted
+                job = await self._jobs.set_message_id(job, response.message_id)
         except (Exception, asyncio.CancelledError) as exc:
             # Nothing was sent to the image service: the job ends now and its quota comes back.
             await self._placeholder_failed(interaction, job, request, exc)

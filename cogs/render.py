@@ -230,7 +230,7 @@ def details_embed(job: JobRecord, request: ImagineRequest) -> discord.Embed:
 
 def history_text(jobs: Sequence[JobRecord]) -> str:
     """A member's recent jobs, one line each, newest first (for /imagine-history)."""
-    lines = []
+    lines: list[str] = []
     for job in jobs:
         prompt = clip(" ".join(job.prompt.split()).replace("`", "'"), 40)
         if job.state is JobState.DONE:

@@ -22,7 +22,13 @@ async def reply_privately(interaction: discord.Interaction, text: str | None = N
     """
     try:
         if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=render.NO_PINGS, **extra)
+            # discord.py annotates `content` as str, but None is accepted and sent as no text.
+            await interaction.followup.send(
+                text,  # type: ignore[arg-type]
+                ephemeral=True,
+                allowed_mentions=render.NO_PINGS,
+                **extra,
+            )
         else:
             await interaction.response.send_message(
                 text, ephemeral=True, allowed_mentions=render.NO_PINGS, **extra

@@ -28,7 +28,7 @@ from tests.fakes.toapis import FakeToAPIs
 from tests.process_launcher import BotProcess
 
 # Fast but realistic: polls and edits far apart enough to observe, close enough for a quick suite.
-FAST = {
+FAST: dict[str, Any] = {
     "job_timeout_seconds": 30.0,
     "progress_edit_interval": 0.25,
     "poll_interval_queued": 0.05,

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ class ChannelPacer:
         self, channel: Hashable, send: Callable[[], Awaitable[T]], *, key: Hashable | None = None
     ) -> T:
         """Send a final result (or any write that must happen) as soon as the limits allow."""
-        return await self._run(channel, send, final=True, key=key)  # type: ignore[return-value]
+        # Only progress is ever dropped: a final write always runs, so this is what `send` returned.
+        return cast(T, await self._run(channel, send, final=True, key=key))
 
     async def progress(self, channel: Hashable, key: Hashable, send: Callable[[], Awaitable[None]]) -> bool:
         """Send a progress update for job `key` unless something newer for it comes first; True if sent."""
@@ -126,7 +127,7 @@ class ChannelPacer:
         sending.add_done_callback(lambda done: self._finished(state, waiter, done))
         return await asyncio.shield(sending)
 
-    def _finished(self, state: _Channel, waiter: _Waiter, sent: asyncio.Future[object] | None = None) -> None:
+    def _finished(self, state: _Channel, waiter: _Waiter, sent: asyncio.Future[Any] | None = None) -> None:
         if waiter.key is not None and state.latest.get(waiter.key) is waiter:
             del state.latest[waiter.key]
         if sent is not None and not sent.cancelled():

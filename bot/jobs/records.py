@@ -23,7 +23,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -244,7 +244,7 @@ def _new_row(quota: QuotaPlan | None, job: NewJob, now: float) -> dict[str, Any]
 
 
 def _in_order(
-    rows: list[sa.Row[Any]], inserted: list[dict[str, Any]], columns: tuple[str, ...]
+    rows: Sequence[sa.Row[Any]], inserted: list[dict[str, Any]], columns: tuple[str, ...]
 ) -> list[sa.Row[Any]]:
     """The rows a multi-row INSERT … RETURNING gave back, in the order of the values inserted.
 
@@ -340,9 +340,10 @@ class JobStore:
         for columns, positions in shapes.items():
             values = [rows[i] for i in positions]
             result = await conn.execute(jobs_table.insert().returning(*jobs_table.c), values)
-            for i, row in zip(positions, _in_order(result.all(), values, columns), strict=True):
-                outcomes[i] = JobRecord._from_row(row)
-        return outcomes  # type: ignore[return-value]
+            for i, stored in zip(positions, _in_order(result.all(), values, columns), strict=True):
+                outcomes[i] = JobRecord._from_row(stored)
+        # Every position is filled by now: found already stored, refused its quota, or inserted.
+        return cast(list[JobRecord | QuotaExceededError], outcomes)
 
     async def set_message_id(self, job: JobRecord, message_id: int) -> JobRecord:
         """Record where the job's message is (writes arriving together share one statement)."""

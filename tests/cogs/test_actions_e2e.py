@@ -106,7 +106,7 @@ def private_text(record: InteractionRecord) -> str:
     return record.callback["data"].get("content") or ""
 
 
-def labels(message: FakeMessage) -> list[str]:
+def labels(message: FakeMessage) -> list[str | None]:
     return [c.get("label") for c in message.component_list]
 
 
@@ -327,6 +327,7 @@ async def test_vary_of_an_image_past_the_tenth_reads_it_from_the_reply_that_carr
     result_files_fetched = result_downloads(rig, job)
 
     record = await click(rig, original, button("vary", job))
+    assert record.original is not None
     assert len(record.original.component_list[0]["options"]) == 12
     picked = await click(rig, record.original, f"imagine:varypick:{job.id}", values=["11"])
     varied = await rig.finished(picked, timeout=30)
@@ -580,6 +581,7 @@ async def test_every_button_of_a_job_whose_record_was_deleted_says_so_privately(
     answers = []
     for action in ACTIONS:
         answers.append(private_text(await click(rig, original, button(action, job))))
+    assert vary.original is not None
     answers.append(private_text(await click(rig, vary.original, f"imagine:varypick:{job.id}", values=["1"])))
     assert (answers, len(rig.toapis.submissions), original.deleted) == ([GONE] * 6, 1, False)
     assert "no longer in the bot's records" in GONE
@@ -635,7 +637,7 @@ async def imagine_in_turn(rig: RunningBot, prompts: list[str], **who: Any) -> li
             "imagine", {"prompt": prompt}, channel_id=rig.discord.snowflake(), **who
         )
         records.append(await rig.discord.send_interaction(payload))
-        await rig.discord.wait_for(lambda _, r=records[-1]: r.acknowledged)
+        await rig.discord.wait_for(lambda _: records[-1].acknowledged)
     return [await job_of(rig, r) for r in records]
 
 

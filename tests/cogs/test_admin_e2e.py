@@ -338,6 +338,7 @@ def today_key() -> str:
 async def test_every_admin_subcommand_refuses_a_member_without_manage_server_in_code(server: Server):
     registered = next(c for c in server.fake.commands["global"] if c["name"] == "imagine-admin")
     group = server.rig.bot.tree.get_command("imagine-admin")
+    assert isinstance(group, app_commands.Group)
     names = {c.qualified_name.removeprefix("imagine-admin ") for c in leaves(group)}
     assert (names, registered["default_member_permissions"], registered.get("contexts")) == (
         ADMIN_COMMANDS,
@@ -866,7 +867,7 @@ async def test_show_lists_every_setting_in_one_message_and_reset_restores_the_de
     channel, denied, audit = server.new_channel(), server.new_channel(), server.new_channel()
     allowed, admins, boosters = await server.new_role(), await server.new_role(), await server.new_role()
     troll = server.new_member()
-    for command, options in [
+    changes: list[tuple[str, dict[str, Any]]] = [
         ("disable", {}),
         ("channel allow", {"channel": Channel(channel)}),
         ("channel deny", {"channel": Channel(denied)}),
@@ -889,7 +890,8 @@ async def test_show_lists_every_setting_in_one_message_and_reset_restores_the_de
         ("quota", {"member_daily": 10, "server_daily": 100, "server_monthly": 1000}),
         ("blocklist add", {"kind": "word", "pattern": "hate"}),
         ("audit", {"channel": Channel(audit)}),
-    ]:
+    ]
+    for command, options in changes:
         answer = await server.admin(command, options)
         assert "Updated" in answer or "\n**" in answer, (command, answer)
 
@@ -976,7 +978,8 @@ async def test_reset_by_a_member_with_manage_server_or_an_owner_drops_the_admin_
     server = Server(rig)
     mods = await server.new_role("mods")
     moderator = server.new_member()
-    for who in ({"permissions": MANAGER}, {"user_id": owner, "permissions": MEMBER}):
+    members: list[dict[str, Any]] = [{"permissions": MANAGER}, {"user_id": owner, "permissions": MEMBER}]
+    for who in members:
         await server.admin("role admin", {"role": Role(mods)})
         await server.admin("disable")
 

@@ -484,6 +484,7 @@ async def test_a_job_stored_as_delivering_delivers_its_stored_results_after_a_re
     message = await again.finished(record)
     stored = await final_job_of(again, record)
     status = status_of(message)
+    outcome: tuple[object, ...]
     if expected == "expired":
         outcome = (
             status.startswith(f"❌ {RESULTS_EXPIRED}"),

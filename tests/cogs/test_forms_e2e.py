@@ -103,7 +103,7 @@ def time_passes(rig: RunningBot, *opened: InteractionRecord, seconds: float = LA
     for modal in list(modals.values()):
         if modal.timeout is not None and modal.timeout <= seconds:
             modal.stop()
-    forms = rig.bot.get_cog("ImagineCog").open_menu_forms  # type: ignore[union-attr]
+    forms = rig.bot.get_cog("ImagineCog").open_menu_forms
     clock = forms.clock
     forms.clock = lambda: clock() + seconds
 

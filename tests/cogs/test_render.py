@@ -22,7 +22,7 @@ LONGEST_PROMPT = ("a red fox in snow " * 400)[:5999] + "!"  # the catalog allows
 # Ten references (the most a model may take) behind long signed links: their field fills up.
 REFERENCES = tuple(f"https://files.example.com/uploads/{i}.jpg?signature={'s' * 40}" for i in range(10))
 LONGEST_MODEL = dataclasses.replace(
-    builtin_catalog().find("doubao-seedream-5-0"),
+    builtin_catalog().get("doubao-seedream-5-0"),
     id="m" * 100,
     display_name="N" * 100,
     max_prompt_length=6000,

@@ -6,6 +6,7 @@ import io
 import os
 import struct
 import zlib
+from typing import Any
 
 import aiohttp
 import pytest
@@ -36,6 +37,20 @@ def _noise(width: int, height: int, mode: str = "RGB") -> Image.Image:
     # Random noise is the worst case for JPEG: it barely compresses at any quality.
     channels = len(mode)
     return Image.frombytes(mode, (width, height), os.urandom(width * height * channels))
+
+
+def _rgb(image: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    """The pixel at ``xy`` of a multi-band image, one value per band."""
+    pixel = image.getpixel(xy)
+    assert isinstance(pixel, tuple)
+    return pixel
+
+
+def _level(image: Image.Image, xy: tuple[int, int]) -> float:
+    """The pixel at ``xy`` of a single-band image."""
+    pixel = image.getpixel(xy)
+    assert isinstance(pixel, int | float)
+    return pixel
 
 
 def _decode(data: bytes) -> Image.Image:
@@ -118,7 +133,7 @@ def test_png_with_alpha_becomes_a_jpeg_on_white():
     assert fitted.filename == "alpha.jpg"
     decoded = _decode(fitted.data)
     assert decoded.mode == "RGB"
-    r, g, b = decoded.getpixel((5, 5))
+    r, g, b = _rgb(decoded, (5, 5))
     assert min(r, g, b) > 230
 
 
@@ -205,8 +220,8 @@ async def test_fit_images_empty():
     assert await fit_images([], limit=1000, basename="gen") == []
 
 
-def _fitted(**overrides) -> FittedImage:
-    fields = dict(
+def _fitted(**overrides: Any) -> FittedImage:
+    fields: dict[str, Any] = dict(
         data=b"x" * 9_800_000,
         filename="a.jpg",
         content_type="image/jpeg",
@@ -371,7 +386,7 @@ def test_a_16_bit_greyscale_image_keeps_its_gradient_when_reencoded(fmt):
     assert Image.open(io.BytesIO(data)).mode == "I;16"
     fitted = fit_image(data, limit=len(data) // 2, basename="ramp")
     assert fitted.reduced
-    row = [_decode(fitted.data).convert("L").getpixel((x, 32)) for x in (2, 64, 128, 192, 253)]
+    row = [_level(_decode(fitted.data).convert("L"), (x, 32)) for x in (2, 64, 128, 192, 253)]
     assert row == sorted(row) and row[0] < 20 and row[-1] > 235 and 100 < row[2] < 156, row
 
 

@@ -6,6 +6,7 @@ import functools
 import itertools
 import random
 import statistics
+from typing import Any
 
 from bot.jobs.polling import ModelDurations, PollAdvice, PollPlanner
 
@@ -56,7 +57,7 @@ def run(
     advice: PollAdvice | None = None,
     typical: float | None = None,
     lost: float = 0.0,
-    **task: float | bool,
+    **task: Any,
 ) -> tuple[float, list[tuple[float, str]]]:
     """Poll a simulated task until a poll sees it completed: (detection lag, every look as (time, status)).
 
@@ -99,7 +100,7 @@ def benchmark_tasks(count: int, seed: int) -> list[tuple[float, float]]:
 
 
 def over_the_advice(
-    tasks: list[tuple[float, float]], rng: random.Random | None, **kwargs: object
+    tasks: list[tuple[float, float]], rng: random.Random | None, **kwargs: Any
 ) -> list[tuple[float, float, int, int]]:
     """The tasks polled more often than the advice allows: (queued, duration, polls, most allowed)."""
     over = []

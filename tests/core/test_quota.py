@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -128,7 +129,7 @@ def member_plan(
     )
 
 
-async def burst(jobs: JobStore, plans: list[QuotaPlan]) -> list[object]:
+async def burst(jobs: JobStore, plans: list[QuotaPlan]) -> list[Any]:
     """Create one job per plan, all at once (they share a transaction); each a record or its refusal."""
 
     async def attempt(number: int, quota: QuotaPlan) -> object:
@@ -190,7 +191,7 @@ async def test_one_member_twice_in_a_burst_under_a_cooldown_gets_one_job(store):
 
 async def test_a_burst_decides_exactly_as_charging_one_by_one_would(store):
     rng = random.Random(7)
-    shapes = [
+    shapes: list[dict[str, Any]] = [
         dict(
             member=rng.randrange(6),
             n=rng.randint(1, 4),

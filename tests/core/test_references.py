@@ -52,6 +52,13 @@ def _flat(width: int, height: int, fmt: str, colour: tuple[int, ...] = RED, mode
     return _encode(Image.new(mode, (width, height), colour), fmt)
 
 
+def _rgb(image: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    """The pixel at ``xy`` of a multi-band image, one value per band."""
+    pixel = image.getpixel(xy)
+    assert isinstance(pixel, tuple)
+    return pixel
+
+
 def _open(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
@@ -319,11 +326,11 @@ def test_an_unused_alpha_channel_does_not_force_png() -> None:
 def test_animated_gif_is_converted_from_its_first_frame() -> None:
     frames = [Image.new("RGB", (60, 40), RED), Image.new("RGB", (60, 40), BLUE)]
     data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    assert Image.open(io.BytesIO(data)).n_frames == 2
+    assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 2
     prepared = prepare_reference(data, filename="anim.gif")
     image = _assert_acceptable(prepared)
     assert (image.format, image.size, prepared.filename) == ("JPEG", (60, 40), "anim.jpg")
-    red, _green, blue = image.convert("RGB").getpixel((30, 20))
+    red, _green, blue = _rgb(image.convert("RGB"), (30, 20))
     assert red > 180 and blue < 80  # the red first frame, not the blue second one
 
 
@@ -636,7 +643,11 @@ async def test_work_beyond_the_slots_waits_until_a_slot_is_free() -> None:
     running = [asyncio.create_task(slots.run(first)), asyncio.create_task(slots.run(second))]
     await eventually(lambda: len(log) == 2, what="both slots taken")
 
-    third = asyncio.create_task(slots.run(lambda: log.append("third runs") or "third"))
+    def third_work() -> str:
+        log.append("third runs")
+        return "third"
+
+    third = asyncio.create_task(slots.run(third_work))
     await eventually(lambda: slots.waiting == 1, what="the third waiting")
     assert (slots.running, log) == (2, ["first starts", "second starts"])
 

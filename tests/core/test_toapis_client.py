@@ -8,6 +8,7 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -35,7 +36,13 @@ from tests.fakes.toapis import FakeToAPIs, TaskPlan, make_image
 KEY = "imagine-secret-key-0123456789"
 GENERATIONS = "/v1/images/generations"
 UPLOADS = "/v1/uploads/images"
-SUBMIT = {"model": "doubao-seedream-5-0", "prompt": "a red fox in snow", "size": "1:1", "n": 2}
+# Any-valued, so tests can also send what the provider would refuse.
+SUBMIT: dict[str, Any] = {
+    "model": "doubao-seedream-5-0",
+    "prompt": "a red fox in snow",
+    "size": "1:1",
+    "n": 2,
+}
 
 
 class RecordingSleep:
@@ -287,7 +294,7 @@ async def test_fake_refuses_submissions_the_provider_would_refuse(
     client: ToAPIsClient, fake: FakeToAPIs, changes: dict[str, object]
 ) -> None:
     with pytest.raises(BadRequestError):
-        await client.submit(**{**SUBMIT, **changes})  # type: ignore[arg-type]
+        await client.submit(**{**SUBMIT, **changes})
     assert fake.submissions == []
 
 

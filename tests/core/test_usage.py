@@ -169,7 +169,9 @@ def test_owners_have_no_quota():
         ("month", datetime(2026, 12, 15, tzinfo=UTC), "2026-12", (2026, 12, 1), (2027, 1, 1)),
     ],
 )
-def test_periods_are_utc_days_and_months(name, when, label, start, end):
+def test_periods_are_utc_days_and_months(
+    name: str, when: datetime, label: str, start: tuple[int, int, int], end: tuple[int, int, int]
+):
     period = period_of(name, when.timestamp())
     assert (period.name, period.label, period.start, period.end) == (
         name,

@@ -40,7 +40,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -108,7 +108,7 @@ def make_image(width: int, height: int, fmt: str = "JPEG", noisy: bool = False, 
 class TaskPlan:
     """How the next submitted task behaves. See the module docstring for ``advance``."""
 
-    steps: list[tuple[str, int | None]] = field(
+    steps: Sequence[tuple[str, int | None]] = field(
         default_factory=lambda: [("queued", 0), ("in_progress", 40), ("in_progress", 80)]
     )
     outcome: Literal["completed", "failed"] = "completed"

@@ -128,7 +128,7 @@ def make_bot(outcomes: Outcomes) -> commands.AutoShardedBot:
         await interaction.response.send_message("Press it", view=Buttons())
 
     class Ask(discord.ui.Modal, title="Prompt"):
-        text = discord.ui.TextInput(label="Prompt", custom_id="prompt_text")
+        text: discord.ui.TextInput[Ask] = discord.ui.TextInput(label="Prompt", custom_id="prompt_text")
 
         async def on_submit(self, interaction: discord.Interaction) -> None:
             await interaction.response.send_message(f"You said {self.text.value}", allowed_mentions=NO_PINGS)
