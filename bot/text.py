@@ -29,6 +29,19 @@ def byte_size(n: int) -> str:
     return f"{n / 1_000_000:.1f} MB"
 
 
+def limit_size(n: int) -> str:
+    """A limit set in binary units, as a whole number: ``50 * 1024 * 1024`` reads ``"50 MB"``.
+
+    Limits are written in binary units (Discord's are); :func:`byte_size` would print such a
+    limit as ``"52.4 MB"``, which reads like a different number from the one documented.
+    """
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.0f} MB"
+    if n >= 1024:
+        return f"{n / 1024:.0f} KB"
+    return f"{n} bytes"
+
+
 def relative_time(when: float) -> str:
     """Discord's timestamp markup that shows `when` (Unix seconds) as "in 5 minutes" / "2 hours ago"."""
     return f"<t:{int(when)}:R>"

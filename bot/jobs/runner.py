@@ -32,7 +32,7 @@ from bot.references import (
     prepare_reference_in_turn,
     quoted_filename,
 )
-from bot.text import clip, plural
+from bot.text import clip, limit_size, plural
 
 log = logging.getLogger(__name__)
 
@@ -382,9 +382,8 @@ class JobRunner:
             try:
                 data = await self._client.download(source.url, max_bytes=MAX_DOWNLOAD_BYTES)
             except toapis.DownloadTooLargeError as exc:
-                limit_mb = MAX_DOWNLOAD_BYTES // (1024 * 1024)
                 raise JobFailedError(
-                    f"{shown} is larger than {limit_mb} MB. Attach a smaller image."
+                    f"{shown} is larger than {limit_size(MAX_DOWNLOAD_BYTES)}. Attach a smaller image."
                 ) from exc
             except toapis.ToAPIsError as exc:
                 log.warning("%s: downloading reference %s failed: %s", name, source.filename, exc)

@@ -6,6 +6,8 @@ log (never the API key, never raw JSON).
 
 from __future__ import annotations
 
+from bot.text import limit_size
+
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
@@ -151,7 +153,7 @@ class DownloadTooLargeError(ToAPIsError):
 
     def __init__(self, message: str | None = None, *, limit: int | None = None, status: int | None = None):
         if message is None and limit is not None:
-            message = f"The image file is larger than the download limit of {_format_bytes(limit)}."
+            message = f"The image file is larger than the download limit of {limit_size(limit)}."
         super().__init__(message, status=status)
         self.limit = limit
 
@@ -164,13 +166,3 @@ class DownloadRefusedError(ToAPIsError):
     """
 
     default_message = "The image address is not a public HTTPS address, so it was not fetched."
-
-
-# Binary units, the way download limits are set (50 * 1024 * 1024 reads "50 MB", as in the
-# runner's own message); bot.text.byte_size counts in SI units and would print "52.4 MB".
-def _format_bytes(size: int) -> str:
-    if size >= 1024 * 1024:
-        return f"{size / (1024 * 1024):.0f} MB"
-    if size >= 1024:
-        return f"{size / 1024:.0f} KB"
-    return f"{size} bytes"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.text import byte_size, clip, plural, relative_time
+from bot.text import byte_size, clip, limit_size, plural, relative_time
 
 
 @pytest.mark.parametrize(
@@ -37,3 +37,11 @@ def test_clip_keeps_text_within_the_limit_and_marks_a_cut(text, limit, clipped):
 
 def test_relative_time_is_discords_ticking_timestamp_in_whole_seconds():
     assert relative_time(1_700_000_123.9) == "<t:1700000123:R>"
+
+
+def test_a_limit_set_in_binary_units_reads_as_the_number_it_was_set_to():
+    assert [limit_size(50 * 1024 * 1024), limit_size(64 * 1024), limit_size(512)] == [
+        "50 MB",
+        "64 KB",
+        "512 bytes",
+    ]
