@@ -20,6 +20,7 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from bot import toapis
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.guild_settings import GuildSettingsStore
@@ -363,13 +364,23 @@ async def run_bot(settings: Settings, catalog: Catalog) -> int:
 async def run_check(settings: Settings, catalog: Catalog) -> int:
     """`python -m bot --check`: prove both credentials work and print the invite URL."""
     print(f"Settings: OK ({len(catalog)} models, default {settings.default_model})")
-    async with ToAPIsClient(settings.toapis_base_url, settings.toapis_api_key) as client:
+    base_url = settings.toapis_base_url
+    async with ToAPIsClient(base_url, settings.toapis_api_key) as client:
+        # The balance endpoint is free and needs a valid key: it proves the key and shows the money.
         try:
-            await client.check_key()
-        except ToAPIsError as exc:
-            print(f"error: ToAPIs at {settings.toapis_base_url} did not accept TOAPIS_API_KEY: {exc}")
+            balance = await client.balance()
+        except toapis.AuthenticationError:
+            print(f"error: ToAPIs at {base_url} did not accept TOAPIS_API_KEY: the key was rejected")
             return 1
-    print(f"ToAPIs: the API key works ({settings.toapis_base_url})")
+        except (toapis.ToAPIsConnectionError, toapis.ToAPIsTimeoutError) as exc:
+            print(
+                f"error: could not reach ToAPIs at {base_url} (check TOAPIS_BASE_URL and the network): {exc}"
+            )
+            return 1
+        except ToAPIsError as exc:
+            print(f"error: ToAPIs at {base_url} could not show the balance of TOAPIS_API_KEY: {exc}")
+            return 1
+    print(f"ToAPIs: the API key works ({base_url}); balance: {balance.describe()}")
 
     use_discord_api(settings.discord_api_base_url)
     discord_client = discord.Client(intents=discord.Intents.none())

@@ -32,9 +32,11 @@ from bot.toapis.errors import (
     ToAPIsTimeoutError,
 )
 from bot.toapis.models import (
+    Balance,
     TaskStatus,
     extract_error_code,
     extract_error_message,
+    parse_balance,
     parse_retry_after,
     parse_task,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "USER_AGENT",
     "AuthenticationError",
     "BadRequestError",
+    "Balance",
     "DownloadRefusedError",
     "DownloadTooLargeError",
     "InsufficientBalanceError",
@@ -61,6 +64,7 @@ __all__ = [
     "extract_error_code",
     "extract_error_message",
     "is_public_address",
+    "parse_balance",
     "parse_retry_after",
     "parse_task",
 ]

@@ -34,9 +34,11 @@ from bot.toapis.errors import (
     ToAPIsTimeoutError,
 )
 from bot.toapis.models import (
+    Balance,
     TaskStatus,
     _is_http_url,
     extract_error_message,
+    parse_balance,
     parse_retry_after,
     parse_task,
 )
@@ -50,6 +52,7 @@ KEY_CHECK_TASK_ID: Final = "imagine-bot-key-check"
 
 _GENERATIONS_PATH: Final = "/v1/images/generations"
 _UPLOADS_PATH: Final = "/v1/uploads/images"
+_BALANCE_PATH: Final = "/v1/balance"
 # API answers are small JSON documents; anything bigger is not something we should buffer.
 _MAX_API_BODY: Final = 2 * 1024 * 1024
 # Errors raised before any byte of the request left this machine: safe to retry even a POST.
@@ -287,6 +290,26 @@ class ToAPIsClient:
             raise self._status_error(answer, api=False)
         log.debug("downloaded %d bytes from %s", len(answer.body), host)
         return answer.body
+
+    async def balance(self) -> Balance:
+        """Read the key's balance (free). Proves the key works.
+
+        An unknown key raises :class:`AuthenticationError` (whether the provider says so with
+        401 or with ``{"success": false}``); connection trouble raises
+        :class:`ToAPIsConnectionError`/:class:`ToAPIsTimeoutError` after the usual retries.
+        """
+        answer = await self._get_api(URL(self._url(_BALANCE_PATH)), what="balance")
+        body = answer.json()
+        if not answer.ok:
+            if answer.status in (400, 404) and isinstance(body, Mapping) and body.get("success") is False:
+                # The documented unknown-key answer, whatever status it comes with.
+                raise AuthenticationError(status=answer.status)
+            raise self._status_error(answer)
+        if body is None:
+            raise InvalidResponseError("The image service sent a balance answer that could not be read.")
+        balance = parse_balance(body)
+        log.debug("ToAPIs balance: %s", balance.describe())
+        return balance
 
     async def check_key(self) -> None:
         """Prove the API key works without spending money.
