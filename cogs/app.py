@@ -21,6 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import toapis
+from bot.balance import BalanceWatch
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.guild_settings import GuildSettingsStore
@@ -145,6 +146,7 @@ class ImagineBot(commands.AutoShardedBot):
         self.stopping = False
         self._shutdown: asyncio.Task[None] | None = None  # not in _tasks: close() cancels those
         self._monitor: asyncio.Task[None] | None = None
+        self.balance_watch: BalanceWatch | None = None  # only when LOW_BALANCE_USD is set
 
     @property
     def runner(self) -> JobRunner:
@@ -190,6 +192,10 @@ class ImagineBot(commands.AutoShardedBot):
             # Members' references are Discord attachments: served by Discord's API host when it is a proxy.
             trusted_file_hosts=[url for url in (self.settings.discord_api_base_url,) if url],
         )
+        if self.settings.low_balance_usd is not None:
+            self.balance_watch = BalanceWatch(
+                self.toapis.balance, self._tell_operator, low_usd=self.settings.low_balance_usd
+            )
         self._runner = JobRunner(
             self.toapis,
             self._jobs,
@@ -199,6 +205,7 @@ class ImagineBot(commands.AutoShardedBot):
                 poll_running=self.settings.poll_interval_running,
                 progress_interval=self.settings.progress_edit_interval,
             ),
+            on_balance_refused=self.balance_watch.refused if self.balance_watch is not None else None,
         )
         self._launcher = JobLauncher(
             self,
@@ -221,6 +228,8 @@ class ImagineBot(commands.AutoShardedBot):
         pruned = await self.ledger.prune()  # yesterday's and older quota counters
         log.info("pruned %d expired quota counter(s)", pruned)
         self.spawn(self._housekeeping(), name="housekeeping")
+        if self.balance_watch is not None:
+            self.spawn(self.balance_watch.run(self.settings.balance_check_minutes * 60), name="balance-watch")
         if self.settings.metrics_log_seconds > 0:
             monitor = LoopLagMonitor(
                 self.settings.metrics_log_seconds, jobs_running=lambda: self.launcher.running_count
@@ -252,6 +261,14 @@ class ImagineBot(commands.AutoShardedBot):
             except Exception:
                 # The database may be down right now; the next round tries again.
                 log.exception("housekeeping failed; trying again in %.0fs", self.sweep_interval)
+
+    async def _tell_operator(self, line: str) -> None:
+        """Post one line to `OPERATOR_CHANNEL_ID` with the bot token (no pings); nothing if unset."""
+        channel_id = self.settings.operator_channel_id
+        if channel_id is None:
+            return
+        channel = self.get_partial_messageable(channel_id)
+        await self.pacer.final(channel_id, lambda: channel.send(line, allowed_mentions=render.NO_PINGS))
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
         await self._leave_if_not_allowed(guild)
