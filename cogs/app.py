@@ -192,7 +192,8 @@ class ImagineBot(commands.AutoShardedBot):
             # Members' references are Discord attachments: served by Discord's API host when it is a proxy.
             trusted_file_hosts=[url for url in (self.settings.discord_api_base_url,) if url],
         )
-        if self.settings.low_balance_usd is not None:
+        # One process watches the balance (the account is shared), so a crossing is posted once.
+        if self.settings.low_balance_usd is not None and self.registers_commands:
             self.balance_watch = BalanceWatch(
                 self.toapis.balance, self._tell_operator, low_usd=self.settings.low_balance_usd
             )

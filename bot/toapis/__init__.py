@@ -13,7 +13,7 @@ never raw JSON).
 
 from __future__ import annotations
 
-from bot.toapis.client import KEY_CHECK_TASK_ID, USER_AGENT, ToAPIsClient
+from bot.toapis.client import USER_AGENT, ToAPIsClient
 from bot.toapis.downloads import is_public_address
 from bot.toapis.errors import (
     AuthenticationError,
@@ -42,7 +42,6 @@ from bot.toapis.models import (
 )
 
 __all__ = [
-    "KEY_CHECK_TASK_ID",
     "USER_AGENT",
     "AuthenticationError",
     "BadRequestError",

@@ -43,12 +43,9 @@ from bot.toapis.models import (
     parse_task,
 )
 
-__all__ = ["KEY_CHECK_TASK_ID", "USER_AGENT", "ToAPIsClient"]
+__all__ = ["USER_AGENT", "ToAPIsClient"]
 
 log = logging.getLogger(__name__)
-
-# A task id that cannot exist: polling it costs nothing and still goes through authentication.
-KEY_CHECK_TASK_ID: Final = "imagine-bot-key-check"
 
 _GENERATIONS_PATH: Final = "/v1/images/generations"
 _UPLOADS_PATH: Final = "/v1/uploads/images"
@@ -310,19 +307,6 @@ class ToAPIsClient:
         balance = parse_balance(body)
         log.debug("ToAPIs balance: %s", balance.describe())
         return balance
-
-    async def check_key(self) -> None:
-        """Prove the API key works without spending money.
-
-        Polls a task id that cannot exist: "unknown task" (400/404) or 200 means the key was
-        accepted; 401 raises :class:`AuthenticationError`, 402/403
-        :class:`InsufficientBalanceError`.
-        """
-        answer = await self._get_api(self._task_url(KEY_CHECK_TASK_ID), what="key check")
-        if answer.ok or answer.status in (400, 404):
-            log.info("the ToAPIs API key was accepted")
-            return
-        raise self._status_error(answer)
 
     # ----------------------------------------------------------------- plumbing
 

@@ -729,30 +729,13 @@ async def test_upload_is_not_retried_on_503(client: ToAPIsClient, fake: FakeToAP
     assert requests_to(fake, "POST", UPLOADS) == 1
 
 
-# --------------------------------------------------------------------------- key check and session
-
-
-async def test_check_key_accepts_a_working_key(client: ToAPIsClient, fake: FakeToAPIs) -> None:
-    await client.check_key()
-    assert fake.submit_attempts == 0
-
-
-async def test_check_key_rejects_a_wrong_key(make_client: Callable[..., ToAPIsClient]) -> None:
-    client = make_client(api_key="wrong-key")
-    with pytest.raises(AuthenticationError):
-        await client.check_key()
-
-
-async def test_check_key_reports_an_empty_balance(client: ToAPIsClient, fake: FakeToAPIs) -> None:
-    fake.inject("GET", GENERATIONS, 403, {"success": False, "message": "Insufficient balance"})
-    with pytest.raises(InsufficientBalanceError):
-        await client.check_key()
+# --------------------------------------------------------------------------- session
 
 
 async def test_close_leaves_a_borrowed_session_open(fake: FakeToAPIs) -> None:
     async with aiohttp.ClientSession() as session:
         async with ToAPIsClient(fake.base_url, KEY, session=session) as client:
-            await client.check_key()
+            await client.balance()
         assert not session.closed
 
 
