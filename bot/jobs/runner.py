@@ -411,6 +411,7 @@ class JobRunner:
                 lead = f"The image service refused the reference image {shown}"
                 raise JobFailedError(_refusal(lead, exc.provider_message, "Try another image.")) from exc
             except toapis.ToAPIsError as exc:
+                self._note_refusal(exc)
                 raise JobFailedError(failure_message(exc)) from exc
             urls.append(url)
         log.info("%s: uploaded %d reference image(s)", name, len(urls))
@@ -432,6 +433,11 @@ class JobRunner:
         task.add_done_callback(self._submission_done)
         return await asyncio.shield(task)
 
+    def _note_refusal(self, exc: toapis.ToAPIsError) -> None:
+        """A refusal for balance or permission: the balance watch reads the balance at once."""
+        if isinstance(exc, toapis.InsufficientBalanceError) and self._on_balance_refused is not None:
+            self._on_balance_refused()
+
     def _submission_done(self, _: asyncio.Task[tuple[JobRecord, toapis.TaskStatus]]) -> None:
         self._sending -= 1
         self._changed()
@@ -448,8 +454,7 @@ class JobRunner:
                 log.error(
                     "%s: the image service refused the API key or the account has no balance: %s", name, exc
                 )
-            if isinstance(exc, toapis.InsufficientBalanceError) and self._on_balance_refused is not None:
-                self._on_balance_refused()
+            self._note_refusal(exc)
             raise JobFailedError(failure_message(exc)) from exc
         # Logged before it is stored: if the database never takes it, an operator can still find it.
         log.info("%s: submitted as task %s (model %s, n=%d)", name, task.id, request.model.id, request.n)

@@ -8,6 +8,7 @@ import json
 from bot.jobs.records import JobState
 from bot.jobs.runner import BUDGET_USED_UP
 from tests.cogs.test_durable_e2e import final_job_of
+from tests.fakes.toapis import make_image
 from tests.rig import eventually
 
 GENERATIONS = "/v1/images/generations"
@@ -68,4 +69,25 @@ async def test_a_low_balance_is_posted_to_the_operator_channel_once_per_crossing
             "Top up the account, or image requests will start failing."
         ],
         "⚠️ The ToAPIs balance is low: $1.00 left (200 credits)",
+    )
+
+
+async def test_a_reference_upload_refused_for_balance_says_the_same_and_tells_the_operator(start_bot):
+    operator = 555000333
+    rig = await start_bot(low_balance_usd=5.0, operator_channel_id=operator)
+    rig.discord.channel(operator, guild_id=rig.discord.guild_id)
+    await eventually(lambda: rig.toapis.balance_reads == 1, what="the balance read at start-up")
+    rig.toapis.balance.update(remain_balance=0.5, remain_credits=100)
+    refusal = {"success": False, "message": "Insufficient balance"}
+    rig.toapis.inject("POST", "/v1/uploads/images", 403, refusal)
+
+    reference = rig.discord.make_attachment("fox.png", make_image(64, 64, "PNG"))
+    record = await rig.imagine(prompt="like this", image1=reference)
+    await rig.finished(record)
+    job = await final_job_of(rig, record)
+    line = await rig.discord.wait_for_message(lambda m: m.channel_id == operator)
+    assert (job.error, len(rig.toapis.submissions), line.content.split(",")[0]) == (
+        BUDGET_USED_UP,
+        0,
+        "⚠️ The ToAPIs balance is low: $0.50 left (100 credits)",
     )
