@@ -22,6 +22,7 @@ key                      type                         default for a new model
 ``max_prompt_length``    integer 1–6000               1000
 ``max_reference_images`` integer 0–10                 10
 ``max_images``           integer 1–15                 15
+``price_per_image``      number ≥ 0 (USD)             none (usage shows no cost for it)
 ``remove``               bool                         drop a built-in model
 =======================  ===========================  =================================
 
@@ -57,6 +58,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -109,6 +111,8 @@ class ModelSpec:
     max_prompt_length: int = 1000
     max_reference_images: int = 10
     max_images: int = MAX_TOTAL_IMAGES
+    # What the operator pays per image, for the usage report's cost estimate; None = unknown.
+    price_per_image: float | None = None
 
     def __post_init__(self) -> None:
         for problem in _spec_problems(self):
@@ -195,6 +199,11 @@ def _spec_problems(spec: ModelSpec) -> Iterator[str]:
         value = getattr(spec, name)
         if not _is_int(value) or not low <= value <= high:
             yield f"{name} must be an integer from {low} to {high} (got {value!r})"
+    price = spec.price_per_image
+    if price is not None and (
+        isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price) or price < 0
+    ):
+        yield f"price_per_image must be a number of USD, 0 or more (got {price!r})"
     if spec.supports_auto and spec.max_reference_images < 1:
         yield "supports_auto needs max_reference_images of at least 1 (auto matches a reference image)"
 
@@ -385,6 +394,12 @@ def _int(value: Any) -> int:
     return value
 
 
+def _price(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("must be a number of USD (e.g. 0.035)")
+    return float(value)
+
+
 def _optional_str(value: Any) -> str | None:
     # TOML has no null, so "" also means "no default resolution".
     if value is None or value == "":
@@ -402,6 +417,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "max_prompt_length": _int,
     "max_reference_images": _int,
     "max_images": _int,
+    "price_per_image": _price,
 }
 _ENTRY_KEYS = frozenset(_CONVERTERS) | {"remove"}
 

@@ -77,6 +77,9 @@ class Settings:
     shard_count: int | None = None
     shard_ids: tuple[int, ...] | None = None
     discord_gateway_url: str | None = None
+    balance_check_minutes: float = 10.0
+    low_balance_usd: float | None = None
+    operator_channel_id: int | None = None
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -112,6 +115,11 @@ class Settings:
             allowed_guild_ids=_ids(env, "ALLOWED_GUILD_IDS"),
             allow_dms=_flag(env, "ALLOW_DMS", False),
             metrics_log_seconds=_number(env, "METRICS_LOG_SECONDS", 0.0, 0, 3600),
+            balance_check_minutes=_number(env, "BALANCE_CHECK_MINUTES", 10.0, 0, 24 * 60),
+            low_balance_usd=(
+                _number(env, "LOW_BALANCE_USD", 0.0, 0, 100_000) if _text(env, "LOW_BALANCE_USD") else None
+            ),
+            operator_channel_id=_whole(env, "OPERATOR_CHANNEL_ID", "a channel id (digits only)"),
         )
 
 

@@ -3,6 +3,8 @@
 - `quota_text`: what a member has left, from the very counters /imagine charges (`/imagine-quota`).
 - `Period`, `summarize`, `usage_text`, `jobs_csv`: a server's usage for today or this month
   (`/imagine-admin usage`). Days and months are UTC, like the quotas.
+- `prices_of`, `estimate_cost`: the period's estimated cost, from the catalog's optional
+  `price_per_image` (images the jobs count × their model's price).
 
 How the settings themselves read is `bot.settings_text`.
 
@@ -20,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot.catalog import Catalog
 from bot.guild_settings import GuildSettings
 from bot.jobs.records import JobRecord, JobState
 from bot.quota import QuotaPlan, day_key, month_key, next_day, next_month
@@ -163,6 +166,77 @@ def summarize(jobs: Iterable[JobRecord]) -> UsageSummary:
     )
 
 
+@dataclass(frozen=True)
+class Price:
+    """What the operator pays for one model's images (USD), as the catalog states it."""
+
+    per_image: float
+    # The provider also charges each reference image after the first (Seedream 5.0 Pro).
+    bills_extra_references: bool = False
+
+
+def prices_of(catalog: Catalog) -> dict[str, Price]:
+    """The price of every catalog model that has a `price_per_image`, by model id."""
+    return {
+        spec.id: Price(
+            spec.price_per_image,
+            # Hook: the catalog key saying a model charges references after the first; False until set.
+            bool(getattr(spec, "extra_reference_billing", False)),
+        )
+        for spec in catalog
+        if spec.price_per_image is not None
+    }
+
+
+def billed_images(job: JobRecord, price: Price) -> int:
+    """What the provider charges a job for, in images: those it counts, plus extra references."""
+    images = images_of(job)
+    if price.bills_extra_references and images:
+        images += max(0, len(job.reference_urls) - 1)
+    return images
+
+
+def job_cost(job: JobRecord, prices: Mapping[str, Price]) -> float | None:
+    """A job's estimated cost in USD; None when its model has no price."""
+    price = prices.get(job.model)
+    return None if price is None else billed_images(job, price) * price.per_image
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """A period's estimated cost: what priced models cost, and what could not be priced."""
+
+    usd: float
+    unpriced_images: int  # images of models without a price, not in `usd`
+    unpriced_models: tuple[str, ...]  # their model ids, sorted
+
+
+def estimate_cost(jobs: Iterable[JobRecord], prices: Mapping[str, Price]) -> CostEstimate | None:
+    """The period's estimated cost; None when no model has a price (the report then shows none)."""
+    if not prices:
+        return None
+    usd, unpriced, models = 0.0, 0, set()
+    for job in jobs:
+        cost = job_cost(job, prices)
+        if cost is not None:
+            usd += cost
+        elif images_of(job):
+            unpriced += images_of(job)
+            models.add(job.model)
+    return CostEstimate(usd, unpriced, tuple(sorted(models)))
+
+
+def cost_line(title: str, cost: CostEstimate) -> str:
+    """`**Estimated cost today:** $0.42`, saying what is left out when some models have no price."""
+    line = f"**Estimated cost {title}:** ${cost.usd:,.2f}"
+    if cost.unpriced_images:
+        line += (
+            f" — partial: {plural(cost.unpriced_images, 'image')} of models without a price "
+            f"({', '.join(cost.unpriced_models)}) not counted"
+        )
+    return line
+
+
 def usage_text(
     period: Period,
     summary: UsageSummary,
@@ -171,6 +245,7 @@ def usage_text(
     month: int,
     settings: GuildSettings,
     truncated: bool = False,
+    cost: CostEstimate | None = None,
 ) -> str:
     """The usage report; `today` and `month` are the server's quota counters (images)."""
     title = "today" if period.name == "today" else "this month"
@@ -183,6 +258,8 @@ def usage_text(
         f"**Jobs {title}:** {summary.jobs} — {summary.done} done, {summary.failed} failed, "
         f"{summary.running} running · {plural(summary.images, 'image')} of {summary.asked} asked for",
     ]
+    if cost is not None:
+        lines.append(cost_line(title, cost))
     if summary.members:
         top = [
             f"{i}. <@{m.user_id}> — {plural(m.images, 'image')} ({plural(m.jobs, 'job')})"
@@ -215,6 +292,7 @@ CSV_COLUMNS = (
     "n",
     "images",
     "references",
+    "cost_usd",
     "error",
     "prompt",
     "message_url",
@@ -249,8 +327,10 @@ def csv_filename(guild_id: int, period: Period) -> str:
     return f"imagine-usage-{guild_id}-{period.label}.csv"
 
 
-def jobs_csv(jobs: Iterable[JobRecord]) -> bytes:
-    """One row per job (UTF-8 with BOM, so spreadsheets read accents right)."""
+def jobs_csv(jobs: Iterable[JobRecord], prices: Mapping[str, Price] | None = None) -> bytes:
+    """One row per job (UTF-8 with BOM, so spreadsheets read accents right).
+
+    `cost_usd` is the job's estimated cost from `prices`, empty for a model without a price."""
     buffer = io.StringIO()
     # Every cell quoted: a reader that splits on another separator still keeps each cell whole.
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
@@ -275,6 +355,7 @@ def jobs_csv(jobs: Iterable[JobRecord]) -> bytes:
                 job.n,
                 images_of(job),
                 len(job.reference_urls),
+                "" if (cost := job_cost(job, prices or {})) is None else f"{cost:.4f}",
                 _cell(job.error),
                 _cell(job.prompt),
                 url,

@@ -20,6 +20,8 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from bot import toapis
+from bot.balance import BalanceWatch
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.guild_settings import GuildSettingsStore
@@ -144,6 +146,7 @@ class ImagineBot(commands.AutoShardedBot):
         self.stopping = False
         self._shutdown: asyncio.Task[None] | None = None  # not in _tasks: close() cancels those
         self._monitor: asyncio.Task[None] | None = None
+        self.balance_watch: BalanceWatch | None = None  # only when LOW_BALANCE_USD is set
 
     @property
     def runner(self) -> JobRunner:
@@ -189,6 +192,11 @@ class ImagineBot(commands.AutoShardedBot):
             # Members' references are Discord attachments: served by Discord's API host when it is a proxy.
             trusted_file_hosts=[url for url in (self.settings.discord_api_base_url,) if url],
         )
+        # One process watches the balance (the account is shared), so a crossing is posted once.
+        if self.settings.low_balance_usd is not None and self.registers_commands:
+            self.balance_watch = BalanceWatch(
+                self.toapis.balance, self._tell_operator, low_usd=self.settings.low_balance_usd
+            )
         self._runner = JobRunner(
             self.toapis,
             self._jobs,
@@ -198,6 +206,7 @@ class ImagineBot(commands.AutoShardedBot):
                 poll_running=self.settings.poll_interval_running,
                 progress_interval=self.settings.progress_edit_interval,
             ),
+            on_balance_refused=self.balance_watch.refused if self.balance_watch is not None else None,
         )
         self._launcher = JobLauncher(
             self,
@@ -220,6 +229,8 @@ class ImagineBot(commands.AutoShardedBot):
         pruned = await self.ledger.prune()  # yesterday's and older quota counters
         log.info("pruned %d expired quota counter(s)", pruned)
         self.spawn(self._housekeeping(), name="housekeeping")
+        if self.balance_watch is not None:
+            self.spawn(self.balance_watch.run(self.settings.balance_check_minutes * 60), name="balance-watch")
         if self.settings.metrics_log_seconds > 0:
             monitor = LoopLagMonitor(
                 self.settings.metrics_log_seconds, jobs_running=lambda: self.launcher.running_count
@@ -251,6 +262,14 @@ class ImagineBot(commands.AutoShardedBot):
             except Exception:
                 # The database may be down right now; the next round tries again.
                 log.exception("housekeeping failed; trying again in %.0fs", self.sweep_interval)
+
+    async def _tell_operator(self, line: str) -> None:
+        """Post one line to `OPERATOR_CHANNEL_ID` with the bot token (no pings); nothing if unset."""
+        channel_id = self.settings.operator_channel_id
+        if channel_id is None:
+            return
+        channel = self.get_partial_messageable(channel_id)
+        await self.pacer.final(channel_id, lambda: channel.send(line, allowed_mentions=render.NO_PINGS))
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
         await self._leave_if_not_allowed(guild)
@@ -363,13 +382,23 @@ async def run_bot(settings: Settings, catalog: Catalog) -> int:
 async def run_check(settings: Settings, catalog: Catalog) -> int:
     """`python -m bot --check`: prove both credentials work and print the invite URL."""
     print(f"Settings: OK ({len(catalog)} models, default {settings.default_model})")
-    async with ToAPIsClient(settings.toapis_base_url, settings.toapis_api_key) as client:
+    base_url = settings.toapis_base_url
+    async with ToAPIsClient(base_url, settings.toapis_api_key) as client:
+        # The balance endpoint is free and needs a valid key: it proves the key and shows the money.
         try:
-            await client.check_key()
-        except ToAPIsError as exc:
-            print(f"error: ToAPIs at {settings.toapis_base_url} did not accept TOAPIS_API_KEY: {exc}")
+            balance = await client.balance()
+        except toapis.AuthenticationError:
+            print(f"error: ToAPIs at {base_url} did not accept TOAPIS_API_KEY: the key was rejected")
             return 1
-    print(f"ToAPIs: the API key works ({settings.toapis_base_url})")
+        except (toapis.ToAPIsConnectionError, toapis.ToAPIsTimeoutError) as exc:
+            print(
+                f"error: could not reach ToAPIs at {base_url} (check TOAPIS_BASE_URL and the network): {exc}"
+            )
+            return 1
+        except ToAPIsError as exc:
+            print(f"error: ToAPIs at {base_url} could not show the balance of TOAPIS_API_KEY: {exc}")
+            return 1
+    print(f"ToAPIs: the API key works ({base_url}); balance: {balance.describe()}")
 
     use_discord_api(settings.discord_api_base_url)
     discord_client = discord.Client(intents=discord.Intents.none())

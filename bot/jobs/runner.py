@@ -37,6 +37,8 @@ from bot.text import clip, limit_size, plural
 log = logging.getLogger(__name__)
 
 BUSY = "The image service is busy right now — try again in a minute."
+# The provider refused for balance or permission: the member can do nothing but wait.
+BUDGET_USED_UP = "The bot's image budget is used up — the bot's operator has been told."
 # How many jobs may hold their downloaded images at once (bounds memory under load).
 DELIVERY_SLOTS = 8
 DOWNLOADS_PER_JOB = 4
@@ -167,7 +169,9 @@ def failure_message(exc: BaseException) -> str:
             "The image service did not confirm the request. The bot did not send it again, so you "
             "are not charged twice — try again in a minute."
         )
-    if isinstance(exc, toapis.AuthenticationError | toapis.InsufficientBalanceError):
+    if isinstance(exc, toapis.InsufficientBalanceError):
+        return BUDGET_USED_UP
+    if isinstance(exc, toapis.AuthenticationError):
         return "The bot's image service account is not working right now. The bot's operator has to fix it."
     if isinstance(exc, toapis.InvalidResponseError):
         return "The image service sent an answer the bot could not read. Try again in a minute."
@@ -196,8 +200,12 @@ class JobRunner:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_balance_refused: Callable[[], object] | None = None,
     ) -> None:
+        """`on_balance_refused` is called when a submission is refused for balance or permission
+        (the balance watch reads the balance at once)."""
         self._client = client
+        self._on_balance_refused = on_balance_refused
         self._jobs = jobs
         self._timings = timings
         self._clock = clock
@@ -403,6 +411,7 @@ class JobRunner:
                 lead = f"The image service refused the reference image {shown}"
                 raise JobFailedError(_refusal(lead, exc.provider_message, "Try another image.")) from exc
             except toapis.ToAPIsError as exc:
+                self._note_refusal(exc)
                 raise JobFailedError(failure_message(exc)) from exc
             urls.append(url)
         log.info("%s: uploaded %d reference image(s)", name, len(urls))
@@ -424,6 +433,11 @@ class JobRunner:
         task.add_done_callback(self._submission_done)
         return await asyncio.shield(task)
 
+    def _note_refusal(self, exc: toapis.ToAPIsError) -> None:
+        """A refusal for balance or permission: the balance watch reads the balance at once."""
+        if isinstance(exc, toapis.InsufficientBalanceError) and self._on_balance_refused is not None:
+            self._on_balance_refused()
+
     def _submission_done(self, _: asyncio.Task[tuple[JobRecord, toapis.TaskStatus]]) -> None:
         self._sending -= 1
         self._changed()
@@ -440,6 +454,7 @@ class JobRunner:
                 log.error(
                     "%s: the image service refused the API key or the account has no balance: %s", name, exc
                 )
+            self._note_refusal(exc)
             raise JobFailedError(failure_message(exc)) from exc
         # Logged before it is stored: if the database never takes it, an operator can still find it.
         log.info("%s: submitted as task %s (model %s, n=%d)", name, task.id, request.model.id, request.n)

@@ -13,7 +13,7 @@ never raw JSON).
 
 from __future__ import annotations
 
-from bot.toapis.client import KEY_CHECK_TASK_ID, USER_AGENT, ToAPIsClient
+from bot.toapis.client import USER_AGENT, ToAPIsClient
 from bot.toapis.downloads import is_public_address
 from bot.toapis.errors import (
     AuthenticationError,
@@ -32,18 +32,20 @@ from bot.toapis.errors import (
     ToAPIsTimeoutError,
 )
 from bot.toapis.models import (
+    Balance,
     TaskStatus,
     extract_error_code,
     extract_error_message,
+    parse_balance,
     parse_retry_after,
     parse_task,
 )
 
 __all__ = [
-    "KEY_CHECK_TASK_ID",
     "USER_AGENT",
     "AuthenticationError",
     "BadRequestError",
+    "Balance",
     "DownloadRefusedError",
     "DownloadTooLargeError",
     "InsufficientBalanceError",
@@ -61,6 +63,7 @@ __all__ = [
     "extract_error_code",
     "extract_error_message",
     "is_public_address",
+    "parse_balance",
     "parse_retry_after",
     "parse_task",
 ]

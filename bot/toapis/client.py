@@ -34,22 +34,22 @@ from bot.toapis.errors import (
     ToAPIsTimeoutError,
 )
 from bot.toapis.models import (
+    Balance,
     TaskStatus,
     _is_http_url,
     extract_error_message,
+    parse_balance,
     parse_retry_after,
     parse_task,
 )
 
-__all__ = ["KEY_CHECK_TASK_ID", "USER_AGENT", "ToAPIsClient"]
+__all__ = ["USER_AGENT", "ToAPIsClient"]
 
 log = logging.getLogger(__name__)
 
-# A task id that cannot exist: polling it costs nothing and still goes through authentication.
-KEY_CHECK_TASK_ID: Final = "imagine-bot-key-check"
-
 _GENERATIONS_PATH: Final = "/v1/images/generations"
 _UPLOADS_PATH: Final = "/v1/uploads/images"
+_BALANCE_PATH: Final = "/v1/balance"
 # API answers are small JSON documents; anything bigger is not something we should buffer.
 _MAX_API_BODY: Final = 2 * 1024 * 1024
 # Errors raised before any byte of the request left this machine: safe to retry even a POST.
@@ -288,18 +288,25 @@ class ToAPIsClient:
         log.debug("downloaded %d bytes from %s", len(answer.body), host)
         return answer.body
 
-    async def check_key(self) -> None:
-        """Prove the API key works without spending money.
+    async def balance(self) -> Balance:
+        """Read the key's balance (free). Proves the key works.
 
-        Polls a task id that cannot exist: "unknown task" (400/404) or 200 means the key was
-        accepted; 401 raises :class:`AuthenticationError`, 402/403
-        :class:`InsufficientBalanceError`.
+        An unknown key raises :class:`AuthenticationError` (whether the provider says so with
+        401 or with ``{"success": false}``); connection trouble raises
+        :class:`ToAPIsConnectionError`/:class:`ToAPIsTimeoutError` after the usual retries.
         """
-        answer = await self._get_api(self._task_url(KEY_CHECK_TASK_ID), what="key check")
-        if answer.ok or answer.status in (400, 404):
-            log.info("the ToAPIs API key was accepted")
-            return
-        raise self._status_error(answer)
+        answer = await self._get_api(URL(self._url(_BALANCE_PATH)), what="balance")
+        body = answer.json()
+        if not answer.ok:
+            if answer.status in (400, 404) and isinstance(body, Mapping) and body.get("success") is False:
+                # The documented unknown-key answer, whatever status it comes with.
+                raise AuthenticationError(status=answer.status)
+            raise self._status_error(answer)
+        if body is None:
+            raise InvalidResponseError("The image service sent a balance answer that could not be read.")
+        balance = parse_balance(body)
+        log.debug("ToAPIs balance: %s", balance.describe())
+        return balance
 
     # ----------------------------------------------------------------- plumbing
 

@@ -18,12 +18,14 @@ from typing import Any, Final
 from yarl import URL
 
 from bot.text import clip
-from bot.toapis.errors import InvalidResponseError, TaskFailedError
+from bot.toapis.errors import AuthenticationError, InvalidResponseError, TaskFailedError
 
 __all__ = [
+    "Balance",
     "TaskStatus",
     "extract_error_code",
     "extract_error_message",
+    "parse_balance",
     "parse_retry_after",
     "parse_task",
 ]
@@ -264,4 +266,69 @@ def parse_task(body: object) -> TaskStatus:
         error_code=error_code,
         expires_at=_parse_timestamp(task.get("expires_at")),
         completed_at=_parse_timestamp(task.get("completed_at")),
+    )
+
+
+@dataclass(frozen=True)
+class Balance:
+    """What ``GET /v1/balance`` says about the API key's account (USD and credits)."""
+
+    remain_balance: float
+    used_balance: float
+    remain_credits: float
+    used_credits: float
+    credits_per_usd: float
+    unlimited_quota: bool
+
+    @property
+    def unlimited(self) -> bool:
+        """True when the account has no spending limit (``remain_balance`` is -1)."""
+        return self.unlimited_quota or self.remain_balance == -1
+
+    def describe(self) -> str:
+        """One short line for an operator: ``$10.50 left (2,100 credits)`` or ``unlimited``."""
+        if self.unlimited:
+            return "unlimited"
+        return f"${self.remain_balance:,.2f} left ({self.remain_credits:,.0f} credits)"
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def parse_balance(body: object) -> Balance:
+    """Build a :class:`Balance` from the balance endpoint's JSON body.
+
+    ``{"success": false, "message": ...}`` (the provider's answer for an unknown key) raises
+    :class:`AuthenticationError`; a body without a readable ``remain_balance`` raises
+    :class:`InvalidResponseError`. Other missing numbers read as 0.
+    """
+    if not isinstance(body, Mapping):
+        raise InvalidResponseError("The image service sent a balance that is not a JSON object.")
+    if body.get("success") is False:
+        # The provider's message may echo the key: the default sentence says enough.
+        raise AuthenticationError()
+    data: Mapping[str, Any] = body
+    if "remain_balance" not in data and isinstance(data.get("data"), Mapping):
+        data = data["data"]  # tolerate an envelope around the figures
+    remain = _number(data.get("remain_balance"))
+    if remain is None:
+        raise InvalidResponseError("The image service's balance answer has no remaining balance.")
+    unlimited = data.get("unlimited_quota")
+    return Balance(
+        remain_balance=remain,
+        used_balance=_number(data.get("used_balance")) or 0.0,
+        remain_credits=_number(data.get("remain_credits")) or 0.0,
+        used_credits=_number(data.get("used_credits")) or 0.0,
+        credits_per_usd=_number(data.get("credits_per_usd")) or 0.0,
+        unlimited_quota=unlimited is True or (isinstance(unlimited, str) and unlimited.lower() == "true"),
     )

@@ -48,11 +48,13 @@ async def send_usage(cog: "AdminCog", interaction: discord.Interaction, period_n
     truncated = len(jobs) > MAX_CSV_ROWS
     jobs = jobs[:MAX_CSV_ROWS]
     summary = usage.summarize(jobs)
-    data = usage.jobs_csv(jobs)
+    prices = usage.prices_of(cog.bot.catalog)
+    cost = usage.estimate_cost(jobs, prices)
+    data = usage.jobs_csv(jobs, prices)
     # Halve the rows until the file fits what this interaction may upload.
     while len(data) > interaction.filesize_limit and len(jobs) > 1:
         jobs, truncated = jobs[: len(jobs) // 2], True
-        data = usage.jobs_csv(jobs)
+        data = usage.jobs_csv(jobs, prices)
     text = usage.usage_text(
         period,
         summary,
@@ -60,6 +62,7 @@ async def send_usage(cog: "AdminCog", interaction: discord.Interaction, period_n
         month=counters[keys["server_monthly"]],
         settings=settings,
         truncated=truncated,
+        cost=cost,
     )
     file = discord.File(io.BytesIO(data), filename=usage.csv_filename(guild_id, period))
     await reply_privately(interaction, text, file=file)

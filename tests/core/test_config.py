@@ -189,3 +189,40 @@ def test_malformed_catalog_file_stops_start_up_naming_the_file(tmp_path):
     bad.write_text("[models.x\n")
     result = _run_main({**REQUIRED, "MODEL_CATALOG_FILE": str(bad)}, cwd=tmp_path)
     assert result.returncode == 2 and "models.toml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_balance_settings_default_to_a_ten_minute_check_and_no_alert():
+    settings = Settings.from_env(REQUIRED)
+    assert (settings.balance_check_minutes, settings.low_balance_usd, settings.operator_channel_id) == (
+        10.0,
+        None,
+        None,
+    )
+
+
+def test_balance_settings_are_read():
+    env = {**REQUIRED, "BALANCE_CHECK_MINUTES": "0", "LOW_BALANCE_USD": " 2.5 ", "OPERATOR_CHANNEL_ID": "42"}
+    settings = Settings.from_env(env)
+    assert (settings.balance_check_minutes, settings.low_balance_usd, settings.operator_channel_id) == (
+        0.0,
+        2.5,
+        42,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LOW_BALANCE_USD": "five"}, "LOW_BALANCE_USD must be a number, got 'five'"),
+        ({"LOW_BALANCE_USD": "-1"}, "LOW_BALANCE_USD must be between 0 and 100000, got -1"),
+        ({"BALANCE_CHECK_MINUTES": "-1"}, "BALANCE_CHECK_MINUTES must be between 0 and 1440, got -1"),
+        (
+            {"OPERATOR_CHANNEL_ID": "#ops"},
+            "OPERATOR_CHANNEL_ID must be a channel id (digits only), got '#ops'",
+        ),
+    ],
+)
+def test_invalid_balance_settings_name_the_variable(env, message):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({**REQUIRED, **env})
+    assert str(refused.value) == f"{message} (see .env.example)"

@@ -17,6 +17,7 @@ from bot import toapis
 from bot.toapis import (
     AuthenticationError,
     BadRequestError,
+    Balance,
     DownloadRefusedError,
     DownloadTooLargeError,
     InsufficientBalanceError,
@@ -30,6 +31,7 @@ from bot.toapis import (
     ToAPIsError,
     ToAPIsTimeoutError,
     is_public_address,
+    parse_balance,
 )
 from tests.fakes.toapis import FakeToAPIs, TaskPlan, make_image
 
@@ -727,30 +729,13 @@ async def test_upload_is_not_retried_on_503(client: ToAPIsClient, fake: FakeToAP
     assert requests_to(fake, "POST", UPLOADS) == 1
 
 
-# --------------------------------------------------------------------------- key check and session
-
-
-async def test_check_key_accepts_a_working_key(client: ToAPIsClient, fake: FakeToAPIs) -> None:
-    await client.check_key()
-    assert fake.submit_attempts == 0
-
-
-async def test_check_key_rejects_a_wrong_key(make_client: Callable[..., ToAPIsClient]) -> None:
-    client = make_client(api_key="wrong-key")
-    with pytest.raises(AuthenticationError):
-        await client.check_key()
-
-
-async def test_check_key_reports_an_empty_balance(client: ToAPIsClient, fake: FakeToAPIs) -> None:
-    fake.inject("GET", GENERATIONS, 403, {"success": False, "message": "Insufficient balance"})
-    with pytest.raises(InsufficientBalanceError):
-        await client.check_key()
+# --------------------------------------------------------------------------- session
 
 
 async def test_close_leaves_a_borrowed_session_open(fake: FakeToAPIs) -> None:
     async with aiohttp.ClientSession() as session:
         async with ToAPIsClient(fake.base_url, KEY, session=session) as client:
-            await client.check_key()
+            await client.balance()
         assert not session.closed
 
 
@@ -763,3 +748,76 @@ def test_client_package_does_not_import_discord() -> None:
         }
         imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(name.split(".")[0] == "discord" for name in imported)
+
+
+# --------------------------------------------------------------------------- balance
+
+
+async def test_balance_reads_every_figure(client: ToAPIsClient, fake: FakeToAPIs) -> None:
+    balance = await client.balance()
+    assert (balance, balance.unlimited, balance.describe(), fake.submit_attempts) == (
+        Balance(10.5, 2.3, 2100, 460, 200, False),
+        False,
+        "$10.50 left (2,100 credits)",
+        0,
+    )
+
+
+async def test_balance_of_minus_one_is_unlimited(client: ToAPIsClient, fake: FakeToAPIs) -> None:
+    fake.balance.update(remain_balance=-1, unlimited_quota=True)
+    balance = await client.balance()
+    assert (balance.unlimited, balance.describe()) == (True, "unlimited")
+
+
+async def test_balance_with_an_unknown_key_is_an_authentication_error(
+    make_client: Callable[..., ToAPIsClient],
+) -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        await make_client(api_key="sk-unknown-key-789").balance()
+    assert "sk-unknown-key-789" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, {"success": False, "message": "invalid token sk-unknown"}),  # success false with 200
+        (401, {"error": {"message": "Invalid API key", "type": "authentication_error"}}),
+        (400, {"success": False, "message": "invalid token"}),
+    ],
+)
+async def test_balance_reads_both_error_shapes_as_a_rejected_key(
+    client: ToAPIsClient, fake: FakeToAPIs, status: int, body: dict[str, object]
+) -> None:
+    fake.inject("GET", "/v1/balance", status, body)
+    with pytest.raises(AuthenticationError):
+        await client.balance()
+
+
+async def test_balance_refused_for_the_account_is_insufficient_balance(
+    client: ToAPIsClient, fake: FakeToAPIs
+) -> None:
+    fake.inject("GET", "/v1/balance", 403, {"success": False, "message": "account disabled"})
+    with pytest.raises(InsufficientBalanceError):
+        await client.balance()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"success": True, "remain_balance": "3.5", "remain_credits": 700},
+            Balance(3.5, 0, 700, 0, 0, False),
+        ),
+        ({"data": {"remain_balance": 1, "unlimited_quota": True}}, Balance(1, 0, 0, 0, 0, True)),
+    ],
+)
+def test_parse_balance_tolerates_strings_envelopes_and_missing_figures(
+    body: dict[str, object], expected: Balance
+) -> None:
+    assert parse_balance(body) == expected
+
+
+@pytest.mark.parametrize("body", [[], {"success": True}, {"remain_balance": None}, {"remain_balance": True}])
+def test_parse_balance_refuses_an_answer_without_a_balance(body: object) -> None:
+    with pytest.raises(InvalidResponseError):
+        parse_balance(body)

@@ -8,7 +8,8 @@ Usage::
         fake.inject("POST", "/v1/images/generations", 503, times=2)
 
 Endpoints: ``POST /v1/images/generations``, ``GET /v1/images/generations/{id}``,
-``POST /v1/uploads/images`` and the file host ``GET /files/{name}`` (plus
+``POST /v1/uploads/images``, ``GET /v1/balance`` (answers :attr:`FakeToAPIs.balance`; an
+unknown key gets 401 ``{"success": false, "message": …}``) and the file host ``GET /files/{name}`` (plus
 ``/files/stream/{name}``, served chunked without Content-Length, and ``/files/slow/{name}``,
 trickled in small chunks). The file host needs no key; every other endpoint wants
 ``Authorization: Bearer <api_key>``.
@@ -74,6 +75,7 @@ MAX_REFERENCE_PIXELS = 6000 * 6000
 REFERENCE_FORMATS = ("JPEG", "PNG")
 GENERATIONS_PATH = "/v1/images/generations"
 UPLOADS_PATH = "/v1/uploads/images"
+BALANCE_PATH = "/v1/balance"
 
 _MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
@@ -274,6 +276,16 @@ class FakeToAPIs:
         self.slow_chunk_bytes = 1024
         self.slow_chunk_delay = 0.05
         self.upload_url_query = ""
+        # What GET /v1/balance answers (the documented example); tests change it freely.
+        self.balance: dict[str, Any] = {
+            "remain_balance": 10.5,
+            "used_balance": 2.3,
+            "remain_credits": 2100,
+            "used_credits": 460,
+            "credits_per_usd": 200,
+            "unlimited_quota": False,
+        }
+        self.balance_reads = 0
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._closing = asyncio.Event()
@@ -296,6 +308,7 @@ class FakeToAPIs:
         app.router.add_post(GENERATIONS_PATH, self._handle_submit)
         app.router.add_get(GENERATIONS_PATH + "/{task_id}", self._handle_get_task)
         app.router.add_post(UPLOADS_PATH, self._handle_upload)
+        app.router.add_get(BALANCE_PATH, self._handle_balance)
         app.router.add_get("/files/stream/{name}", self._handle_file_stream)
         app.router.add_get("/files/slow/{name}", self._handle_file_slow)
         app.router.add_get("/files/{name}", self._handle_file)
@@ -416,8 +429,8 @@ class FakeToAPIs:
     async def _authorised(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        # The file host is a third party: it needs no key.
-        needs_key = not request.path.startswith("/files/")
+        # The file host is a third party: it needs no key; the balance endpoint checks its own.
+        needs_key = not request.path.startswith("/files/") and request.path != BALANCE_PATH
         if needs_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(
                 401, "Invalid API key provided", kind="authentication_error", code="invalid_api_key"
@@ -588,6 +601,13 @@ class FakeToAPIs:
             finally:
                 self.answers_held -= 1
         return web.json_response(self._task_body(task, 0))
+
+    async def _handle_balance(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            # The balance endpoint's own error shape, unlike the other endpoints'.
+            return web.json_response({"success": False, "message": "invalid token"}, status=401)
+        self.balance_reads += 1
+        return web.json_response({"success": True, **self.balance})
 
     async def _handle_get_task(self, request: web.Request) -> web.StreamResponse:
         task_id = request.match_info["task_id"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pkgutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,50 @@ async def test_check_with_a_wrong_toapis_key_fails_without_showing_the_key(
     env = {**_env(discord_fake, toapis_fake, tmp_path), "TOAPIS_API_KEY": "sk-wrong-key-123"}
     code, out, err = await _run_module(env, "--check", cwd=tmp_path)
     assert (code, "did not accept TOAPIS_API_KEY" in out, "sk-wrong-key-123" in out + err) == (1, True, False)
+
+
+async def test_check_shows_the_remaining_balance_and_credits(discord_fake, toapis_fake, tmp_path):
+    toapis_fake.balance.update(remain_balance=7.25, remain_credits=1450)
+    code, out, _ = await _run_module(_env(discord_fake, toapis_fake, tmp_path), "--check", cwd=tmp_path)
+    assert (code, out.splitlines()[1], toapis_fake.balance_reads, len(toapis_fake.submissions)) == (
+        0,
+        f"ToAPIs: the API key works ({toapis_fake.base_url}); balance: $7.25 left (1,450 credits)",
+        1,
+        0,
+    )
+
+
+async def test_check_says_when_the_balance_is_unlimited(discord_fake, toapis_fake, tmp_path):
+    toapis_fake.balance.update(remain_balance=-1, unlimited_quota=True)
+    code, out, _ = await _run_module(_env(discord_fake, toapis_fake, tmp_path), "--check", cwd=tmp_path)
+    assert (code, out.splitlines()[1].endswith("balance: unlimited")) == (0, True)
+
+
+async def test_check_says_plainly_that_the_toapis_key_was_rejected(discord_fake, toapis_fake, tmp_path):
+    env = {**_env(discord_fake, toapis_fake, tmp_path), "TOAPIS_API_KEY": "sk-wrong-key-456"}
+    code, out, err = await _run_module(env, "--check", cwd=tmp_path)
+    assert (code, out.splitlines()[-1], "sk-wrong-key-456" in out + err, "Traceback" in err) == (
+        1,
+        f"error: ToAPIs at {toapis_fake.base_url} did not accept TOAPIS_API_KEY: the key was rejected",
+        False,
+        False,
+    )
+
+
+async def test_check_says_plainly_that_toapis_could_not_be_reached(discord_fake, toapis_fake, tmp_path):
+    # A port nothing listens on: the connection is refused.
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    unreachable = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+    env = {**_env(discord_fake, toapis_fake, tmp_path), "TOAPIS_BASE_URL": unreachable}
+    code, out, err = await _run_module(env, "--check", cwd=tmp_path)
+    assert (code, out.splitlines()[-1], "Traceback" in err) == (
+        1,
+        f"error: could not reach ToAPIs at {unreachable} (check TOAPIS_BASE_URL and the network): "
+        "Could not connect to the image service.",
+        False,
+    )
 
 
 async def test_check_with_a_wrong_discord_token_says_so(discord_fake, toapis_fake, tmp_path):
