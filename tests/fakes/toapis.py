@@ -29,6 +29,11 @@ also checked byte for byte: JPEG or PNG only (the upload endpoint also takes Web
 but those are not valid references), ≤ 10 MB, width and height > 14 px, aspect ratio within
 [1/3, 3], ≤ 36,000,000 pixels; a hosted URL with no file behind it cannot be fetched. URLs
 to other hosts are accepted unchecked. A refused submission answers 400 and creates nothing.
+
+Per model (``MODEL_RULES``, as documented): its resolutions, ``n`` ≤ 10 on 5.0 Pro,
+``metadata.optimize_prompt_options.mode`` (``standard`` or ``fast``) only on 4.0 and 4.5;
+``metadata.watermark`` must be a boolean, and a task remembers whether its images were
+watermarked (``FakeTask.watermarked``: as asked, else the model's default — on for 4.0 and 4.5).
 """
 
 from __future__ import annotations
