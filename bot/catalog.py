@@ -32,7 +32,7 @@ place in the list); a new id is appended. ``remove = true`` must stand alone. Ex
 
     # models.toml
     [models."doubao-seedream-4-5"]
-    resolutions = ["2K", "4K"]          # the provider added 4K: offer it
+    resolutions = ["2K"]                # offer only 2K of this model
 
     [models."doubao-seedream-4-0"]
     remove = true
@@ -45,7 +45,7 @@ place in the list); a new id is appended. ``remove = true`` must stand alone. Ex
 The same in JSON::
 
     {"models": {
-        "doubao-seedream-4-5": {"resolutions": ["2K", "4K"]},
+        "doubao-seedream-4-5": {"resolutions": ["2K"]},
         "doubao-seedream-4-0": {"remove": true},
         "my-new-model": {"display_name": "My New Model", "ratios": ["1:1", "16:9", "9:16"],
                          "max_reference_images": 4}}}
