@@ -22,6 +22,8 @@ key                      type                         default for a new model
 ``max_prompt_length``    integer 1–6000               1000
 ``max_reference_images`` integer 0–10                 10
 ``max_images``           integer 1–15                 15
+``watermark_default``    bool                         false (what the provider does unasked)
+``speed_modes``          list of strings              ``[]`` (no ``speed`` option)
 ``price_per_image``      number ≥ 0 (USD)             none (usage shows no cost for it)
 ``remove``               bool                         drop a built-in model
 =======================  ===========================  =================================
@@ -31,7 +33,7 @@ place in the list); a new id is appended. ``remove = true`` must stand alone. Ex
 
     # models.toml
     [models."doubao-seedream-4-5"]
-    resolutions = ["2K", "4K"]          # the provider added 4K: offer it
+    resolutions = ["2K"]                # offer only 2K of this model
 
     [models."doubao-seedream-4-0"]
     remove = true
@@ -44,7 +46,7 @@ place in the list); a new id is appended. ``remove = true`` must stand alone. Ex
 The same in JSON::
 
     {"models": {
-        "doubao-seedream-4-5": {"resolutions": ["2K", "4K"]},
+        "doubao-seedream-4-5": {"resolutions": ["2K"]},
         "doubao-seedream-4-0": {"remove": true},
         "my-new-model": {"display_name": "My New Model", "ratios": ["1:1", "16:9", "9:16"],
                          "max_reference_images": 4}}}
@@ -91,6 +93,10 @@ _RESERVED_FIELDS = frozenset({"model", "prompt", "size", "n", "image_urls"})
 _RATIO_RE = re.compile(r"[1-9][0-9]*:[1-9][0-9]*")
 _FIELD_PATH_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _MODEL_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
+#: ToAPIs' prompt-optimisation modes (``metadata.optimize_prompt_options.mode``). Documented fact.
+SPEED_MODES: tuple[str, ...] = ("standard", "fast")
+#: The mode the provider uses when none is sent.
+DEFAULT_SPEED = "standard"
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,11 @@ class ModelSpec:
     max_prompt_length: int = 1000
     max_reference_images: int = 10
     max_images: int = MAX_TOTAL_IMAGES
+    # What the provider does when `metadata.watermark` is not sent: only informs Details about jobs
+    # recorded before the bot said it explicitly (every submission says it now).
+    watermark_default: bool = False
+    # Prompt-optimisation modes the model documents (a subset of SPEED_MODES); () = no `speed` option.
+    speed_modes: tuple[str, ...] = ()
     # What the operator pays per image, for the usage report's cost estimate; None = unknown.
     price_per_image: float | None = None
 
@@ -199,6 +210,15 @@ def _spec_problems(spec: ModelSpec) -> Iterator[str]:
         value = getattr(spec, name)
         if not _is_int(value) or not low <= value <= high:
             yield f"{name} must be an integer from {low} to {high} (got {value!r})"
+    if not isinstance(spec.watermark_default, bool):
+        yield "watermark_default must be true or false"
+    if not _is_str_tuple(spec.speed_modes):
+        yield "speed_modes must be a tuple of strings"
+    for mode in spec.speed_modes:
+        if mode not in SPEED_MODES:
+            yield f'speed mode "{mode}" is not one ToAPIs documents ({", ".join(SPEED_MODES)})'
+    if len(set(spec.speed_modes)) != len(spec.speed_modes):
+        yield "speed_modes contain duplicates"
     price = spec.price_per_image
     if price is not None and (
         isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price) or price < 0
@@ -283,8 +303,15 @@ class Catalog:
         return tuple(self._models)
 
     def all_resolutions(self) -> tuple[str, ...]:
-        """Every resolution any model offers, first-seen order (for slash-command choices)."""
-        return tuple(dict.fromkeys(r for spec in self._models.values() for r in spec.resolutions))
+        """Every resolution any model offers (for slash-command choices): those that start with a
+        number (`1K` … `4K`) smallest first, then any others in first-seen order."""
+        seen = list(dict.fromkeys(r for spec in self._models.values() for r in spec.resolutions))
+
+        def order(resolution: str) -> tuple[float, int]:
+            digits = re.match(r"\d+", resolution)
+            return (int(digits.group()) if digits else float("inf"), seen.index(resolution))
+
+        return tuple(sorted(seen, key=order))
 
     def all_ratios(self) -> tuple[str, ...]:
         """Every ratio any model offers, first-seen order, ``auto`` last if any model supports it."""
@@ -417,6 +444,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "max_prompt_length": _int,
     "max_reference_images": _int,
     "max_images": _int,
+    "watermark_default": _bool,
+    "speed_modes": _str_list,
     "price_per_image": _price,
 }
 _ENTRY_KEYS = frozenset(_CONVERTERS) | {"remove"}
@@ -430,23 +459,26 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         display_name="Seedream 4.0",
         ratios=DOCUMENTED_RATIOS,  # documented
         supports_auto=True,  # documented for Seedream 4.0 only
-        resolutions=(),  # no resolution option documented
-        default_resolution=None,
+        resolutions=("1K", "2K", "4K"),  # documented
+        default_resolution="2K",  # documented provider default
         max_prompt_length=1000,  # documented maximum for Seedream 4.0
         max_reference_images=10,  # documented (image_urls: at most 10)
         max_images=MAX_TOTAL_IMAGES,  # documented (n: 1–15)
+        watermark_default=True,  # documented: on unless the request says otherwise
+        speed_modes=SPEED_MODES,  # documented prompt-optimisation modes
     ),
     ModelSpec(
         id="doubao-seedream-4-5",
         display_name="Seedream 4.5",
         ratios=DOCUMENTED_RATIOS,  # documented
         supports_auto=False,  # conservative: auto is documented for 4.0 only
-        # Conservative: the docs' only example sends "2K"; operators can add more in a file.
-        resolutions=("2K",),
-        default_resolution="2K",
+        resolutions=("2K", "4K"),  # documented
+        default_resolution="2K",  # documented provider default
         max_prompt_length=1000,  # conservative: only documented for 4.0
         max_reference_images=10,  # documented
         max_images=MAX_TOTAL_IMAGES,  # documented
+        watermark_default=True,  # documented
+        speed_modes=SPEED_MODES,  # documented
     ),
     ModelSpec(
         id="doubao-seedream-5-0",
@@ -458,6 +490,17 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         max_prompt_length=1000,  # conservative: not documented for 5.0
         max_reference_images=10,  # documented
         max_images=MAX_TOTAL_IMAGES,  # documented
+    ),
+    ModelSpec(
+        id="doubao-seedream-5-0-pro",
+        display_name="Seedream 5.0 Pro",
+        ratios=DOCUMENTED_RATIOS,  # documented
+        supports_auto=False,  # conservative: auto is documented for 4.0 only
+        resolutions=("1K", "2K"),  # documented
+        default_resolution="2K",  # documented provider default
+        max_prompt_length=1000,  # conservative: not documented for 5.0 Pro
+        max_reference_images=10,  # documented
+        max_images=10,  # documented (n: 1–10 on 5.0 Pro)
     ),
 )
 

@@ -73,6 +73,7 @@ class Settings:
     owner_ids: frozenset[int] = frozenset()
     allowed_guild_ids: frozenset[int] | None = None
     allow_dms: bool = False
+    watermark: bool = False
     metrics_log_seconds: float = 0.0
     shard_count: int | None = None
     shard_ids: tuple[int, ...] | None = None
@@ -114,6 +115,7 @@ class Settings:
             owner_ids=_ids(env, "OWNER_IDS") or frozenset(),
             allowed_guild_ids=_ids(env, "ALLOWED_GUILD_IDS"),
             allow_dms=_flag(env, "ALLOW_DMS", False),
+            watermark=_flag(env, "WATERMARK", False),
             metrics_log_seconds=_number(env, "METRICS_LOG_SECONDS", 0.0, 0, 3600),
             balance_check_minutes=_number(env, "BALANCE_CHECK_MINUTES", 10.0, 0, 24 * 60),
             low_balance_usd=(

@@ -50,6 +50,8 @@ class GuildSettings:
     banned_users: tuple[int, ...] = ()
     allowed_models: tuple[str, ...] = ()
     allowed_resolutions: tuple[str, ...] = ()
+    allowed_speeds: tuple[str, ...] = ()
+    watermark: bool | None = None  # None: the operator's default (`WATERMARK`)
     max_n: int | None = None
     max_references: int | None = None
     cooldown_seconds: int = 0

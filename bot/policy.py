@@ -25,6 +25,7 @@ class OperatorRules:
     owner_ids: frozenset[int] = frozenset()  # exempt from limits
     allowed_guild_ids: frozenset[int] | None = None  # None: any server
     allow_dms: bool = False
+    watermark: bool = False  # whether images carry the provider's watermark unless a server says
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,10 @@ def check(
             f"This server does not allow resolution `{request.resolution}`. Allowed: "
             f"{_names(settings.allowed_resolutions)}."
         )
+    if settings.allowed_speeds and request.speed and request.speed not in settings.allowed_speeds:
+        raise RefusedError(
+            f"This server does not allow speed `{request.speed}`. Allowed: {_names(settings.allowed_speeds)}."
+        )
     if settings.max_n is not None and request.n > settings.max_n:
         raise RefusedError(
             f"This server allows at most {plural(settings.max_n, 'image')} per request; you asked for "
@@ -118,6 +123,14 @@ def check(
             "Your prompt contains a word or phrase this server does not allow. "
             "Change the prompt and try again."
         )
+
+
+def watermark(settings: GuildSettings | None, operator: OperatorRules) -> bool:
+    """Whether a job's images are to carry the provider's watermark: the server's choice, else the
+    operator's default."""
+    if settings is None or settings.watermark is None:
+        return operator.watermark
+    return settings.watermark
 
 
 def quota_plan(

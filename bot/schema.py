@@ -74,6 +74,10 @@ jobs_table = sa.Table(
     # How many reference images the member gave (migration 4): a reroll must not silently run
     # without references that were never uploaded.
     sa.Column("reference_count", sa.Integer, nullable=False, server_default="0"),
+    # What was asked of the model beyond the basics (migration 5): whether the images carry the
+    # provider's watermark (NULL: older jobs, which got the model's default) and the speed mode.
+    sa.Column("watermark", sa.Boolean, nullable=True),
+    sa.Column("speed", sa.String(16), nullable=True),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_guild_user", "guild_id", "user_id"),
 )
@@ -151,6 +155,16 @@ async def _m004_reference_count(conn: AsyncConnection) -> None:
         )
 
 
+async def _m005_watermark_and_speed(conn: AsyncConnection) -> None:
+    await _add_missing_columns(conn, jobs_table, ("watermark", "speed"))
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
-MIGRATIONS: tuple[Migration, ...] = (_m001_bot_state, _m002_jobs, _m003_moderation, _m004_reference_count)
+MIGRATIONS: tuple[Migration, ...] = (
+    _m001_bot_state,
+    _m002_jobs,
+    _m003_moderation,
+    _m004_reference_count,
+    _m005_watermark_and_speed,
+)

@@ -35,20 +35,30 @@ def _listed(items: Sequence[str], most: int, empty: str) -> str:
     return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
-def settings_text(settings: GuildSettings, catalog: Catalog) -> str:
-    """Every setting, one line each, short enough for one Discord message."""
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
+
+
+def settings_text(settings: GuildSettings, catalog: Catalog, *, operator_watermark: bool = False) -> str:
+    """Every setting, one line each, short enough for one Discord message.
+
+    `operator_watermark` is the bot's default (`WATERMARK`), shown when the server keeps it."""
     text = ""
     # Long lists are cut shorter and shorter until the whole summary fits.
     for most in (10, 5, 2):
-        lines = setting_lines(settings, catalog, most=most)
+        lines = setting_lines(settings, catalog, most=most, operator_watermark=operator_watermark)
         text = "\n".join(["**Image generation settings for this server**", *lines.values()])
         if len(text) <= MESSAGE_LIMIT:
             return text
     return clip(text, MESSAGE_LIMIT)
 
 
-def setting_lines(s: GuildSettings, catalog: Catalog, *, most: int = 10) -> dict[str, str]:
-    """`**Label:** value` for every setting, keyed by setting; lists show at most `most` items."""
+def setting_lines(
+    s: GuildSettings, catalog: Catalog, *, most: int = 10, operator_watermark: bool = False
+) -> dict[str, str]:
+    """`**Label:** value` for every setting, keyed by setting; lists show at most `most` items.
+
+    `operator_watermark` is the bot's default, shown when the server keeps it."""
     channels = [f"<#{c}>" for c in s.allowed_channels]
     denied = [f"<#{c}>" for c in s.denied_channels]
     roles = [f"<@&{r}>" for r in s.allowed_roles]
@@ -61,6 +71,10 @@ def setting_lines(s: GuildSettings, catalog: Catalog, *, most: int = 10) -> dict
     exempt = f" · never matched: {_listed(exceptions, min(most, 5), '')}" if exceptions else ""
     cooldown = f"{s.cooldown_seconds} s between a member's requests" if s.cooldown_seconds else "none"
     audit = f"<#{s.audit_channel_id}>" if s.audit_channel_id else "off"
+    if s.watermark is None:
+        watermark = f"the bot's default ({_on_off(operator_watermark)})"
+    else:
+        watermark = _on_off(s.watermark)
     return {
         "enabled": f"**Generation:** {'on' if s.enabled else 'off'}",
         "allowed_channels": f"**Allowed channels:** {_listed(channels, most, 'all channels')}",
@@ -70,6 +84,8 @@ def setting_lines(s: GuildSettings, catalog: Catalog, *, most: int = 10) -> dict
         "banned_users": f"**Banned members:** {_listed(banned, most, 'none')}",
         "allowed_models": f"**Models:** {_listed(model_names(s.allowed_models, catalog), most, 'all')}",
         "allowed_resolutions": f"**Resolutions:** {_listed(list(s.allowed_resolutions), most, 'all')}",
+        "allowed_speeds": f"**Speeds:** {_listed(list(s.allowed_speeds), most, 'all')}",
+        "watermark": f"**Watermark:** {watermark}",
         "max_n": f"**Images per request (n):** {limit_words(s.max_n)}",
         "max_references": f"**Reference images per request:** {limit_words(s.max_references)}",
         "cooldown_seconds": f"**Cooldown:** {cooldown}",

@@ -134,6 +134,7 @@ class ImagineBot(commands.AutoShardedBot):
             owner_ids=settings.owner_ids,
             allowed_guild_ids=settings.allowed_guild_ids,
             allow_dms=settings.allow_dms,
+            watermark=settings.watermark,
         )
         self._jobs: JobStore | None = None
         self._guild_settings: GuildSettingsStore | None = None

@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.catalog import AUTO_RATIO, DOCUMENTED_RATIOS, MAX_TOTAL_IMAGES, Catalog
+from bot.catalog import AUTO_RATIO, DOCUMENTED_RATIOS, MAX_TOTAL_IMAGES, SPEED_MODES, Catalog
 from bot.jobs.request import DEFAULT_RATIO, RequestOptions
 from bot.references import MAX_REFERENCES, ReferenceRejectedError, ReferenceSource, check_sources
 from cogs import render
@@ -58,6 +58,7 @@ def build_imagine_command(catalog: Catalog, bot: "ImagineBot") -> app_commands.C
         n=f"How many images, 1 to {MAX_TOTAL_IMAGES} (default 1)",
         model="Which model draws it",
         resolution="Output resolution, for models that offer one",
+        speed="standard (default, best quality) or fast (quicker), for models that offer it",
         image1="A reference image to work from (optional)",
         image2="Another reference image (optional)",
         image3="Another reference image (optional)",
@@ -66,6 +67,7 @@ def build_imagine_command(catalog: Catalog, bot: "ImagineBot") -> app_commands.C
     @app_commands.choices(
         ratio=[app_commands.Choice(name=r, value=r) for r in (*DOCUMENTED_RATIOS, AUTO_RATIO)],
         model=[app_commands.Choice(name=m.display_name, value=m.id) for m in catalog],
+        speed=[app_commands.Choice(name=mode, value=mode) for mode in SPEED_MODES],
     )
     async def imagine(
         interaction: discord.Interaction,
@@ -74,6 +76,7 @@ def build_imagine_command(catalog: Catalog, bot: "ImagineBot") -> app_commands.C
         n: app_commands.Range[int, 1, MAX_TOTAL_IMAGES] = 1,
         model: str | None = None,
         resolution: str | None = None,
+        speed: str | None = None,
         image1: discord.Attachment | None = None,
         image2: discord.Attachment | None = None,
         image3: discord.Attachment | None = None,
@@ -86,6 +89,7 @@ def build_imagine_command(catalog: Catalog, bot: "ImagineBot") -> app_commands.C
             ratio=ratio,
             n=n,
             resolution=resolution,
+            speed=speed,
             references=tuple(source_from_attachment(a) for a in attachments),
         )
         await bot.launcher.launch(interaction, options)

@@ -15,6 +15,7 @@ Reading order: a command (`cogs.imagine`, `cogs.actions`) → this launcher → 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -146,6 +147,7 @@ class JobLauncher:
             )
             settings = await self._settings_for(who)
             plan = policy.admit(settings, self._operator, who, request, time.time())
+            request = dataclasses.replace(request, watermark=policy.watermark(settings, self._operator))
         except (RequestError, policy.RefusedError) as exc:
             await reply_privately(interaction, str(exc))
             return False

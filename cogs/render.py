@@ -206,6 +206,8 @@ def details_embed(job: JobRecord, request: ImagineRequest) -> discord.Embed:
     embed.add_field(name="Model", value=f"{request.model.display_name} (`{request.model.id}`)")
     embed.add_field(name="Ratio", value=request.ratio)
     embed.add_field(name="Resolution", value=request.resolution or "—")
+    embed.add_field(name="Speed", value=request.speed or "—")
+    embed.add_field(name="Watermark", value="yes" if request.watermark else "no")
     delivered = len(job.delivered_images)
     embed.add_field(name="Images", value=f"{delivered} of {job.n} delivered" if job.is_final else str(job.n))
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>")

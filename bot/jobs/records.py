@@ -130,6 +130,8 @@ class NewJob:
     token_expires_at: float | None = None
     reference_urls: tuple[str, ...] = ()  # references the image service already holds
     reference_count: int = 0  # every reference, uploaded or not yet
+    watermark: bool | None = None  # whether the provider was asked to watermark the images
+    speed: str | None = None  # the prompt-optimisation mode sent (None: none)
 
 
 _NEW_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(NewJob))
@@ -171,6 +173,8 @@ class JobRecord:
     active_keys: tuple[str, ...] = ()
     quota_settled: bool = False
     reference_count: int = 0
+    watermark: bool | None = None  # None: recorded before it was sent explicitly (the model's default)
+    speed: str | None = None
 
     @property
     def log_name(self) -> str:

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from bot.catalog import AUTO_RATIO, MAX_TOTAL_IMAGES, Catalog, ModelSpec
+from bot.catalog import AUTO_RATIO, DEFAULT_SPEED, MAX_TOTAL_IMAGES, Catalog, ModelSpec
 from bot.jobs.records import JobOrigin, JobRecord, NewJob
 from bot.references import ReferenceRejectedError, ReferenceSource, check_sources
 
@@ -36,6 +36,8 @@ class ImagineRequest:
     requester_id: int
     reference_urls: tuple[str, ...] = ()  # public copies the image service can fetch (uploaded)
     reference_sources: tuple[ReferenceSource, ...] = ()  # the member's images, before upload
+    watermark: bool = False  # decided by the operator and the server (`bot.policy.watermark`)
+    speed: str | None = None  # the prompt-optimisation mode; None: the model has none (nothing sent)
 
     @property
     def reference_count(self) -> int:
@@ -43,7 +45,11 @@ class ImagineRequest:
 
     def submit_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `ToAPIsClient.submit`."""
-        extra = self.model.request_fields(self.resolution)
+        # Said explicitly every time: the provider's own default puts a watermark on some models.
+        metadata: dict[str, Any] = {"watermark": self.watermark}
+        if self.speed is not None:
+            metadata["optimize_prompt_options"] = {"mode": self.speed}
+        extra = _merged(self.model.request_fields(self.resolution), {"metadata": metadata})
         kwargs: dict[str, Any] = {
             "model": self.model.id,
             "prompt": self.prompt,
@@ -56,6 +62,17 @@ class ImagineRequest:
         return kwargs
 
 
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` merged in, nested objects merged key by key."""
+    merged = dict(base)
+    for key, value in extra.items():
+        current = merged.get(key)
+        merged[key] = (
+            _merged(current, value) if isinstance(current, dict) and isinstance(value, dict) else value
+        )
+    return merged
+
+
 @dataclass(frozen=True)
 class RequestOptions:
     """What a member asked for, not yet validated; None leaves the default to `build_request`."""
@@ -65,6 +82,7 @@ class RequestOptions:
     ratio: str | None = None
     n: int | None = None
     resolution: str | None = None
+    speed: str | None = None  # None: the model's default mode
     references: tuple[ReferenceSource, ...] = ()  # the member's images, as Discord describes them
     hosted_references: tuple[str, ...] = ()  # copies the image service already holds
 
@@ -81,6 +99,7 @@ def options_for_job(job: JobRecord, **changes: Any) -> RequestOptions:
         ratio=job.ratio,
         n=job.n,
         resolution=job.resolution,
+        speed=job.speed,
         hosted_references=job.reference_urls,
     )
     return dataclasses.replace(asked, **changes)
@@ -159,6 +178,8 @@ def build_request(
     else:
         resolution = model.default_resolution
 
+    speed = _speed(catalog, model, options.speed)
+
     counted = references + tuple(
         ReferenceSource(
             filename=f"reference {i}", url=url, content_type=None, size=None, width=None, height=None
@@ -182,7 +203,32 @@ def build_request(
         requester_id=requester_id,
         reference_urls=hosted_references,
         reference_sources=references,
+        speed=speed,
     )
+
+
+def _speed(catalog: Catalog, model: ModelSpec, asked: str | None) -> str | None:
+    """The prompt-optimisation mode to send (None: send none); `RequestError` if the model lacks it.
+
+    A model without modes takes `standard` (the option's default) as "nothing special" and sends
+    nothing; only an explicit other mode is refused.
+    """
+    if not model.speed_modes:
+        if asked is None or asked == DEFAULT_SPEED:
+            return None
+        having = [m.display_name for m in catalog if asked in m.speed_modes]
+        also = f" Models that have it: {_listing(having)}." if having else ""
+        raise RequestError(
+            f"{model.display_name} has no `{asked}` speed — leave `speed` empty, or pick another model.{also}"
+        )
+    if asked is None:
+        return DEFAULT_SPEED if DEFAULT_SPEED in model.speed_modes else model.speed_modes[0]
+    if asked not in model.speed_modes:
+        raise RequestError(
+            f"{model.display_name} does not offer speed `{asked}`. "
+            f"Choose one of: {_listing(model.speed_modes)}."
+        )
+    return asked
 
 
 def new_job(request: ImagineRequest, origin: JobOrigin) -> NewJob:
@@ -203,6 +249,8 @@ def new_job(request: ImagineRequest, origin: JobOrigin) -> NewJob:
         n=request.n,
         reference_urls=request.reference_urls,
         reference_count=request.reference_count,
+        watermark=request.watermark,
+        speed=request.speed,
     )
 
 
@@ -217,4 +265,7 @@ def request_for_job(job: JobRecord, catalog: Catalog) -> ImagineRequest:
         resolution=job.resolution,
         requester_id=job.user_id,
         reference_urls=job.reference_urls,
+        # Jobs recorded before the bot said it explicitly got the provider's default.
+        watermark=model.watermark_default if job.watermark is None else job.watermark,
+        speed=job.speed,
     )

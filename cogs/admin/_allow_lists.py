@@ -1,5 +1,6 @@
-"""Which models and which resolutions members may use: `/imagine-admin model …` and
-`/imagine-admin resolution …`, two allow lists of one shape (an empty list means all).
+"""Which models, resolutions and speeds members may use: `/imagine-admin model …`,
+`/imagine-admin resolution …` and `/imagine-admin speed …`, allow lists of one shape (an empty
+list means all).
 """
 
 # No `from __future__ import annotations`: discord.py reads the parameter annotations of the
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from bot.catalog import Catalog
+from bot.catalog import SPEED_MODES, Catalog
 from bot.guild_settings import GuildSettings
 from bot.settings_text import model_names
 from cogs.admin._group import AdminGroup, ChangeRefusedError
@@ -115,4 +116,18 @@ def resolution_group(cog: "AdminCog", catalog: Catalog) -> AdminGroup:
         last_one=lambda resolution: (
             f"`{resolution}` is the only allowed resolution. Allow another one first."
         ),
+    )
+
+
+def speed_group(cog: "AdminCog") -> AdminGroup:
+    """`/imagine-admin speed allow|disallow|all` (for models with prompt-optimisation modes)."""
+    return allow_list_group(
+        cog,
+        field="allowed_speeds",
+        noun="speed",
+        description="Which speeds (standard, fast) members may use",
+        offered=SPEED_MODES,
+        choices=[app_commands.Choice(name=mode, value=mode) for mode in SPEED_MODES],
+        label=lambda speed: f"Speed `{speed}`",
+        last_one=lambda speed: f"`{speed}` is the only allowed speed. Allow another one first.",
     )

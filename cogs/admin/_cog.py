@@ -16,7 +16,7 @@ from bot import policy, usage
 from bot.catalog import Catalog
 from bot.guild_settings import GuildSettings
 from bot.settings_text import setting_lines
-from cogs.admin._allow_lists import model_group, resolution_group
+from cogs.admin._allow_lists import model_group, resolution_group, speed_group
 from cogs.admin._blocklist import blocklist_group
 from cogs.admin._channels_and_roles import add_ban_pair, channel_group, role_group
 from cogs.admin._group import (
@@ -30,7 +30,7 @@ from cogs.admin._group import (
     manages_server,
     qualified_name,
 )
-from cogs.admin._settings import add_number_commands, add_overview_commands
+from cogs.admin._settings import add_number_commands, add_overview_commands, add_watermark_command
 from cogs.admin._usage import add_usage_command
 from cogs.members import requester
 from cogs.replies import reply_privately
@@ -119,7 +119,7 @@ class AdminCog(commands.Cog):
 
     def line(self, settings: GuildSettings, key: str) -> str:
         """How one setting reads now (the same line `/imagine-admin show` prints)."""
-        return setting_lines(settings, self.bot.catalog)[key]
+        return setting_lines(settings, self.bot.catalog, operator_watermark=self.bot.operator.watermark)[key]
 
     # ------------------------------------------------------------------ /imagine-quota
 
@@ -161,11 +161,14 @@ def build_admin_group(cog: AdminCog, catalog: Catalog) -> AdminGroup:
     add_overview_commands(group, cog, catalog)
     add_ban_pair(group, cog)
     add_number_commands(group, cog)
+    add_watermark_command(group, cog)
     add_usage_command(group, cog)
     group.add_command(channel_group(cog))
     group.add_command(role_group(cog))
     group.add_command(model_group(cog, catalog))
     if catalog.all_resolutions():
         group.add_command(resolution_group(cog, catalog))
+    if any(spec.speed_modes for spec in catalog):
+        group.add_command(speed_group(cog))
     group.add_command(blocklist_group(cog))
     return group

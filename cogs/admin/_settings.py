@@ -29,7 +29,9 @@ def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) 
     async def show(interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         settings = await cog.bot.guild_settings.get(interaction.guild_id)
-        await reply_privately(interaction, settings_text(settings, catalog))
+        await reply_privately(
+            interaction, settings_text(settings, catalog, operator_watermark=cog.bot.operator.watermark)
+        )
 
     @group.command(name="reset", description="Restore every setting of this server to the defaults")
     async def reset(interaction: discord.Interaction) -> None:
@@ -37,7 +39,10 @@ def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) 
             await cog.change(
                 interaction,
                 lambda _: DEFAULTS,
-                lambda _, new: "Every setting is back to its default.\n" + settings_text(new, catalog),
+                lambda _, new: (
+                    "Every setting is back to its default.\n"
+                    + settings_text(new, catalog, operator_watermark=cog.bot.operator.watermark)
+                ),
             )
             return
         # A member who is admin through an admin role may not drop the admin roles: that would lock
@@ -48,7 +53,7 @@ def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) 
             lambda _, new: (
                 "Every setting is back to its default, except the admin roles: they were kept, because "
                 "only members with the **Manage Server** permission can change the admin roles.\n"
-                + settings_text(new, catalog)
+                + settings_text(new, catalog, operator_watermark=cog.bot.operator.watermark)
             ),
         )
 
@@ -77,6 +82,32 @@ def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) 
                 )
                 + " Turn it back on with `/imagine-admin enable`.\n"
                 + cog.line(new, "enabled")
+            ),
+        )
+
+
+def add_watermark_command(group: AdminGroup, cog: "AdminCog") -> None:
+    """Add `watermark on|off|default` to `group`."""
+
+    @group.command(
+        name="watermark", description="Whether images made here carry the image service's watermark"
+    )
+    @app_commands.describe(setting="on: marked as generated · off: clean · default: the bot's default")
+    @app_commands.choices(
+        setting=[app_commands.Choice(name=name, value=name) for name in ("on", "off", "default")]
+    )
+    async def watermark(interaction: discord.Interaction, setting: str) -> None:
+        value = {"on": True, "off": False}.get(setting)
+        await cog.change(
+            interaction,
+            lambda s: s.replace(watermark=value),
+            lambda _, new: (
+                {
+                    "on": "New images will carry the image service's watermark.",
+                    "off": "New images will be made without a watermark.",
+                }.get(setting, "New images follow the bot's default.")
+                + "\n"
+                + cog.line(new, "watermark")
             ),
         )
 
@@ -184,8 +215,8 @@ async def _change_numbers(
         return
 
     def answer(old: GuildSettings, new: GuildSettings) -> str:
-        before = setting_lines(old, cog.bot.catalog)
-        after = setting_lines(new, cog.bot.catalog)
+        before = setting_lines(old, cog.bot.catalog, operator_watermark=cog.bot.operator.watermark)
+        after = setting_lines(new, cog.bot.catalog, operator_watermark=cog.bot.operator.watermark)
         lines = [
             after[k] + (f" (was: {_value_of(before[k])})" if before[k] != after[k] else "") for k in keys
         ]

@@ -194,7 +194,7 @@ async def test_reroll_posts_a_new_public_message_with_its_own_progress_then_send
             "prompt": "a red fox in snow",
             "size": "16:9",
             "n": 2,
-            "metadata": {"resolution": "3K"},
+            "metadata": {"resolution": "3K", "watermark": False},
         }
     )
 
@@ -375,7 +375,7 @@ async def test_remix_opens_the_request_form_filled_in_with_the_job_and_runs_the_
             "prompt": "a blue fox in the rain",
             "size": "16:9",
             "n": 3,
-            "metadata": {"resolution": "3K"},
+            "metadata": {"resolution": "3K", "watermark": False},
         },
     )
 

@@ -48,6 +48,10 @@ WHEN = r"<t:\d+:R>"
 # The documented command layout (README, "Moderation").
 ADMIN_COMMANDS = {
     "show",
+    "watermark",
+    "speed allow",
+    "speed disallow",
+    "speed all",
     "reset",
     "enable",
     "disable",
@@ -355,8 +359,9 @@ async def test_every_admin_subcommand_refuses_a_member_without_manage_server_in_
 
 # What Discord shows for the one option of each add/remove pair: (name, type, description, choices).
 USER_OPTION, CHANNEL_OPTION, ROLE_OPTION, STRING_OPTION = 6, 7, 8, 3
-MODEL_CHOICES = ["Seedream 4.0", "Seedream 4.5", "Seedream 5.0"]
-RESOLUTION_CHOICES = ["2K", "3K"]
+MODEL_CHOICES = ["Seedream 4.0", "Seedream 4.5", "Seedream 5.0", "Seedream 5.0 Pro"]
+RESOLUTION_CHOICES = ["1K", "2K", "3K", "4K"]
+SPEED_CHOICES = ["standard", "fast"]
 CHANNEL_ABOUT = "A channel (its threads follow it)"
 PAIR_OPTIONS = {
     "ban": ("member", USER_OPTION, "Who may no longer use /imagine here", None),
@@ -371,6 +376,8 @@ PAIR_OPTIONS = {
     "model disallow": ("model", STRING_OPTION, "The model", MODEL_CHOICES),
     "resolution allow": ("resolution", STRING_OPTION, "The resolution", RESOLUTION_CHOICES),
     "resolution disallow": ("resolution", STRING_OPTION, "The resolution", RESOLUTION_CHOICES),
+    "speed allow": ("speed", STRING_OPTION, "The speed", SPEED_CHOICES),
+    "speed disallow": ("speed", STRING_OPTION, "The speed", SPEED_CHOICES),
 }
 
 
@@ -532,24 +539,30 @@ async def test_ban_and_unban(server: Server):
 async def test_model_restrictions(server: Server):
     answer = await server.admin("model disallow", {"model": "doubao-seedream-4-0"})
     assert "Seedream 4.0 is not allowed any more" in answer
-    assert "**Models:** Seedream 4.5, Seedream 5.0" in answer
-    assert "**Models:** Seedream 4.5, Seedream 5.0" in await server.show()
-    assert (await server.stored()).allowed_models == ("doubao-seedream-4-5", "doubao-seedream-5-0")
+    assert "**Models:** Seedream 4.5, Seedream 5.0, Seedream 5.0 Pro" in answer
+    assert "**Models:** Seedream 4.5, Seedream 5.0, Seedream 5.0 Pro" in await server.show()
+    assert (await server.stored()).allowed_models == (
+        "doubao-seedream-4-5",
+        "doubao-seedream-5-0",
+        "doubao-seedream-5-0-pro",
+    )
 
     text = await server.refused(await server.imagine(model="doubao-seedream-4-0"))
     assert text == (
         "This server does not allow Seedream 4.0. Allowed models: "
-        "`doubao-seedream-4-5`, `doubao-seedream-5-0`."
+        "`doubao-seedream-4-5`, `doubao-seedream-5-0`, `doubao-seedream-5-0-pro`."
     )
     await server.accepted(await server.imagine(model="doubao-seedream-4-5"))
     await server.submitted(1)
 
     await server.admin("model disallow", {"model": "doubao-seedream-5-0"})
+    await server.admin("model disallow", {"model": "doubao-seedream-5-0-pro"})
     answer = await server.admin("model disallow", {"model": "doubao-seedream-4-5"})
     assert "the only allowed model" in answer
     assert (await server.stored()).allowed_models == ("doubao-seedream-4-5",)
     # Allowing every model one by one is the same as "all".
     await server.admin("model allow", {"model": "doubao-seedream-4-0"})
+    await server.admin("model allow", {"model": "doubao-seedream-5-0-pro"})
     assert "**Models:** all" in await server.admin("model allow", {"model": "doubao-seedream-5-0"})
     await server.admin("model disallow", {"model": "doubao-seedream-4-0"})
     assert "**Models:** all" in await server.admin("model all")
@@ -558,18 +571,76 @@ async def test_model_restrictions(server: Server):
 
 async def test_resolution_restrictions(server: Server):
     answer = await server.admin("resolution disallow", {"resolution": "3K"})
-    assert "**Resolutions:** 2K" in answer
-    assert "**Resolutions:** 2K" in await server.show()
-    assert (await server.stored()).allowed_resolutions == ("2K",)
+    assert "**Resolutions:** 1K, 2K, 4K" in answer
+    assert "**Resolutions:** 1K, 2K, 4K" in await server.show()
+    assert (await server.stored()).allowed_resolutions == ("1K", "2K", "4K")
 
     text = await server.refused(await server.imagine(resolution="3K"))
-    assert text == "This server does not allow resolution `3K`. Allowed: `2K`."
+    assert text == "This server does not allow resolution `3K`. Allowed: `1K`, `2K`, `4K`."
     await server.accepted(await server.imagine(resolution="2K"))
     await server.submitted(1)
 
+    for resolution in ("1K", "4K"):
+        await server.admin("resolution disallow", {"resolution": resolution})
     assert "the only allowed resolution" in await server.admin("resolution disallow", {"resolution": "2K"})
     assert "**Resolutions:** all" in await server.admin("resolution all")
     assert (await server.stored()).allowed_resolutions == ()
+
+
+async def test_speed_restrictions(server: Server):
+    answer = await server.admin("speed disallow", {"speed": "fast"})
+    assert (answer, (await server.stored()).allowed_speeds) == (
+        "Speed `fast` is not allowed any more.\n**Speeds:** standard",
+        ("standard",),
+    )
+    text = await server.refused(await server.imagine(model="doubao-seedream-4-0", speed="fast"))
+    assert text == "This server does not allow speed `fast`. Allowed: `standard`."
+    await server.accepted(await server.imagine(model="doubao-seedream-4-0", speed="standard"))
+    await server.submitted(1)
+
+    assert "the only allowed speed" in await server.admin("speed disallow", {"speed": "standard"})
+    assert "**Speeds:** all" in await server.admin("speed all")
+    await server.accepted(await server.imagine(model="doubao-seedream-4-0", speed="fast"))
+    await server.submitted(2)
+
+
+def watermarks_sent(server: Server) -> list[bool]:
+    return [body["metadata"]["watermark"] for body in server.rig.toapis.submissions]
+
+
+async def test_a_server_chooses_the_watermark_and_default_follows_the_operator(server: Server):
+    await server.accepted(await server.imagine(model="doubao-seedream-4-0"))
+    await server.submitted(1)
+    answers = []
+    for count, setting in enumerate(("on", "off", "default"), start=2):
+        answers.append(await server.admin("watermark", {"setting": setting}))
+        await server.accepted(await server.imagine(model="doubao-seedream-4-0"))
+        await server.submitted(count)
+    assert (answers, watermarks_sent(server), (await server.stored()).watermark) == (
+        [
+            "New images will carry the image service's watermark.\n**Watermark:** on",
+            "New images will be made without a watermark.\n**Watermark:** off",
+            "New images follow the bot's default.\n**Watermark:** the bot's default (off)",
+        ],
+        [False, True, False, False],
+        None,
+    )
+
+
+async def test_a_server_can_turn_off_the_operators_watermark(start_bot):
+    rig = await start_bot(watermark=True)
+    await eventually(lambda: rig.bot.get_guild(GUILD), what="the server is known to the bot")
+    server = Server(rig)
+    shown = await server.show()
+    await server.accepted(await server.imagine(model="doubao-seedream-5-0"))
+    await server.submitted(1)
+    await server.admin("watermark", {"setting": "off"})
+    await server.accepted(await server.imagine(model="doubao-seedream-5-0"))
+    await server.submitted(2)
+    assert ("**Watermark:** the bot's default (on)" in shown, watermarks_sent(server)) == (
+        True,
+        [True, False],
+    )
 
 
 async def test_max_n(server: Server):
@@ -877,6 +948,8 @@ async def test_show_lists_every_setting_in_one_message_and_reset_restores_the_de
         ("ban", {"member": User(troll)}),
         ("model disallow", {"model": "doubao-seedream-4-0"}),
         ("resolution disallow", {"resolution": "2K"}),
+        ("speed disallow", {"speed": "fast"}),
+        ("watermark", {"setting": "on"}),
         (
             "limits",
             {
@@ -906,8 +979,10 @@ async def test_show_lists_every_setting_in_one_message_and_reset_restores_the_de
         f"**Allowed roles:** <@&{allowed}>",
         f"**Admin roles:** <@&{admins}>",
         f"**Banned members:** <@{troll}>",
-        "**Models:** Seedream 4.5, Seedream 5.0",
-        "**Resolutions:** 3K",
+        "**Models:** Seedream 4.5, Seedream 5.0, Seedream 5.0 Pro",
+        "**Resolutions:** 1K, 3K, 4K",
+        "**Speeds:** standard",
+        "**Watermark:** on",
         "**Images per request (n):** 4",
         "**Reference images per request:** 2",
         "**Cooldown:** 30 s between a member's requests",
@@ -925,8 +1000,10 @@ async def test_show_lists_every_setting_in_one_message_and_reset_restores_the_de
         allowed_roles=(allowed,),
         admin_roles=(admins,),
         banned_users=(troll,),
-        allowed_models=("doubao-seedream-4-5", "doubao-seedream-5-0"),
-        allowed_resolutions=("3K",),
+        allowed_models=("doubao-seedream-4-5", "doubao-seedream-5-0", "doubao-seedream-5-0-pro"),
+        allowed_resolutions=("1K", "3K", "4K"),
+        allowed_speeds=("standard",),
+        watermark=True,
         max_n=4,
         max_references=2,
         cooldown_seconds=30,

@@ -132,7 +132,7 @@ REMIXED = {
     "prompt": "a blue fox in the rain",
     "size": "16:9",
     "n": 3,
-    "metadata": {"resolution": "3K"},
+    "metadata": {"resolution": "3K", "watermark": False},
 }
 
 

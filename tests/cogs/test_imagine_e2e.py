@@ -81,7 +81,7 @@ async def test_request_reaches_the_image_service_as_documented(start_bot):
             "prompt": "a red fox in snow",
             "size": "16:9",
             "n": 4,
-            "metadata": {"resolution": "3K"},
+            "metadata": {"resolution": "3K", "watermark": False},
         }
     ]
 
@@ -316,11 +316,28 @@ async def test_polling_errors_are_retried_until_the_task_completes(start_bot):
     [
         (
             {"model": "doubao-seedream-4-0", "resolution": "3K"},
-            "Seedream 4.0 has no resolution option — leave `resolution` empty, or pick a model that has one.",
+            "Seedream 4.0 does not offer resolution `3K`. Choose one of: `1K`, `2K`, `4K`.",
         ),
         (
             {"model": "doubao-seedream-4-5", "resolution": "3K"},
-            "Seedream 4.5 does not offer resolution `3K`. Choose one of: `2K`.",
+            "Seedream 4.5 does not offer resolution `3K`. Choose one of: `2K`, `4K`.",
+        ),
+        (
+            {"model": "doubao-seedream-5-0", "resolution": "4K"},
+            "Seedream 5.0 does not offer resolution `4K`. Choose one of: `2K`, `3K`.",
+        ),
+        (
+            {"model": "doubao-seedream-5-0-pro", "resolution": "3K"},
+            "Seedream 5.0 Pro does not offer resolution `3K`. Choose one of: `1K`, `2K`.",
+        ),
+        (
+            {"model": "doubao-seedream-5-0-pro", "n": 11},
+            "Seedream 5.0 Pro makes 1 to 10 images per request; you asked for 11.",
+        ),
+        (
+            {"model": "doubao-seedream-5-0", "speed": "fast"},
+            "Seedream 5.0 has no `fast` speed — leave `speed` empty, or pick another model. "
+            "Models that have it: `Seedream 4.0`, `Seedream 4.5`.",
         ),
         (
             {"model": "doubao-seedream-4-0", "prompt": "x" * 1001},

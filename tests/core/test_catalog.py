@@ -39,24 +39,31 @@ def _toml_error(tmp_path, text: str) -> str:
 
 def test_builtins_match_documented_facts():
     catalog = load_catalog(None)
-    assert catalog.ids == ("doubao-seedream-4-0", "doubao-seedream-4-5", "doubao-seedream-5-0")
+    assert catalog.ids == (
+        "doubao-seedream-4-0",
+        "doubao-seedream-4-5",
+        "doubao-seedream-5-0",
+        "doubao-seedream-5-0-pro",
+    )
     assert DOCUMENTED_RATIOS == NINE_RATIOS
 
     v40 = catalog.get("doubao-seedream-4-0")
     assert v40.display_name == "Seedream 4.0"
     assert v40.ratios == NINE_RATIOS
     assert v40.supports_auto is True
-    assert v40.resolutions == () and v40.default_resolution is None
+    assert v40.resolutions == ("1K", "2K", "4K") and v40.default_resolution == "2K"
     assert v40.max_prompt_length == 1000
     assert v40.max_reference_images == 10
     assert v40.max_images == 15
+    assert (v40.watermark_default, v40.speed_modes) == (True, ("standard", "fast"))
 
     v45 = catalog.get("doubao-seedream-4-5")
     assert v45.display_name == "Seedream 4.5"
     assert v45.ratios == NINE_RATIOS
     assert v45.supports_auto is False
-    assert v45.resolutions == ("2K",) and v45.default_resolution == "2K"
+    assert v45.resolutions == ("2K", "4K") and v45.default_resolution == "2K"
     assert (v45.max_prompt_length, v45.max_reference_images, v45.max_images) == (1000, 10, 15)
+    assert (v45.watermark_default, v45.speed_modes) == (True, ("standard", "fast"))
 
     v50 = catalog.get("doubao-seedream-5-0")
     assert v50.display_name == "Seedream 5.0"
@@ -65,11 +72,18 @@ def test_builtins_match_documented_facts():
     assert v50.resolutions == ("2K", "3K") and v50.default_resolution == "2K"
     assert v50.resolution_field == "metadata.resolution"
     assert (v50.max_prompt_length, v50.max_reference_images, v50.max_images) == (1000, 10, 15)
+    assert (v50.watermark_default, v50.speed_modes) == (False, ())
+
+    pro = catalog.get("doubao-seedream-5-0-pro")
+    assert (pro.display_name, pro.ratios, pro.supports_auto) == ("Seedream 5.0 Pro", NINE_RATIOS, False)
+    assert pro.resolutions == ("1K", "2K") and pro.default_resolution == "2K"
+    assert (pro.max_prompt_length, pro.max_reference_images, pro.max_images) == (1000, 10, 10)
+    assert (pro.watermark_default, pro.speed_modes) == (False, ())
 
 
 def test_catalog_lookup_and_iteration():
     catalog = builtin_catalog()
-    assert len(catalog) == 3
+    assert len(catalog) == 4
     assert [spec.id for spec in catalog] == list(catalog.ids)
     assert "doubao-seedream-5-0" in catalog
     assert catalog.find("seedream 5.0").id == "doubao-seedream-5-0"
@@ -79,7 +93,7 @@ def test_catalog_lookup_and_iteration():
         catalog.get("nope")
     with pytest.raises(KeyError):
         catalog.get("Seedream 5.0")  # get() is by exact id only
-    assert catalog.all_resolutions() == ("2K", "3K")
+    assert catalog.all_resolutions() == ("1K", "2K", "3K", "4K")
     assert catalog.all_ratios() == (*NINE_RATIOS, "auto")
     assert catalog.get("doubao-seedream-4-0").ratio_choices[-1] == "auto"
     assert "auto" not in catalog.get("doubao-seedream-5-0").ratio_choices
@@ -107,6 +121,44 @@ def test_model_spec_validates_itself():
         ModelSpec(id="m", display_name="M", supports_auto=True, max_reference_images=0)
 
 
+def test_a_file_describes_watermark_default_and_speed_modes(tmp_path):
+    path = _write(
+        tmp_path,
+        "models.toml",
+        """
+[models."doubao-seedream-6-0"]
+display_name = "Seedream 6.0"
+watermark_default = true
+speed_modes = ["fast"]
+
+[models."doubao-seedream-4-5"]
+speed_modes = []
+""",
+    )
+    catalog = load_catalog(path)
+    new, changed = catalog.get("doubao-seedream-6-0"), catalog.get("doubao-seedream-4-5")
+    assert (new.watermark_default, new.speed_modes, changed.speed_modes, changed.watermark_default) == (
+        True,
+        ("fast",),
+        (),
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ('watermark_default = "yes"', "watermark_default must be true or false"),
+        ('speed_modes = "fast"', "speed_modes must be a list of strings"),
+        ('speed_modes = ["turbo"]', 'speed mode "turbo" is not one ToAPIs documents (standard, fast)'),
+        ('speed_modes = ["fast", "fast"]', "speed_modes contain duplicates"),
+    ],
+)
+def test_bad_watermark_default_or_speed_modes_are_refused(tmp_path, entry, expected):
+    message = _toml_error(tmp_path, f'[models."doubao-seedream-4-0"]\n{entry}\n')
+    assert expected in message
+
+
 # --- adding, overriding, removing ---------------------------------------------------------
 
 
@@ -128,7 +180,7 @@ max_images = 8
     )
     catalog = load_catalog(path)
     assert catalog.ids[-1] == "my-model"
-    assert len(catalog) == 4
+    assert len(catalog) == 5
     spec = catalog.get("my-model")
     assert spec == ModelSpec(
         id="my-model",
@@ -143,7 +195,7 @@ max_images = 8
         max_images=8,
     )
     assert spec.request_fields("1K") == {"options": {"res": "1K"}}
-    assert catalog.all_resolutions() == ("2K", "3K", "1K", "4K")
+    assert catalog.all_resolutions() == ("1K", "2K", "3K", "4K")
 
 
 def test_new_model_defaults(tmp_path):
@@ -206,7 +258,7 @@ def test_json_adds_and_overrides(tmp_path):
 def test_remove_drops_a_builtin(tmp_path):
     path = _write(tmp_path, "models.toml", '[models."doubao-seedream-4-0"]\nremove = true\n')
     catalog = load_catalog(path)
-    assert catalog.ids == ("doubao-seedream-4-5", "doubao-seedream-5-0")
+    assert catalog.ids == ("doubao-seedream-4-5", "doubao-seedream-5-0", "doubao-seedream-5-0-pro")
     assert catalog.find("Seedream 4.0") is None
     assert "auto" not in catalog.all_ratios()
 
@@ -226,7 +278,7 @@ def test_with_overrides_directly():
 def test_builtin_catalog_is_not_mutated_by_overrides(tmp_path):
     path = _write(tmp_path, "models.toml", '[models."doubao-seedream-4-0"]\nremove = true\n')
     load_catalog(path)
-    assert len(builtin_catalog()) == 3
+    assert len(builtin_catalog()) == 4
     assert BUILTIN_MODELS[0].id == "doubao-seedream-4-0"
 
 
@@ -400,13 +452,13 @@ def test_unsupported_extension(tmp_path):
 
 
 def test_too_many_models(tmp_path):
-    tables = "".join(f'[models."m{i}"]\ndisplay_name = "Model {i}"\n' for i in range(23))  # 3 + 23 = 26
+    tables = "".join(f'[models."m{i}"]\ndisplay_name = "Model {i}"\n' for i in range(22))  # 4 + 22 = 26
     message = _toml_error(tmp_path, tables)
     assert "26 models is more than the 25" in message
 
 
 def test_exactly_25_models_is_fine(tmp_path):
-    tables = "".join(f'[models."m{i}"]\ndisplay_name = "Model {i}"\n' for i in range(22))
+    tables = "".join(f'[models."m{i}"]\ndisplay_name = "Model {i}"\n' for i in range(21))
     assert len(load_catalog(_write(tmp_path, "models.toml", tables))) == 25
 
 

@@ -16,10 +16,16 @@ REQUIRED = {"DISCORD_TOKEN": "discord-secret", "TOAPIS_API_KEY": "toapis-secret"
 
 def test_defaults_apply_when_only_the_two_secrets_are_set():
     settings = Settings.from_env(REQUIRED)
-    assert (settings.toapis_base_url, settings.database_url, settings.job_timeout_seconds) == (
+    assert (
+        settings.toapis_base_url,
+        settings.database_url,
+        settings.job_timeout_seconds,
+        settings.watermark,
+    ) == (
         "https://toapis.com",
         "sqlite:///data/imagine.db",
         600.0,
+        False,
     )
 
 
@@ -70,6 +76,7 @@ def test_invalid_value_names_the_variable(name, value):
         ),
         ({"OWNER_IDS": "alice,bob"}, "OWNER_IDS must be ids (digits) separated by commas, got 'alice,bob'"),
         ({"ALLOW_DMS": "maybe"}, "ALLOW_DMS must be true or false, got 'maybe'"),
+        ({"WATERMARK": "sometimes"}, "WATERMARK must be true or false, got 'sometimes'"),
         ({"TOAPIS_BASE_URL": "toapis.com"}, "TOAPIS_BASE_URL must be an http(s) URL, got 'toapis.com'"),
         (
             {"DISCORD_GATEWAY_URL": "http://x"},
@@ -110,6 +117,7 @@ def test_every_value_is_read_trimmed_and_typed():
             "OWNER_IDS": "1, 2 3",
             "ALLOWED_GUILD_IDS": "7",
             "ALLOW_DMS": "yes",
+            "WATERMARK": "on",
             "SHARD_COUNT": "4",
             "SHARD_IDS": "3,1",
             "GLOBAL_DAILY_IMAGE_CAP": "50",
@@ -123,6 +131,7 @@ def test_every_value_is_read_trimmed_and_typed():
         settings.owner_ids,
         settings.allowed_guild_ids,
         settings.allow_dms,
+        settings.watermark,
         settings.shard_count,
         settings.shard_ids,
         settings.global_daily_image_cap,
@@ -133,6 +142,7 @@ def test_every_value_is_read_trimmed_and_typed():
         90.0,
         frozenset({1, 2, 3}),
         frozenset({7}),
+        True,
         True,
         4,
         (1, 3),

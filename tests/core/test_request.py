@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
-from bot.catalog import builtin_catalog
+from bot.catalog import Catalog, ModelSpec, builtin_catalog
 from bot.jobs.records import JobRecord, JobState
 from bot.jobs.request import (
     ImagineRequest,
@@ -105,7 +106,8 @@ def test_a_model_can_be_named_by_its_display_name() -> None:
 
 def test_an_unknown_model_is_refused_naming_the_models() -> None:
     assert problem(model_id="dall-e") == (
-        "Unknown model `dall-e`. Choose one of: `Seedream 4.0`, `Seedream 4.5`, `Seedream 5.0`."
+        "Unknown model `dall-e`. Choose one of: `Seedream 4.0`, `Seedream 4.5`, `Seedream 5.0`, "
+        "`Seedream 5.0 Pro`."
     )
 
 
@@ -143,9 +145,65 @@ def test_a_resolution_the_model_does_not_offer_is_refused() -> None:
 
 
 def test_a_resolution_on_a_model_without_one_is_refused() -> None:
-    assert problem(model_id="doubao-seedream-4-0", resolution="2K").startswith(
-        "Seedream 4.0 has no resolution option"
+    plain = Catalog([ModelSpec(id="plain-model", display_name="Plain")])
+    asked = RequestOptions(prompt="a fox", resolution="2K")
+    with pytest.raises(RequestError) as refused:
+        build_request(plain, asked, default_model="plain-model", requester_id=USER)
+    assert str(refused.value).startswith("Plain has no resolution option")
+
+
+@pytest.mark.parametrize(
+    ("model_id", "resolution", "offered"),
+    [
+        ("doubao-seedream-4-0", "3K", "`1K`, `2K`, `4K`"),
+        ("doubao-seedream-4-5", "1K", "`2K`, `4K`"),
+        ("doubao-seedream-5-0", "1K", "`2K`, `3K`"),
+        ("doubao-seedream-5-0-pro", "4K", "`1K`, `2K`"),
+    ],
+)
+def test_each_model_refuses_a_resolution_it_lacks_naming_what_it_offers(
+    model_id, resolution, offered
+) -> None:
+    name = CATALOG.get(model_id).display_name
+    assert problem(model_id=model_id, resolution=resolution) == (
+        f"{name} does not offer resolution `{resolution}`. Choose one of: {offered}."
     )
+
+
+def test_seedream_5_pro_makes_at_most_ten_images() -> None:
+    assert problem(model_id="doubao-seedream-5-0-pro", n=11) == (
+        "Seedream 5.0 Pro makes 1 to 10 images per request; you asked for 11."
+    )
+
+
+def test_models_with_speed_modes_default_to_standard_and_take_fast() -> None:
+    assert (
+        build(model_id="doubao-seedream-4-0").speed,
+        build(model_id="doubao-seedream-4-5", speed="fast").speed,
+    ) == ("standard", "fast")
+
+
+def test_models_without_speed_modes_send_none_for_standard_and_refuse_fast() -> None:
+    assert (build(speed="standard").speed, problem(model_id="doubao-seedream-5-0-pro", speed="fast")) == (
+        None,
+        "Seedream 5.0 Pro has no `fast` speed — leave `speed` empty, or pick another model. "
+        "Models that have it: `Seedream 4.0`, `Seedream 4.5`.",
+    )
+
+
+def test_watermark_and_speed_are_merged_into_the_metadata_with_the_resolution() -> None:
+    request = build(model_id="doubao-seedream-4-5", resolution="4K", speed="fast")
+    submitted = dataclasses.replace(request, watermark=True).submit_kwargs()
+    assert submitted["extra_fields"] == {
+        "metadata": {"resolution": "4K", "watermark": True, "optimize_prompt_options": {"mode": "fast"}}
+    }
+
+
+def test_a_model_without_resolution_or_speed_still_says_watermark_false() -> None:
+    plain = Catalog([ModelSpec(id="plain-model", display_name="Plain")])
+    asked = RequestOptions(prompt="a fox")
+    request = build_request(plain, asked, default_model="plain-model", requester_id=USER)
+    assert request.submit_kwargs()["extra_fields"] == {"metadata": {"watermark": False}}
 
 
 def test_hosted_references_count_with_the_images_asked_for() -> None:
@@ -175,6 +233,10 @@ def test_a_reroll_asks_exactly_what_the_job_asked() -> None:
         resolution="3K",
         hosted_references=HOSTED,
     )
+
+
+def test_a_reroll_keeps_the_jobs_speed() -> None:
+    assert options_for_job(stored_job(model="doubao-seedream-4-0", speed="fast")).speed == "fast"
 
 
 def test_changes_replace_only_what_they_name() -> None:
@@ -213,6 +275,15 @@ def test_a_stored_job_rebuilds_its_request() -> None:
         request.requester_id,
         request.reference_urls,
     ) == ("a fox in the snow", CATALOG.get("doubao-seedream-5-0"), "16:9", 4, "3K", USER, HOSTED)
+
+
+def test_a_stored_job_remembers_its_watermark_and_older_jobs_show_the_models_default() -> None:
+    assert (
+        request_for_job(stored_job(watermark=True), CATALOG).watermark,
+        request_for_job(stored_job(watermark=False, model="doubao-seedream-4-0"), CATALOG).watermark,
+        request_for_job(stored_job(watermark=None, model="doubao-seedream-4-0"), CATALOG).watermark,
+        request_for_job(stored_job(watermark=None), CATALOG).watermark,
+    ) == (True, False, True, False)
 
 
 def test_a_job_whose_model_left_the_catalog_keeps_its_model_id() -> None:

@@ -22,6 +22,8 @@ def test_default_settings_read_as_no_restriction():
         "**Banned members:** none",
         "**Models:** all",
         "**Resolutions:** all",
+        "**Speeds:** all",
+        "**Watermark:** the bot's default (off)",
         "**Images per request (n):** no limit",
         "**Reference images per request:** no limit",
         "**Cooldown:** none",
@@ -44,7 +46,7 @@ def test_every_setting_has_a_line():
         "banned_users",
     }
     lines = setting_lines(GuildSettings(), CATALOG)
-    assert fields <= set(lines) and len(lines) == 17
+    assert fields <= set(lines) and len(lines) == 19
 
 
 def test_settings_name_models_and_mention_ids():

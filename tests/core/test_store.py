@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import sqlalchemy as sa
 
@@ -78,6 +80,47 @@ async def test_jobs_from_before_reference_counts_get_theirs_from_the_uploaded_re
     finally:
         await again.close()
     assert migrated is not None and (migrated.reference_count, migrated.references_lost) == (2, False)
+
+
+async def test_jobs_from_before_the_watermark_column_show_their_models_default(store, database_url):
+    from bot.catalog import builtin_catalog
+    from bot.config import database_url_for_sqlalchemy
+    from bot.jobs.records import JobStore, NewJob
+    from bot.jobs.request import request_for_job
+    from bot.schema import schema_version
+    from bot.store import Store
+
+    asked = NewJob(
+        guild_id=1,
+        channel_id=2,
+        user_id=3,
+        application_id=4,
+        upload_limit=1,
+        prompt="p",
+        model="doubao-seedream-4-0",
+        ratio="1:1",
+        n=1,
+        watermark=False,
+        speed="fast",
+    )
+    job = await JobStore(store).create(asked)
+    async with store.engine.begin() as conn:
+        for column in ("watermark", "speed"):
+            await conn.execute(sa.text(f'ALTER TABLE jobs DROP COLUMN "{column}"'))
+        await conn.execute(schema_version.update().values(version=4))
+    again = Store.open(database_url_for_sqlalchemy(database_url))
+    try:
+        await again.migrate()
+        migrated = await JobStore(again).get(job.id)
+        created = await JobStore(again).create(dataclasses.replace(asked, watermark=True))
+        fresh = await JobStore(again).get(created.id)
+    finally:
+        await again.close()
+    assert migrated is not None and fresh is not None
+    request = request_for_job(migrated, builtin_catalog())
+    # Seedream 4.0 watermarks unless told otherwise, which older jobs never did.
+    assert (migrated.watermark, migrated.speed, request.watermark, request.speed) == (None, None, True, None)
+    assert (fresh.watermark, fresh.speed) == (True, "fast")
 
 
 async def test_on_sqlite_a_waiting_urgent_write_goes_before_waiting_background_writes(tmp_path):

@@ -279,6 +279,12 @@ REF = "https://example.com/ref.png"
         {"image_urls": [REF] * 10, "n": 6},
         {"image_urls": ["data:image/png;base64,AAAA"]},
         {"metadata": {"resolution": "8K"}},
+        {"metadata": {"resolution": "4K"}},
+        {"model": "doubao-seedream-4-5", "metadata": {"resolution": "1K"}},
+        {"model": "doubao-seedream-5-0-pro", "n": 11},
+        {"metadata": {"watermark": "false"}},
+        {"model": "doubao-seedream-4-0", "metadata": {"optimize_prompt_options": {"mode": "turbo"}}},
+        {"metadata": {"optimize_prompt_options": {"mode": "fast"}}},
     ],
     ids=[
         "model",
@@ -290,6 +296,12 @@ REF = "https://example.com/ref.png"
         "refs+n>15",
         "data-url",
         "resolution",
+        "resolution-of-another-model",
+        "resolution-4-5",
+        "pro-n11",
+        "watermark-not-boolean",
+        "unknown-speed-mode",
+        "speed-mode-on-5-0",
     ],
 )
 async def test_fake_refuses_submissions_the_provider_would_refuse(
@@ -301,7 +313,11 @@ async def test_fake_refuses_submissions_the_provider_would_refuse(
 
 
 async def test_fake_accepts_auto_size_with_reference_images(client: ToAPIsClient, fake: FakeToAPIs) -> None:
-    await client.submit(**{**SUBMIT, "size": "auto"}, image_urls=[REF], metadata={"resolution": "4K"})
+    await client.submit(
+        **{**SUBMIT, "model": "doubao-seedream-4-0", "size": "auto"},
+        image_urls=[REF],
+        metadata={"resolution": "4K"},
+    )
     assert len(fake.submissions) == 1
 
 

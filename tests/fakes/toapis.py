@@ -30,6 +30,11 @@ also checked byte for byte: JPEG or PNG only (the upload endpoint also takes Web
 but those are not valid references), ≤ 10 MB, width and height > 14 px, aspect ratio within
 [1/3, 3], ≤ 36,000,000 pixels; a hosted URL with no file behind it cannot be fetched. URLs
 to other hosts are accepted unchecked. A refused submission answers 400 and creates nothing.
+
+Per model (``MODEL_RULES``, as documented): its resolutions, ``n`` ≤ 10 on 5.0 Pro,
+``metadata.optimize_prompt_options.mode`` (``standard`` or ``fast``) only on 4.0 and 4.5;
+``metadata.watermark`` must be a boolean, and a task remembers whether its images were
+watermarked (``FakeTask.watermarked``: as asked, else the model's default — on for 4.0 and 4.5).
 """
 
 from __future__ import annotations
@@ -61,9 +66,24 @@ __all__ = [
     "make_image",
 ]
 
-DEFAULT_MODELS = ("doubao-seedream-4-0", "doubao-seedream-4-5", "doubao-seedream-5-0")
+DEFAULT_MODELS = (
+    "doubao-seedream-4-0",
+    "doubao-seedream-4-5",
+    "doubao-seedream-5-0",
+    "doubao-seedream-5-0-pro",
+)
 SIZES = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21")
-RESOLUTIONS = ("2K", "3K", "4K")
+RESOLUTIONS = ("1K", "2K", "3K", "4K")
+# Documented per model: its resolutions, its most images per request, whether it watermarks when
+# `metadata.watermark` is not sent, and whether it has prompt-optimisation modes. A model a test adds
+# to `models` without an entry here is checked only against the general rules.
+MODEL_RULES: dict[str, dict[str, Any]] = {
+    "doubao-seedream-4-0": {"resolutions": ("1K", "2K", "4K"), "max_n": 15, "watermark": True, "modes": True},
+    "doubao-seedream-4-5": {"resolutions": ("2K", "4K"), "max_n": 15, "watermark": True, "modes": True},
+    "doubao-seedream-5-0": {"resolutions": ("2K", "3K"), "max_n": 15, "watermark": False, "modes": False},
+    "doubao-seedream-5-0-pro": {"resolutions": ("1K", "2K"), "max_n": 10, "watermark": False, "modes": False},
+}
+OPTIMIZE_MODES = ("standard", "fast")
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_IMAGES = 15
 MAX_REFERENCE_IMAGES = 10
@@ -168,6 +188,7 @@ class FakeTask:
     created_at: int  # Unix seconds, as the API reports it
     image_names: list[str]
     completed_at: int | None = None
+    watermarked: bool = False  # what the provider did: as asked, else the model's documented default
 
 
 @dataclass(frozen=True)
@@ -522,6 +543,27 @@ class FakeToAPIs:
                 return "metadata must be an object"
             if "resolution" in metadata and metadata["resolution"] not in RESOLUTIONS:
                 return f"Invalid resolution: {metadata['resolution']!r}"
+            if "watermark" in metadata and not isinstance(metadata["watermark"], bool):
+                return "metadata.watermark must be a boolean"
+            if "optimize_prompt_options" in metadata:
+                options = metadata["optimize_prompt_options"]
+                if not isinstance(options, dict) or options.get("mode") not in OPTIMIZE_MODES:
+                    return "metadata.optimize_prompt_options.mode must be 'standard' or 'fast'"
+        return self._validate_for_model(model, n, metadata or {})
+
+    @staticmethod
+    def _validate_for_model(model: str, n: int, metadata: dict[str, Any]) -> str | None:
+        """The complaints that depend on the model (see `MODEL_RULES`)."""
+        rules = MODEL_RULES.get(model)
+        if rules is None:
+            return None
+        if n > rules["max_n"]:
+            return f"n must be between 1 and {rules['max_n']} for {model}"
+        if "resolution" in metadata and metadata["resolution"] not in rules["resolutions"]:
+            offered = ", ".join(rules["resolutions"])
+            return f"Invalid resolution {metadata['resolution']!r} for {model} (supported: {offered})"
+        if "optimize_prompt_options" in metadata and not rules["modes"]:
+            return f"optimize_prompt_options is not supported by {model}"
         return None
 
     def _hosted_name(self, url: str) -> str | None:
@@ -583,6 +625,9 @@ class FakeToAPIs:
             created=self.clock(),
             created_at=int(time.time()),
             image_names=names,
+            watermarked=body.get("metadata", {}).get(
+                "watermark", MODEL_RULES.get(body["model"], {}).get("watermark", False)
+            ),
         )
         self.tasks[task_id] = task
         self.polls[task_id] = 0
