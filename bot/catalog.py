@@ -22,6 +22,8 @@ key                      type                         default for a new model
 ``max_prompt_length``    integer 1–6000               1000
 ``max_reference_images`` integer 0–10                 10
 ``max_images``           integer 1–15                 15
+``supports_layers``      bool                         false (``layer_decomposition``)
+``extra_reference_billing`` bool                      false (each reference after the first is charged)
 ``remove``               bool                         drop a built-in model
 =======================  ===========================  =================================
 
@@ -109,6 +111,10 @@ class ModelSpec:
     max_prompt_length: int = 1000
     max_reference_images: int = 10
     max_images: int = MAX_TOTAL_IMAGES
+    # The model can return its image split into transparent layers (top-level `layer_decomposition`).
+    supports_layers: bool = False
+    # The first reference image is free, each further one is charged (for cost estimates).
+    extra_reference_billing: bool = False
 
     def __post_init__(self) -> None:
         for problem in _spec_problems(self):
@@ -195,6 +201,9 @@ def _spec_problems(spec: ModelSpec) -> Iterator[str]:
         value = getattr(spec, name)
         if not _is_int(value) or not low <= value <= high:
             yield f"{name} must be an integer from {low} to {high} (got {value!r})"
+    for name in ("supports_layers", "extra_reference_billing"):
+        if not isinstance(getattr(spec, name), bool):
+            yield f"{name} must be true or false"
     if spec.supports_auto and spec.max_reference_images < 1:
         yield "supports_auto needs max_reference_images of at least 1 (auto matches a reference image)"
 
@@ -402,6 +411,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "max_prompt_length": _int,
     "max_reference_images": _int,
     "max_images": _int,
+    "supports_layers": _bool,
+    "extra_reference_billing": _bool,
 }
 _ENTRY_KEYS = frozenset(_CONVERTERS) | {"remove"}
 
@@ -442,6 +453,15 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         max_prompt_length=1000,  # conservative: not documented for 5.0
         max_reference_images=10,  # documented
         max_images=MAX_TOTAL_IMAGES,  # documented
+    ),
+    ModelSpec(
+        id="doubao-seedream-5-0-pro",
+        display_name="Seedream 5.0 Pro",
+        resolutions=("1K", "2K"),  # documented
+        default_resolution="2K",  # documented provider default
+        max_images=10,  # documented (5.0 Pro: n 1–10)
+        supports_layers=True,  # documented: layer_decomposition
+        extra_reference_billing=True,  # documented: the first reference is free, each further one charged
     ),
 )
 

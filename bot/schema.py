@@ -74,6 +74,10 @@ jobs_table = sa.Table(
     # How many reference images the member gave (migration 4): a reroll must not silently run
     # without references that were never uploaded.
     sa.Column("reference_count", sa.Integer, nullable=False, server_default="0"),
+    # The member asked for the image split into layers (migration 5).
+    sa.Column("layers", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Per result URL, its z_index, name and description when the result is layered (JSON, migration 5).
+    sa.Column("result_layers", sa.Text, nullable=True),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_guild_user", "guild_id", "user_id"),
 )
@@ -151,6 +155,16 @@ async def _m004_reference_count(conn: AsyncConnection) -> None:
         )
 
 
+async def _m005_layers(conn: AsyncConnection) -> None:
+    await _add_missing_columns(conn, jobs_table, ("layers", "result_layers"))
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
-MIGRATIONS: tuple[Migration, ...] = (_m001_bot_state, _m002_jobs, _m003_moderation, _m004_reference_count)
+MIGRATIONS: tuple[Migration, ...] = (
+    _m001_bot_state,
+    _m002_jobs,
+    _m003_moderation,
+    _m004_reference_count,
+    _m005_layers,
+)

@@ -112,7 +112,7 @@ def period_of(name: str, now: float) -> Period:
 def images_of(job: JobRecord) -> int:
     """Images a job counts in quota: delivered once done, none once failed, all asked while running."""
     if job.state is JobState.DONE:
-        return len(job.delivered_images)
+        return job.generated_images
     if job.state is JobState.FAILED:
         return 0
     return job.n

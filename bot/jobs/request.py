@@ -36,6 +36,7 @@ class ImagineRequest:
     requester_id: int
     reference_urls: tuple[str, ...] = ()  # public copies the image service can fetch (uploaded)
     reference_sources: tuple[ReferenceSource, ...] = ()  # the member's images, before upload
+    layers: bool = False  # ask for the image split into transparent layers (models with supports_layers)
 
     @property
     def reference_count(self) -> int:
@@ -51,6 +52,8 @@ class ImagineRequest:
             "n": self.n,
             "image_urls": self.reference_urls,
         }
+        if self.layers:
+            extra = {**extra, "layer_decomposition": True}
         if extra:
             kwargs["extra_fields"] = extra
         return kwargs
@@ -67,6 +70,7 @@ class RequestOptions:
     resolution: str | None = None
     references: tuple[ReferenceSource, ...] = ()  # the member's images, as Discord describes them
     hosted_references: tuple[str, ...] = ()  # copies the image service already holds
+    layers: bool = False
 
 
 def options_for_job(job: JobRecord, **changes: Any) -> RequestOptions:
@@ -82,6 +86,7 @@ def options_for_job(job: JobRecord, **changes: Any) -> RequestOptions:
         n=job.n,
         resolution=job.resolution,
         hosted_references=job.reference_urls,
+        layers=job.layers,
     )
     return dataclasses.replace(asked, **changes)
 
@@ -159,6 +164,14 @@ def build_request(
     else:
         resolution = model.default_resolution
 
+    if options.layers and not model.supports_layers:
+        layered = [m.display_name for m in catalog if m.supports_layers]
+        others = f" Models that can: {_listing(layered)}." if layered else ""
+        raise RequestError(
+            f"{model.display_name} cannot split an image into layers — leave `layers` off, "
+            f"or pick a model that can.{others}"
+        )
+
     counted = references + tuple(
         ReferenceSource(
             filename=f"reference {i}", url=url, content_type=None, size=None, width=None, height=None
@@ -182,6 +195,7 @@ def build_request(
         requester_id=requester_id,
         reference_urls=hosted_references,
         reference_sources=references,
+        layers=options.layers,
     )
 
 
@@ -203,6 +217,7 @@ def new_job(request: ImagineRequest, origin: JobOrigin) -> NewJob:
         n=request.n,
         reference_urls=request.reference_urls,
         reference_count=request.reference_count,
+        layers=request.layers,
     )
 
 
@@ -217,4 +232,5 @@ def request_for_job(job: JobRecord, catalog: Catalog) -> ImagineRequest:
         resolution=job.resolution,
         requester_id=job.user_id,
         reference_urls=job.reference_urls,
+        layers=job.layers,
     )

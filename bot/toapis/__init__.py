@@ -32,6 +32,7 @@ from bot.toapis.errors import (
     ToAPIsTimeoutError,
 )
 from bot.toapis.models import (
+    ResultImage,
     TaskStatus,
     extract_error_code,
     extract_error_message,
@@ -49,6 +50,7 @@ __all__ = [
     "InsufficientBalanceError",
     "InvalidResponseError",
     "RateLimitedError",
+    "ResultImage",
     "ServerError",
     "SubmissionResponseInvalidError",
     "SubmissionUnconfirmedError",

@@ -39,7 +39,12 @@ def _toml_error(tmp_path, text: str) -> str:
 
 def test_builtins_match_documented_facts():
     catalog = load_catalog(None)
-    assert catalog.ids == ("doubao-seedream-4-0", "doubao-seedream-4-5", "doubao-seedream-5-0")
+    assert catalog.ids == (
+        "doubao-seedream-4-0",
+        "doubao-seedream-4-5",
+        "doubao-seedream-5-0",
+        "doubao-seedream-5-0-pro",
+    )
     assert DOCUMENTED_RATIOS == NINE_RATIOS
 
     v40 = catalog.get("doubao-seedream-4-0")
@@ -65,11 +70,23 @@ def test_builtins_match_documented_facts():
     assert v50.resolutions == ("2K", "3K") and v50.default_resolution == "2K"
     assert v50.resolution_field == "metadata.resolution"
     assert (v50.max_prompt_length, v50.max_reference_images, v50.max_images) == (1000, 10, 15)
+    assert (v50.supports_layers, v50.extra_reference_billing) == (False, False)
+
+    pro = catalog.get("doubao-seedream-5-0-pro")
+    assert pro == ModelSpec(
+        id="doubao-seedream-5-0-pro",
+        display_name="Seedream 5.0 Pro",
+        resolutions=("1K", "2K"),
+        default_resolution="2K",
+        max_images=10,
+        supports_layers=True,
+        extra_reference_billing=True,
+    )
 
 
 def test_catalog_lookup_and_iteration():
     catalog = builtin_catalog()
-    assert len(catalog) == 3
+    assert len(catalog) == 4
     assert [spec.id for spec in catalog] == list(catalog.ids)
     assert "doubao-seedream-5-0" in catalog
     assert catalog.find("seedream 5.0").id == "doubao-seedream-5-0"
@@ -79,7 +96,7 @@ def test_catalog_lookup_and_iteration():
         catalog.get("nope")
     with pytest.raises(KeyError):
         catalog.get("Seedream 5.0")  # get() is by exact id only
-    assert catalog.all_resolutions() == ("2K", "3K")
+    assert catalog.all_resolutions() == ("2K", "3K", "1K")
     assert catalog.all_ratios() == (*NINE_RATIOS, "auto")
     assert catalog.get("doubao-seedream-4-0").ratio_choices[-1] == "auto"
     assert "auto" not in catalog.get("doubao-seedream-5-0").ratio_choices
@@ -128,7 +145,7 @@ max_images = 8
     )
     catalog = load_catalog(path)
     assert catalog.ids[-1] == "my-model"
-    assert len(catalog) == 4
+    assert len(catalog) == 5
     spec = catalog.get("my-model")
     assert spec == ModelSpec(
         id="my-model",
@@ -206,7 +223,7 @@ def test_json_adds_and_overrides(tmp_path):
 def test_remove_drops_a_builtin(tmp_path):
     path = _write(tmp_path, "models.toml", '[models."doubao-seedream-4-0"]\nremove = true\n')
     catalog = load_catalog(path)
-    assert catalog.ids == ("doubao-seedream-4-5", "doubao-seedream-5-0")
+    assert catalog.ids == ("doubao-seedream-4-5", "doubao-seedream-5-0", "doubao-seedream-5-0-pro")
     assert catalog.find("Seedream 4.0") is None
     assert "auto" not in catalog.all_ratios()
 
@@ -226,7 +243,7 @@ def test_with_overrides_directly():
 def test_builtin_catalog_is_not_mutated_by_overrides(tmp_path):
     path = _write(tmp_path, "models.toml", '[models."doubao-seedream-4-0"]\nremove = true\n')
     load_catalog(path)
-    assert len(builtin_catalog()) == 3
+    assert len(builtin_catalog()) == 4
     assert BUILTIN_MODELS[0].id == "doubao-seedream-4-0"
 
 
@@ -400,13 +417,13 @@ def test_unsupported_extension(tmp_path):
 
 
 def test_too_many_models(tmp_path):
-    tables = "".join(f'[models."m{i}"]\ndisplay_name = "Model {i}"\n' for i in range(23))  # 3 + 23 = 26
+    tables = "".join(f'[models."m{i}"]\ndisplay_name = "Model {i}"\n' for i in range(22))  # 4 + 22 = 26
     message = _toml_error(tmp_path, tables)
     assert "26 models is more than the 25" in message
 
 
 def test_exactly_25_models_is_fine(tmp_path):
-    tables = "".join(f'[models."m{i}"]\ndisplay_name = "Model {i}"\n' for i in range(22))
+    tables = "".join(f'[models."m{i}"]\ndisplay_name = "Model {i}"\n' for i in range(21))
     assert len(load_catalog(_write(tmp_path, "models.toml", tables))) == 25
 
 

@@ -105,7 +105,8 @@ def test_a_model_can_be_named_by_its_display_name() -> None:
 
 def test_an_unknown_model_is_refused_naming_the_models() -> None:
     assert problem(model_id="dall-e") == (
-        "Unknown model `dall-e`. Choose one of: `Seedream 4.0`, `Seedream 4.5`, `Seedream 5.0`."
+        "Unknown model `dall-e`. Choose one of: `Seedream 4.0`, `Seedream 4.5`, `Seedream 5.0`, "
+        "`Seedream 5.0 Pro`."
     )
 
 
