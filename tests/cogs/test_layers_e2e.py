@@ -133,3 +133,18 @@ async def test_a_reroll_of_a_layered_job_asks_for_layers_again(start_bot):
         [True, True],
         True,
     )
+
+
+async def test_a_remix_onto_a_model_without_layers_runs_without_them(start_bot):
+    rig = await start_bot()
+    original, job = await imagined(rig, prompt="a fox in a forest", model=PRO, layers=True)
+    record = await click(rig, original, button("remix", job))
+    submit = await rig.discord.send_interaction(
+        rig.discord.modal_reply(record, {"Prompt": "a fox in the snow", "Model": ["doubao-seedream-5-0"]})
+    )
+    remixed = await rig.finished(submit)
+    assert (
+        "layer_decomposition" in rig.toapis.submissions[-1],
+        rig.toapis.submissions[-1]["model"],
+        len(remixed.attachments),
+    ) == (False, "doubao-seedream-5-0", 1)

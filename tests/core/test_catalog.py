@@ -220,6 +220,22 @@ def test_json_adds_and_overrides(tmp_path):
     assert catalog.find("Seedream 5.0") is None
 
 
+def test_a_file_describes_which_models_split_into_layers_and_how_references_are_billed(tmp_path):
+    path = _write(
+        tmp_path,
+        "models.toml",
+        '[models."next-pro"]\ndisplay_name = "Next Pro"\nsupports_layers = true\n'
+        "extra_reference_billing = true\n"
+        '[models."doubao-seedream-5-0-pro"]\nsupports_layers = false\n',
+    )
+    catalog = load_catalog(path)
+    new, pro = catalog.get("next-pro"), catalog.get("doubao-seedream-5-0-pro")
+    assert (new.supports_layers, new.extra_reference_billing, pro.supports_layers) == (True, True, False)
+    assert _toml_error(tmp_path, '[models."x"]\ndisplay_name = "X"\nsupports_layers = "yes"\n').endswith(
+        'model "x": supports_layers must be true or false'
+    )
+
+
 def test_remove_drops_a_builtin(tmp_path):
     path = _write(tmp_path, "models.toml", '[models."doubao-seedream-4-0"]\nremove = true\n')
     catalog = load_catalog(path)
