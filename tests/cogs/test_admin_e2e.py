@@ -355,8 +355,8 @@ async def test_every_admin_subcommand_refuses_a_member_without_manage_server_in_
 
 # What Discord shows for the one option of each add/remove pair: (name, type, description, choices).
 USER_OPTION, CHANNEL_OPTION, ROLE_OPTION, STRING_OPTION = 6, 7, 8, 3
-MODEL_CHOICES = ["Seedream 4.0", "Seedream 4.5", "Seedream 5.0"]
-RESOLUTION_CHOICES = ["2K", "3K"]
+MODEL_CHOICES = ["Seedream 4.0", "Seedream 4.5", "Seedream 5.0", "Seedream 5.0 Pro"]
+RESOLUTION_CHOICES = ["2K", "3K", "1K"]
 CHANNEL_ABOUT = "A channel (its threads follow it)"
 PAIR_OPTIONS = {
     "ban": ("member", USER_OPTION, "Who may no longer use /imagine here", None),
@@ -532,24 +532,30 @@ async def test_ban_and_unban(server: Server):
 async def test_model_restrictions(server: Server):
     answer = await server.admin("model disallow", {"model": "doubao-seedream-4-0"})
     assert "Seedream 4.0 is not allowed any more" in answer
-    assert "**Models:** Seedream 4.5, Seedream 5.0" in answer
-    assert "**Models:** Seedream 4.5, Seedream 5.0" in await server.show()
-    assert (await server.stored()).allowed_models == ("doubao-seedream-4-5", "doubao-seedream-5-0")
+    assert "**Models:** Seedream 4.5, Seedream 5.0, Seedream 5.0 Pro" in answer
+    assert "**Models:** Seedream 4.5, Seedream 5.0, Seedream 5.0 Pro" in await server.show()
+    assert (await server.stored()).allowed_models == (
+        "doubao-seedream-4-5",
+        "doubao-seedream-5-0",
+        "doubao-seedream-5-0-pro",
+    )
 
     text = await server.refused(await server.imagine(model="doubao-seedream-4-0"))
     assert text == (
         "This server does not allow Seedream 4.0. Allowed models: "
-        "`doubao-seedream-4-5`, `doubao-seedream-5-0`."
+        "`doubao-seedream-4-5`, `doubao-seedream-5-0`, `doubao-seedream-5-0-pro`."
     )
     await server.accepted(await server.imagine(model="doubao-seedream-4-5"))
     await server.submitted(1)
 
+    await server.admin("model disallow", {"model": "doubao-seedream-5-0-pro"})
     await server.admin("model disallow", {"model": "doubao-seedream-5-0"})
     answer = await server.admin("model disallow", {"model": "doubao-seedream-4-5"})
     assert "the only allowed model" in answer
     assert (await server.stored()).allowed_models == ("doubao-seedream-4-5",)
     # Allowing every model one by one is the same as "all".
     await server.admin("model allow", {"model": "doubao-seedream-4-0"})
+    await server.admin("model allow", {"model": "doubao-seedream-5-0-pro"})
     assert "**Models:** all" in await server.admin("model allow", {"model": "doubao-seedream-5-0"})
     await server.admin("model disallow", {"model": "doubao-seedream-4-0"})
     assert "**Models:** all" in await server.admin("model all")
@@ -557,6 +563,7 @@ async def test_model_restrictions(server: Server):
 
 
 async def test_resolution_restrictions(server: Server):
+    await server.admin("resolution disallow", {"resolution": "1K"})
     answer = await server.admin("resolution disallow", {"resolution": "3K"})
     assert "**Resolutions:** 2K" in answer
     assert "**Resolutions:** 2K" in await server.show()
@@ -906,8 +913,8 @@ async def test_show_lists_every_setting_in_one_message_and_reset_restores_the_de
         f"**Allowed roles:** <@&{allowed}>",
         f"**Admin roles:** <@&{admins}>",
         f"**Banned members:** <@{troll}>",
-        "**Models:** Seedream 4.5, Seedream 5.0",
-        "**Resolutions:** 3K",
+        "**Models:** Seedream 4.5, Seedream 5.0, Seedream 5.0 Pro",
+        "**Resolutions:** 3K, 1K",
         "**Images per request (n):** 4",
         "**Reference images per request:** 2",
         "**Cooldown:** 30 s between a member's requests",
@@ -925,8 +932,8 @@ async def test_show_lists_every_setting_in_one_message_and_reset_restores_the_de
         allowed_roles=(allowed,),
         admin_roles=(admins,),
         banned_users=(troll,),
-        allowed_models=("doubao-seedream-4-5", "doubao-seedream-5-0"),
-        allowed_resolutions=("3K",),
+        allowed_models=("doubao-seedream-4-5", "doubao-seedream-5-0", "doubao-seedream-5-0-pro"),
+        allowed_resolutions=("3K", "1K"),
         max_n=4,
         max_references=2,
         cooldown_seconds=30,

@@ -35,10 +35,10 @@ async def test_first_start_registers_imagine_with_exactly_the_documented_options
     ) == (
         "global",
         [],
-        ["prompt", "ratio", "n", "model", "resolution", "image1", "image2", "image3", "image4"],
-        ["Seedream 4.0", "Seedream 4.5", "Seedream 5.0"],
+        ["prompt", "ratio", "n", "model", "resolution", "image1", "image2", "image3", "image4", "layers"],
+        ["Seedream 4.0", "Seedream 4.5", "Seedream 5.0", "Seedream 5.0 Pro"],
         ["1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21", "auto"],
-        ["2K", "3K"],
+        ["2K", "3K", "1K"],
         1,
         15,
         True,
