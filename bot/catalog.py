@@ -25,6 +25,8 @@ key                      type                         default for a new model
 ``watermark_default``    bool                         false (what the provider does unasked)
 ``speed_modes``          list of strings              ``[]`` (no ``speed`` option)
 ``price_per_image``      number ≥ 0 (USD)             none (usage shows no cost for it)
+``supports_layers``      bool                         false (``layer_decomposition``)
+``extra_reference_billing`` bool                      false (each reference after the first is charged)
 ``remove``               bool                         drop a built-in model
 =======================  ===========================  =================================
 
@@ -124,6 +126,10 @@ class ModelSpec:
     speed_modes: tuple[str, ...] = ()
     # What the operator pays per image, for the usage report's cost estimate; None = unknown.
     price_per_image: float | None = None
+    # The model can return its image split into transparent layers (top-level `layer_decomposition`).
+    supports_layers: bool = False
+    # The first reference image is free, each further one is charged (for cost estimates).
+    extra_reference_billing: bool = False
 
     def __post_init__(self) -> None:
         for problem in _spec_problems(self):
@@ -224,6 +230,9 @@ def _spec_problems(spec: ModelSpec) -> Iterator[str]:
         isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price) or price < 0
     ):
         yield f"price_per_image must be a number of USD, 0 or more (got {price!r})"
+    for name in ("supports_layers", "extra_reference_billing"):
+        if not isinstance(getattr(spec, name), bool):
+            yield f"{name} must be true or false"
     if spec.supports_auto and spec.max_reference_images < 1:
         yield "supports_auto needs max_reference_images of at least 1 (auto matches a reference image)"
 
@@ -447,6 +456,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "watermark_default": _bool,
     "speed_modes": _str_list,
     "price_per_image": _price,
+    "supports_layers": _bool,
+    "extra_reference_billing": _bool,
 }
 _ENTRY_KEYS = frozenset(_CONVERTERS) | {"remove"}
 
@@ -501,6 +512,8 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         max_prompt_length=1000,  # conservative: not documented for 5.0 Pro
         max_reference_images=10,  # documented
         max_images=10,  # documented (n: 1–10 on 5.0 Pro)
+        supports_layers=True,  # documented: layer_decomposition
+        extra_reference_billing=True,  # documented: the first reference is free, each further one charged
     ),
 )
 

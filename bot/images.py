@@ -111,14 +111,15 @@ class ImageTooLargeError(ValueError):
     """The image cannot be made to fit the limit without shrinking it to a thumbnail."""
 
 
-def fit_image(data: bytes, *, limit: int, basename: str) -> FittedImage:
+def fit_image(data: bytes, *, limit: int, basename: str, keep_transparency: bool = False) -> FittedImage:
     """Return ``data`` as an image of at most ``limit`` bytes.
 
     Images that already fit and are JPEG/PNG/WebP/GIF are returned byte-identical with a
     matching extension. Anything else is flattened to RGB (transparency onto white) and
     re-encoded as progressive JPEG, first at quality 90→50, then downscaled with LANCZOS
     and retried at quality 80/60 until it fits. Animated images keep only their first
-    frame when re-encoded.
+    frame when re-encoded. With ``keep_transparency`` (the layers of a decomposed image, which
+    are nothing without it) an image with transparent pixels is downscaled as PNG instead.
 
     Synchronous and CPU-bound: call it through ``asyncio.to_thread``.
 
@@ -153,10 +154,16 @@ def fit_image(data: bytes, *, limit: int, basename: str) -> FittedImage:
     load_image(image, data)
     shown = oriented_size(stored_size, exif_orientation(image))
     # Re-encoding drops EXIF, so bake the orientation into the pixels first.
-    rgb = _flatten_to_rgb(ImageOps.exif_transpose(image))
-    encoded, size = _shrink_to_fit(rgb, limit)
+    upright = ImageOps.exif_transpose(image)
+    transparent = _transparent_rgba(upright) if keep_transparency else None
+    if transparent is not None:
+        encoded, size = _shrink_png_to_fit(transparent, limit)
+        ext, content_type, fmt = ".png", "image/png", "PNG"
+    else:
+        encoded, size = _shrink_to_fit(_flatten_to_rgb(upright), limit)
+        ext, content_type, fmt = ".jpg", "image/jpeg", "JPEG"
     log.info(
-        "Reduced %s from %s bytes (%sx%s %s) to %s bytes (%sx%s JPEG)",
+        "Reduced %s from %s bytes (%sx%s %s) to %s bytes (%sx%s %s)",
         basename,
         len(data),
         shown[0],
@@ -165,11 +172,12 @@ def fit_image(data: bytes, *, limit: int, basename: str) -> FittedImage:
         len(encoded),
         size[0],
         size[1],
+        fmt,
     )
     return FittedImage(
         data=encoded,
-        filename=basename + ".jpg",
-        content_type="image/jpeg",
+        filename=basename + ext,
+        content_type=content_type,
         width=size[0],
         height=size[1],
         reduced=True,
@@ -405,6 +413,40 @@ def _flatten_to_rgb(image: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _transparent_rgba(image: Image.Image) -> Image.Image | None:
+    """``image`` as RGBA when some pixel is not fully opaque, else None."""
+    image = eight_bit(image)
+    if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in image.info:
+        return None
+    rgba = image.convert("RGBA")
+    lowest_alpha = rgba.getchannel("A").getextrema()[0]
+    return rgba if isinstance(lowest_alpha, int | float) and lowest_alpha < 255 else None
+
+
+def _encode_png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _shrink_png_to_fit(rgba: Image.Image, limit: int) -> tuple[bytes, tuple[int, int]]:
+    """Return PNG bytes ≤ limit (transparency kept) and their dimensions; PNG has no quality, only size."""
+    encoded = _encode_png(rgba)
+    width, height = rgba.size
+    while len(encoded) > limit:
+        # PNG size scales roughly with pixel count, as for JPEG below.
+        scale = min(_MAX_SCALE_PER_ROUND, math.sqrt(limit / len(encoded)) * 0.9)
+        width, height = int(width * scale), int(height * scale)
+        if min(width, height) < MIN_SIDE:
+            raise ImageTooLargeError(
+                f"cannot fit a {rgba.width}×{rgba.height} image into {byte_size(limit)} "
+                f"without shrinking it below {MIN_SIDE} px"
+            )
+        encoded = _encode_png(rgba.resize((width, height), Image.Resampling.LANCZOS))
+        log.debug("PNG at %sx%s: %s bytes", width, height, len(encoded))
+    return encoded, (width, height)
 
 
 def _encode_jpeg(image: Image.Image, quality: int) -> bytes:

@@ -78,6 +78,10 @@ jobs_table = sa.Table(
     # provider's watermark (NULL: older jobs, which got the model's default) and the speed mode.
     sa.Column("watermark", sa.Boolean, nullable=True),
     sa.Column("speed", sa.String(16), nullable=True),
+    # The member asked for the image split into layers (migration 6).
+    sa.Column("layers", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Per result URL, its z_index, name and description when the result is layered (JSON, migration 6).
+    sa.Column("result_layers", sa.Text, nullable=True),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_guild_user", "guild_id", "user_id"),
 )
@@ -159,6 +163,10 @@ async def _m005_watermark_and_speed(conn: AsyncConnection) -> None:
     await _add_missing_columns(conn, jobs_table, ("watermark", "speed"))
 
 
+async def _m006_layers(conn: AsyncConnection) -> None:
+    await _add_missing_columns(conn, jobs_table, ("layers", "result_layers"))
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -167,4 +175,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m003_moderation,
     _m004_reference_count,
     _m005_watermark_and_speed,
+    _m006_layers,
 )

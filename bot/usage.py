@@ -115,7 +115,7 @@ def period_of(name: str, now: float) -> Period:
 def images_of(job: JobRecord) -> int:
     """Images a job counts in quota: delivered once done, none once failed, all asked while running."""
     if job.state is JobState.DONE:
-        return len(job.delivered_images)
+        return job.generated_images
     if job.state is JobState.FAILED:
         return 0
     return job.n
@@ -178,11 +178,7 @@ class Price:
 def prices_of(catalog: Catalog) -> dict[str, Price]:
     """The price of every catalog model that has a `price_per_image`, by model id."""
     return {
-        spec.id: Price(
-            spec.price_per_image,
-            # Hook: the catalog key saying a model charges references after the first; False until set.
-            bool(getattr(spec, "extra_reference_billing", False)),
-        )
+        spec.id: Price(spec.price_per_image, spec.extra_reference_billing)
         for spec in catalog
         if spec.price_per_image is not None
     }

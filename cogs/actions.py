@@ -215,9 +215,10 @@ class ActionsCog(commands.Cog, name="Actions"):
             model_id=model,
             ratio=answers.ratio or job.ratio,
             n=answers.n or job.n,
-            # The original resolution and speed only apply while the model stays the same.
+            # The original resolution, speed and layers only apply while the model stays the same.
             resolution=job.resolution if model == job.model else None,
             speed=job.speed if model == job.model else None,
+            layers=job.layers and model == job.model,
         )
         await self.bot.launcher.launch(interaction, options)
 

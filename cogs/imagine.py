@@ -63,6 +63,7 @@ def build_imagine_command(catalog: Catalog, bot: "ImagineBot") -> app_commands.C
         image2="Another reference image (optional)",
         image3="Another reference image (optional)",
         image4="Another reference image (optional)",
+        layers="Also get the image as transparent layers (Seedream 5.0 Pro)",
     )
     @app_commands.choices(
         ratio=[app_commands.Choice(name=r, value=r) for r in (*DOCUMENTED_RATIOS, AUTO_RATIO)],
@@ -81,6 +82,7 @@ def build_imagine_command(catalog: Catalog, bot: "ImagineBot") -> app_commands.C
         image2: discord.Attachment | None = None,
         image3: discord.Attachment | None = None,
         image4: discord.Attachment | None = None,
+        layers: bool = False,
     ) -> None:
         attachments = [a for a in (image1, image2, image3, image4) if a is not None]
         options = RequestOptions(
@@ -91,6 +93,7 @@ def build_imagine_command(catalog: Catalog, bot: "ImagineBot") -> app_commands.C
             resolution=resolution,
             speed=speed,
             references=tuple(source_from_attachment(a) for a in attachments),
+            layers=layers,
         )
         await bot.launcher.launch(interaction, options)
 

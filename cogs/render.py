@@ -15,7 +15,7 @@ import discord
 
 from bot.images import FittedImage, describe_reduction
 from bot.jobs.progress import JobProgress, Phase, progress_bar
-from bot.jobs.records import JobRecord, JobState
+from bot.jobs.records import ImageLayer, JobRecord, JobState
 from bot.jobs.request import ImagineRequest
 from bot.jobs.runner import JobOutcome, duration_words
 from bot.text import byte_size, clip, plural
@@ -137,11 +137,38 @@ def _reductions(images: Sequence[FittedImage], limit: int) -> str | None:
     return clip("\n".join(lines), FIELD_LIMIT)
 
 
+LAYER_TEXT_CHARS = 120  # one layer's description, so a long one cannot crowd out the rest
+
+
+def layer_list(layers: Sequence[ImageLayer | None]) -> str | None:
+    """`Image 1 · base — a fox…` per layered image, in attachment order, within one field's limit."""
+    lines: list[str] = []
+    listed = [(number, layer) for number, layer in enumerate(layers, start=1) if layer is not None]
+    for position, (number, layer) in enumerate(listed):
+        # The provider's words are shown as text, never as formatting.
+        name = clip(layer.name or ("base image" if layer.z_index == 0 else f"layer {layer.z_index}"), 60)
+        line = f"Image {number} · **{discord.utils.escape_markdown(name)}**"
+        if layer.description:
+            line += f" — {discord.utils.escape_markdown(clip(layer.description, LAYER_TEXT_CHARS))}"
+        more = len(listed) - position - 1
+        tail = f"\n…and {plural(more, 'more layer')}" if more else ""
+        if sum(len(kept) + 1 for kept in lines) + len(line) + len(tail) > FIELD_LIMIT:
+            lines.append(f"…and {plural(len(listed) - position, 'more layer')}")
+            break
+        lines.append(line)
+    return "\n".join(lines) or None
+
+
 def result_embed(request: ImagineRequest, outcome: JobOutcome, upload_limit: int) -> discord.Embed:
-    """The finished message: settings, time taken, and notes on reduced or missing images."""
+    """The finished message: settings, time taken, the layers of a layered image, and notes on
+    reduced or missing images."""
     embed = _base_embed(request, COLOR_DONE)
     count = len(outcome.images)
-    status = f"✅ {plural(count, 'image')} in {duration_words(outcome.elapsed)}"
+    layer_count = sum(layer is not None and layer.is_layer for layer in outcome.layers)
+    made = plural(count - layer_count, "image")
+    if layer_count:
+        made += f" and {plural(layer_count, 'layer')}"
+    status = f"✅ {made} in {duration_words(outcome.elapsed)}"
     if outcome.returned < outcome.requested:
         status += f"\nThe model made {outcome.returned} of the {outcome.requested} images asked for."
     if outcome.lost:
@@ -149,6 +176,9 @@ def result_embed(request: ImagineRequest, outcome: JobOutcome, upload_limit: int
     if count > ATTACHMENTS_PER_MESSAGE:
         status += f"\nImages 1–{ATTACHMENTS_PER_MESSAGE} are here; the rest are in the replies below."
     embed.add_field(name="Status", value=status, inline=False)
+    layers = layer_list(outcome.layers)
+    if layers:
+        embed.add_field(name="Layers", value=layers, inline=False)
     notes = _reductions(outcome.images, upload_limit)
     if notes:
         embed.add_field(name="Reduced images", value=notes, inline=False)
@@ -183,7 +213,7 @@ def audit_line(job: JobRecord, request: ImagineRequest) -> str:
     prompt = " ".join(request.prompt.split()).replace("`", "'")
     prompt = clip(prompt, AUDIT_PROMPT_CHARS)
     if job.state is JobState.DONE:
-        outcome = f"✅ {len(job.delivered_images)}/{plural(job.n, 'image')}"
+        outcome = f"✅ {job.generated_images}/{plural(job.n, 'image')}"
     else:
         outcome = f"❌ failed: {clip(job.error or 'unknown error', 150)}"
     parts = [
@@ -208,7 +238,7 @@ def details_embed(job: JobRecord, request: ImagineRequest) -> discord.Embed:
     embed.add_field(name="Resolution", value=request.resolution or "—")
     embed.add_field(name="Speed", value=request.speed or "—")
     embed.add_field(name="Watermark", value="yes" if request.watermark else "no")
-    delivered = len(job.delivered_images)
+    delivered = job.generated_images
     embed.add_field(name="Images", value=f"{delivered} of {job.n} delivered" if job.is_final else str(job.n))
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>")
     embed.add_field(name="State", value=job.state.value)
@@ -225,6 +255,9 @@ def details_embed(job: JobRecord, request: ImagineRequest) -> discord.Embed:
     embed.add_field(
         name="Task id", value=f"`{job.task_id}`" if job.task_id else "— (never sent)", inline=False
     )
+    layers = layer_list([image.layer for image in job.delivered_images])
+    if layers:
+        embed.add_field(name="Layers", value=layers, inline=False)
     if job.error:
         embed.add_field(name="Error", value=clip(job.error, FIELD_LIMIT), inline=False)
     return _with_prompt(embed, request.prompt)
@@ -236,7 +269,7 @@ def history_text(jobs: Sequence[JobRecord]) -> str:
     for job in jobs:
         prompt = clip(" ".join(job.prompt.split()).replace("`", "'"), 40)
         if job.state is JobState.DONE:
-            outcome = f"✅ {plural(len(job.delivered_images), 'image')}"
+            outcome = f"✅ {plural(job.generated_images, 'image')}"
         elif job.state is JobState.FAILED:
             outcome = "❌ failed"
         else:

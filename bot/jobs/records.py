@@ -47,7 +47,37 @@ class JobState(enum.StrEnum):
 
 
 FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED})
-_JSON_COLUMNS = ("reference_urls", "result_urls", "delivered", "quota_keys", "active_keys")
+_JSON_COLUMNS = ("reference_urls", "result_urls", "result_layers", "delivered", "quota_keys", "active_keys")
+
+
+@dataclass(frozen=True)
+class ImageLayer:
+    """Where one result image sits in a decomposed (layered) image: z_index 0 is the base image."""
+
+    z_index: int
+    name: str | None = None
+    description: str | None = None
+
+    @property
+    def is_layer(self) -> bool:
+        """A transparent layer above the base image (the base image is the generated one)."""
+        return self.z_index > 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The layer as stored."""
+        return {"z_index": self.z_index, "name": self.name, "description": self.description}
+
+    @classmethod
+    def from_json(cls, data: object) -> ImageLayer | None:
+        """A layer as stored; anything that is not one reads as None (an image without a layer)."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("z_index"), int):
+            return None
+        name, description = data.get("name"), data.get("description")
+        return cls(
+            z_index=data["z_index"],
+            name=name if isinstance(name, str) else None,
+            description=description if isinstance(description, str) else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -64,10 +94,16 @@ class DeliveredImage:
     height: int = 0
     reduced: bool = False  # re-encoded or downscaled to fit the upload limit
     message_id: int | None = None
+    layer: ImageLayer | None = None  # set for the images of a layered result
+
+    @property
+    def is_layer(self) -> bool:
+        """A transparent layer of a decomposed image: delivered, but not a generated image for quotas."""
+        return self.layer is not None and self.layer.is_layer
 
     def to_json(self) -> dict[str, Any]:
-        """The image as stored (every key, as earlier versions wrote them)."""
-        return {
+        """The image as stored (every key earlier versions wrote, and `layer` when there is one)."""
+        data: dict[str, Any] = {
             "filename": self.filename,
             "size": self.size,
             "width": self.width,
@@ -75,6 +111,9 @@ class DeliveredImage:
             "reduced": self.reduced,
             "message_id": self.message_id,
         }
+        if self.layer is not None:
+            data["layer"] = self.layer.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DeliveredImage:
@@ -86,6 +125,7 @@ class DeliveredImage:
             height=int(data.get("height") or 0),
             reduced=bool(data.get("reduced", False)),
             message_id=data.get("message_id"),
+            layer=ImageLayer.from_json(data.get("layer")),
         )
 
 
@@ -132,6 +172,7 @@ class NewJob:
     reference_count: int = 0  # every reference, uploaded or not yet
     watermark: bool | None = None  # whether the provider was asked to watermark the images
     speed: str | None = None  # the prompt-optimisation mode sent (None: none)
+    layers: bool = False  # the image split into transparent layers (migration 6)
 
 
 _NEW_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(NewJob))
@@ -175,6 +216,9 @@ class JobRecord:
     reference_count: int = 0
     watermark: bool | None = None  # None: recorded before it was sent explicitly (the model's default)
     speed: str | None = None
+    layers: bool = False
+    # Per result URL, its place in a layered result (migration 6); None when the result has no layers.
+    result_layers: tuple[ImageLayer | None, ...] | None = None
 
     @property
     def log_name(self) -> str:
@@ -187,6 +231,11 @@ class JobRecord:
         if not self.delivered:
             return ()
         return tuple(DeliveredImage.from_json(image) for image in self.delivered.get("images", ()))
+
+    @property
+    def generated_images(self) -> int:
+        """Delivered images the model generated: layers of a decomposed image are parts of one."""
+        return sum(not image.is_layer for image in self.delivered_images)
 
     @property
     def delivered_message_ids(self) -> tuple[int, ...]:
@@ -221,6 +270,9 @@ class JobRecord:
                 data[column] = tuple(json.loads(data[column]))
         if data["delivered"] is not None:
             data["delivered"] = json.loads(data["delivered"])
+        if data["result_layers"] is not None:
+            stored = json.loads(data["result_layers"])
+            data["result_layers"] = tuple(ImageLayer.from_json(item) for item in stored)
         return cls(**data)
 
 
@@ -229,6 +281,8 @@ def _encode(changes: dict[str, Any]) -> dict[str, Any]:
     for column in _JSON_COLUMNS:
         if column in out and out[column] is not None:
             value = out[column]
+            if column == "result_layers":
+                value = [None if layer is None else layer.to_json() for layer in value]
             out[column] = json.dumps(list(value) if isinstance(value, tuple | list) else value)
     if "state" in out:
         out["state"] = JobState(out["state"]).value

@@ -38,6 +38,7 @@ class ImagineRequest:
     reference_sources: tuple[ReferenceSource, ...] = ()  # the member's images, before upload
     watermark: bool = False  # decided by the operator and the server (`bot.policy.watermark`)
     speed: str | None = None  # the prompt-optimisation mode; None: the model has none (nothing sent)
+    layers: bool = False  # ask for the image split into transparent layers (models with supports_layers)
 
     @property
     def reference_count(self) -> int:
@@ -57,6 +58,8 @@ class ImagineRequest:
             "n": self.n,
             "image_urls": self.reference_urls,
         }
+        if self.layers:
+            extra = {**extra, "layer_decomposition": True}
         if extra:
             kwargs["extra_fields"] = extra
         return kwargs
@@ -85,6 +88,7 @@ class RequestOptions:
     speed: str | None = None  # None: the model's default mode
     references: tuple[ReferenceSource, ...] = ()  # the member's images, as Discord describes them
     hosted_references: tuple[str, ...] = ()  # copies the image service already holds
+    layers: bool = False
 
 
 def options_for_job(job: JobRecord, **changes: Any) -> RequestOptions:
@@ -101,6 +105,7 @@ def options_for_job(job: JobRecord, **changes: Any) -> RequestOptions:
         resolution=job.resolution,
         speed=job.speed,
         hosted_references=job.reference_urls,
+        layers=job.layers,
     )
     return dataclasses.replace(asked, **changes)
 
@@ -180,6 +185,14 @@ def build_request(
 
     speed = _speed(catalog, model, options.speed)
 
+    if options.layers and not model.supports_layers:
+        layered = [m.display_name for m in catalog if m.supports_layers]
+        others = f" Models that can: {_listing(layered)}." if layered else ""
+        raise RequestError(
+            f"{model.display_name} cannot split an image into layers — leave `layers` off, "
+            f"or pick a model that can.{others}"
+        )
+
     counted = references + tuple(
         ReferenceSource(
             filename=f"reference {i}", url=url, content_type=None, size=None, width=None, height=None
@@ -204,6 +217,7 @@ def build_request(
         reference_urls=hosted_references,
         reference_sources=references,
         speed=speed,
+        layers=options.layers,
     )
 
 
@@ -251,6 +265,7 @@ def new_job(request: ImagineRequest, origin: JobOrigin) -> NewJob:
         reference_count=request.reference_count,
         watermark=request.watermark,
         speed=request.speed,
+        layers=request.layers,
     )
 
 
@@ -268,4 +283,5 @@ def request_for_job(job: JobRecord, catalog: Catalog) -> ImagineRequest:
         # Jobs recorded before the bot said it explicitly got the provider's default.
         watermark=model.watermark_default if job.watermark is None else job.watermark,
         speed=job.speed,
+        layers=job.layers,
     )

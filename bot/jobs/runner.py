@@ -24,7 +24,7 @@ from bot import toapis
 from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_image
 from bot.jobs.polling import ModelDurations, PollAdvice, PollPlanner
 from bot.jobs.progress import JobProgress, Phase, ProgressThrottle
-from bot.jobs.records import DeliveredImage, JobRecord, JobState, JobStore, delivered_column
+from bot.jobs.records import DeliveredImage, ImageLayer, JobRecord, JobState, JobStore, delivered_column
 from bot.jobs.request import ImagineRequest
 from bot.references import (
     MAX_DOWNLOAD_BYTES,
@@ -77,6 +77,11 @@ class JobOutcome:
     requested: int
     returned: int  # how many images the service made (it may make fewer than asked)
     elapsed: float
+    layers: tuple[ImageLayer | None, ...] = ()  # per image, its place in a layered result (else empty)
+
+    def layer_of(self, index: int) -> ImageLayer | None:
+        """The layer details of `images[index]`, if the result is layered."""
+        return self.layers[index] if index < len(self.layers) else None
 
     @property
     def lost(self) -> int:
@@ -133,6 +138,28 @@ class SubmissionsStoppedError(Exception):
 def first_progress(request: ImagineRequest) -> JobProgress:
     """What the placeholder shows before the job has done anything."""
     return JobProgress(Phase.PREPARING if request.reference_sources else Phase.QUEUED)
+
+
+def _result_images(
+    status: toapis.TaskStatus, job: JobRecord
+) -> tuple[tuple[str, ...], tuple[ImageLayer | None, ...] | None]:
+    """The result URLs to deliver and, for a layered result, each one's layer (z_index order).
+
+    A plain result keeps the first `n` images. A layered one keeps the base image and every
+    layer: the layers are parts of the image that was asked for, not extra images.
+    """
+    images = status.images or tuple(toapis.ResultImage(url=url) for url in status.image_urls)
+    if not job.layers or not any(image.z_index is not None for image in images):
+        return status.image_urls[: job.n], None
+    # Stable: items without a z_index keep their place after the ordered ones.
+    ordered = sorted(images, key=lambda image: (image.z_index is None, image.z_index or 0))
+    layers = tuple(
+        None
+        if image.z_index is None
+        else ImageLayer(z_index=image.z_index, name=image.name, description=image.description)
+        for image in ordered
+    )
+    return tuple(image.url for image in ordered), layers
 
 
 def duration_words(seconds: float) -> str:
@@ -255,8 +282,10 @@ class JobRunner:
         except Exception as exc:
             log.exception("%s failed unexpectedly", name)
             return await self._fail(job, observer, failure_message(exc))
+        # Quotas count generated images: the layers of a decomposed image are parts of it.
+        generated = sum(not image.is_layer for image in images)
         return await self._jobs.finish(
-            job.id, JobState.DONE, delivered_images=len(images), delivered=delivered_column(images)
+            job.id, JobState.DONE, delivered_images=generated, delivered=delivered_column(images)
         )
 
     async def _deliver(self, job: JobRecord, observer: JobObserver, name: str) -> list[DeliveredImage]:
@@ -285,8 +314,9 @@ class JobRunner:
                 height=i.height,
                 reduced=i.reduced,
                 message_id=message_id,
+                layer=outcome.layer_of(index),
             )
-            for i, message_id in zip(outcome.images, posted, strict=True)
+            for index, (i, message_id) in enumerate(zip(outcome.images, posted, strict=True))
             if message_id is not None
         ]
         if not delivered:
@@ -506,13 +536,14 @@ class JobRunner:
                 if status.status == "completed":
                     if job.submitted_at is not None:
                         self._durations.add(job.model, now - job.submitted_at)
-                    urls = status.image_urls[: job.n]
+                    urls, layers = _result_images(status, job)
                     if not urls:
                         raise JobFailedError("The image service finished but returned no images. Try again.")
                     return await self._jobs.update(
                         job.id,
                         state=JobState.DELIVERING,
                         result_urls=urls,
+                        result_layers=layers,
                         result_expires_at=status.expires_at,
                         progress=100,
                     )
@@ -550,14 +581,22 @@ class JobRunner:
         parallel = asyncio.Semaphore(DOWNLOADS_PER_JOB)
         gone = 0
 
-        async def fetch(index: int, url: str) -> FittedImage | None:
+        layers = job.result_layers or ()
+
+        async def fetch(index: int, url: str) -> tuple[FittedImage, ImageLayer | None] | None:
             nonlocal gone
             async with parallel:
                 try:
                     data = await self._client.download(url)
-                    return await asyncio.to_thread(
-                        fit_image, data, limit=job.upload_limit, basename=f"imagine-{job.id}-{index}"
+                    layer = layers[index - 1] if index <= len(layers) else None
+                    fitted = await asyncio.to_thread(
+                        fit_image,
+                        data,
+                        limit=job.upload_limit,
+                        basename=f"imagine-{job.id}-{index}",
+                        keep_transparency=layer is not None and layer.is_layer,
                     )
+                    return fitted, layer
                 except (toapis.ToAPIsError, ImageDecodeError, ImageTooLargeError) as exc:
                     # A 4xx from the file host means the link is dead: the result expired.
                     gone += isinstance(exc, toapis.BadRequestError)
@@ -565,7 +604,8 @@ class JobRunner:
                     return None
 
         fetched = await asyncio.gather(*(fetch(i, url) for i, url in enumerate(urls, start=1)))
-        images = [image for image in fetched if image is not None]
+        kept = [pair for pair in fetched if pair is not None]
+        images = [image for image, _ in kept]
         if not images:
             raise JobFailedError(RESULTS_EXPIRED if gone == len(urls) else NOT_DOWNLOADED)
         return JobOutcome(
@@ -574,4 +614,5 @@ class JobRunner:
             requested=job.n,
             returned=len(urls),
             elapsed=self._clock() - job.created_at,
+            layers=tuple(layer for _, layer in kept) if layers else (),
         )

@@ -33,6 +33,7 @@ from bot.toapis.errors import (
 )
 from bot.toapis.models import (
     Balance,
+    ResultImage,
     TaskStatus,
     extract_error_code,
     extract_error_message,
@@ -51,6 +52,7 @@ __all__ = [
     "InsufficientBalanceError",
     "InvalidResponseError",
     "RateLimitedError",
+    "ResultImage",
     "ServerError",
     "SubmissionResponseInvalidError",
     "SubmissionUnconfirmedError",

@@ -22,6 +22,7 @@ from bot.toapis.errors import AuthenticationError, InvalidResponseError, TaskFai
 
 __all__ = [
     "Balance",
+    "ResultImage",
     "TaskStatus",
     "extract_error_code",
     "extract_error_message",
@@ -132,6 +133,22 @@ _STATUS_MAP: Final[Mapping[str, str]] = {
 
 
 @dataclass(frozen=True)
+class ResultImage:
+    """One result image and what the provider says of it (layer decomposition adds the rest)."""
+
+    url: str
+    z_index: int | None = None  # stacking order: 0 is the base image, layers above it
+    name: str | None = None
+    description: str | None = None
+    bounding_box: tuple[float, ...] | None = None  # where the layer sits; its shape is not documented
+
+    @property
+    def is_layer(self) -> bool:
+        """A transparent layer of a decomposed image (not the base image)."""
+        return self.z_index is not None and self.z_index > 0
+
+
+@dataclass(frozen=True)
 class TaskStatus:
     """One observation of a generation task, normalised from whatever the API sent."""
 
@@ -143,6 +160,8 @@ class TaskStatus:
     error_code: str | None = None
     expires_at: int | None = None
     completed_at: int | None = None
+    # The images of `image_urls`, in the same order, with any per-image details the provider sent.
+    images: tuple[ResultImage, ...] = ()
 
     @property
     def is_final(self) -> bool:
@@ -227,6 +246,54 @@ def _collect_image_urls(body: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def _parse_z_index(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.lstrip("-").isdigit():
+            return None
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) else None
+
+
+def _parse_bounding_box(value: object) -> tuple[float, ...] | None:
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if not isinstance(value, list) or not value:
+        return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        return None
+    return tuple(float(v) for v in value)
+
+
+def _optional_text(value: object) -> str | None:
+    return (_clean_text(value) or None) if isinstance(value, str) else None
+
+
+def _collect_images(body: Mapping[str, Any], urls: tuple[str, ...]) -> tuple[ResultImage, ...]:
+    # Per-image details are documented only on `result.data[]` items (5.0 Pro layers).
+    details: dict[str, ResultImage] = {}
+    result = body.get("result")
+    entries = result.get("data") if isinstance(result, Mapping) else None
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("url"), str):
+            continue
+        url = entry["url"].strip()
+        if url in details:
+            continue
+        details[url] = ResultImage(
+            url=url,
+            z_index=_parse_z_index(entry.get("z_index")),
+            name=_optional_text(entry.get("name")),
+            description=_optional_text(entry.get("description")),
+            bounding_box=_parse_bounding_box(entry.get("bounding_box")),
+        )
+    return tuple(details.get(url) or ResultImage(url=url) for url in urls)
+
+
 def parse_task(body: object) -> TaskStatus:
     """Build a :class:`TaskStatus` from a task JSON body, tolerating the undocumented parts.
 
@@ -257,11 +324,13 @@ def parse_task(body: object) -> TaskStatus:
         error_message = extract_error_message(error) or None
     error_code = extract_error_code({"error": error}) if isinstance(error, Mapping) else None
 
+    image_urls = _collect_image_urls(task)
     return TaskStatus(
         id=task_id,
         status=status,
         progress=progress,
-        image_urls=_collect_image_urls(task),
+        image_urls=image_urls,
+        images=_collect_images(task, image_urls),
         error_message=error_message,
         error_code=error_code,
         expires_at=_parse_timestamp(task.get("expires_at")),

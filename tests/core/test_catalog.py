@@ -73,12 +73,23 @@ def test_builtins_match_documented_facts():
     assert v50.resolution_field == "metadata.resolution"
     assert (v50.max_prompt_length, v50.max_reference_images, v50.max_images) == (1000, 10, 15)
     assert (v50.watermark_default, v50.speed_modes) == (False, ())
+    assert (v50.supports_layers, v50.extra_reference_billing) == (False, False)
 
     pro = catalog.get("doubao-seedream-5-0-pro")
     assert (pro.display_name, pro.ratios, pro.supports_auto) == ("Seedream 5.0 Pro", NINE_RATIOS, False)
     assert pro.resolutions == ("1K", "2K") and pro.default_resolution == "2K"
     assert (pro.max_prompt_length, pro.max_reference_images, pro.max_images) == (1000, 10, 10)
     assert (pro.watermark_default, pro.speed_modes) == (False, ())
+    assert (pro.supports_layers, pro.extra_reference_billing) == (True, True)
+    assert pro == ModelSpec(
+        id="doubao-seedream-5-0-pro",
+        display_name="Seedream 5.0 Pro",
+        resolutions=("1K", "2K"),
+        default_resolution="2K",
+        max_images=10,
+        supports_layers=True,
+        extra_reference_billing=True,
+    )
 
 
 def test_catalog_lookup_and_iteration():
@@ -253,6 +264,22 @@ def test_json_adds_and_overrides(tmp_path):
     assert catalog.get("json-model").max_reference_images == 2
     assert catalog.find("seedream 5.0 lite").id == "doubao-seedream-5-0"
     assert catalog.find("Seedream 5.0") is None
+
+
+def test_a_file_describes_which_models_split_into_layers_and_how_references_are_billed(tmp_path):
+    path = _write(
+        tmp_path,
+        "models.toml",
+        '[models."next-pro"]\ndisplay_name = "Next Pro"\nsupports_layers = true\n'
+        "extra_reference_billing = true\n"
+        '[models."doubao-seedream-5-0-pro"]\nsupports_layers = false\n',
+    )
+    catalog = load_catalog(path)
+    new, pro = catalog.get("next-pro"), catalog.get("doubao-seedream-5-0-pro")
+    assert (new.supports_layers, new.extra_reference_billing, pro.supports_layers) == (True, True, False)
+    assert _toml_error(tmp_path, '[models."x"]\ndisplay_name = "X"\nsupports_layers = "yes"\n').endswith(
+        'model "x": supports_layers must be true or false'
+    )
 
 
 def test_remove_drops_a_builtin(tmp_path):

@@ -137,6 +137,38 @@ def test_png_with_alpha_becomes_a_jpeg_on_white():
     assert min(r, g, b) > 230
 
 
+def _transparent_layer(width: int, height: int) -> Image.Image:
+    """A layer of a decomposed image: noise in a box, fully transparent around it."""
+    image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    image.paste(_noise(width // 2, height // 2, "RGBA").convert("RGB").convert("RGBA"), (10, 10))
+    return image
+
+
+def test_a_transparent_layer_that_must_shrink_stays_a_transparent_png():
+    data = _encode(_transparent_layer(600, 400), "PNG")
+    limit = len(data) // 3
+    fitted = fit_image(data, limit=limit, basename="layer", keep_transparency=True)
+    decoded = _decode(fitted.data)
+    assert (
+        len(fitted.data) <= limit,
+        fitted.filename,
+        fitted.content_type,
+        decoded.format,
+        decoded.mode,
+        _rgb(decoded, (decoded.width - 1, decoded.height - 1))[3],
+        _rgb(decoded, (decoded.width // 4, decoded.height // 4))[3],
+        fitted.reduced,
+        (decoded.width, decoded.height) == (fitted.width, fitted.height),
+        fitted.width < 600,
+    ) == (True, "layer.png", "image/png", "PNG", "RGBA", 0, 255, True, True, True)
+
+
+def test_an_opaque_image_that_must_shrink_becomes_a_jpeg_even_when_transparency_is_kept():
+    data = _encode(_noise(300, 300, "RGB").convert("RGBA"), "PNG")
+    fitted = fit_image(data, limit=len(data) // 2, basename="opaque", keep_transparency=True)
+    assert (fitted.filename, _decode(fitted.data).format) == ("opaque.jpg", "JPEG")
+
+
 def test_tiny_limit_forces_downscaling():
     data = _encode(_noise(400, 300), "JPEG", quality=95)
     limit = 20_000  # noise at 400×300 and quality 50 is far bigger than this

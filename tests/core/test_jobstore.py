@@ -15,7 +15,15 @@ import sqlalchemy as sa
 
 from bot.catalog import builtin_catalog
 from bot.config import database_url_for_sqlalchemy
-from bot.jobs.records import DeliveredImage, JobOrigin, JobState, JobStore, NewJob, delivered_column
+from bot.jobs.records import (
+    DeliveredImage,
+    ImageLayer,
+    JobOrigin,
+    JobState,
+    JobStore,
+    NewJob,
+    delivered_column,
+)
 from bot.jobs.request import RequestOptions, build_request, request_for_job
 from bot.jobs.request import new_job as new_job_for
 from bot.quota import Limit, QuotaLedger, QuotaPlan
@@ -488,3 +496,29 @@ async def test_a_job_not_yet_done_has_no_delivered_images(store):
 async def test_a_jobs_log_name_carries_the_ids_an_operator_searches_by(store):
     job = await JobStore(store).create(new_job())
     assert job.log_name == f"job {job.id} (guild {GUILD_ID}, user {USER_ID})"
+
+
+LAYERED = (
+    DeliveredImage("imagine-8-1.jpg", size=900, message_id=MESSAGE_ID, layer=ImageLayer(0)),
+    DeliveredImage(
+        "imagine-8-2.png",
+        size=400,
+        message_id=MESSAGE_ID,
+        layer=ImageLayer(1, name="Fox", description="The fox, cut out"),
+    ),
+)
+
+
+async def test_the_layers_of_delivered_images_are_kept_and_only_the_base_counts_as_generated(store):
+    jobs = JobStore(store)
+    job = await jobs.create(new_job(layers=True))
+    await jobs.update(job.id, result_urls=("u0", "u1"), result_layers=(ImageLayer(0), ImageLayer(1, "Fox")))
+    await jobs.finish(job.id, JobState.DONE, delivered_images=1, delivered=delivered_column(LAYERED))
+    stored = await jobs.get(job.id)
+    assert stored is not None
+    assert (stored.layers, stored.result_layers, stored.delivered_images, stored.generated_images) == (
+        True,
+        (ImageLayer(0), ImageLayer(1, "Fox")),
+        LAYERED,
+        1,
+    )

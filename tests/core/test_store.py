@@ -123,6 +123,52 @@ async def test_jobs_from_before_the_watermark_column_show_their_models_default(s
     assert (fresh.watermark, fresh.speed) == (True, "fast")
 
 
+async def test_jobs_from_before_the_layers_columns_keep_watermark_and_speed_and_have_no_layers(
+    store, database_url
+):
+    from bot.config import database_url_for_sqlalchemy
+    from bot.jobs.records import JobStore, NewJob
+    from bot.schema import MIGRATIONS, schema_version
+    from bot.store import Store
+
+    asked = NewJob(
+        guild_id=1,
+        channel_id=2,
+        user_id=3,
+        application_id=4,
+        upload_limit=1,
+        prompt="p",
+        model="doubao-seedream-4-0",
+        ratio="1:1",
+        n=1,
+        watermark=True,
+        speed="fast",
+    )
+    job = await JobStore(store).create(asked)
+    async with store.engine.begin() as conn:
+        for column in ("layers", "result_layers"):
+            await conn.execute(sa.text(f'ALTER TABLE jobs DROP COLUMN "{column}"'))
+        await conn.execute(schema_version.update().values(version=5))
+    again = Store.open(database_url_for_sqlalchemy(database_url))
+    try:
+        assert await again.migrate() == len(MIGRATIONS)
+        migrated = await JobStore(again).get(job.id)
+        created = await JobStore(again).create(
+            dataclasses.replace(asked, model="doubao-seedream-5-0-pro", speed=None, layers=True)
+        )
+        fresh = await JobStore(again).get(created.id)
+    finally:
+        await again.close()
+    assert migrated is not None and fresh is not None
+    assert (migrated.watermark, migrated.speed, migrated.layers, migrated.result_layers) == (
+        True,
+        "fast",
+        False,
+        None,
+    )
+    assert (fresh.watermark, fresh.layers) == (True, True)
+
+
 async def test_on_sqlite_a_waiting_urgent_write_goes_before_waiting_background_writes(tmp_path):
     import asyncio
 

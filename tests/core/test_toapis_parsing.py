@@ -10,6 +10,7 @@ import pytest
 
 from bot.toapis import (
     InvalidResponseError,
+    ResultImage,
     TaskFailedError,
     extract_error_code,
     extract_error_message,
@@ -32,6 +33,40 @@ def completed(**fields: object) -> dict[str, object]:
 def test_result_data_urls_are_read_in_order() -> None:
     task = parse_task(completed(result={"type": "image", "data": [{"url": A}, {"url": B}]}))
     assert task.image_urls == (A, B)
+
+
+def test_layer_details_of_result_data_items_are_kept_with_their_urls() -> None:
+    task = parse_task(
+        completed(
+            result={
+                "type": "image",
+                "data": [
+                    {
+                        "url": B,
+                        "z_index": 1,
+                        "name": "Fox\n",
+                        "description": "The fox",
+                        "bounding_box": [1, 2, 3, 4],
+                    },
+                    {"url": A, "z_index": "0"},
+                    {"url": C, "z_index": True, "name": 7, "bounding_box": "left"},
+                ],
+            }
+        )
+    )
+    assert (task.image_urls, task.images) == (
+        (B, A, C),
+        (
+            ResultImage(B, z_index=1, name="Fox", description="The fox", bounding_box=(1.0, 2.0, 3.0, 4.0)),
+            ResultImage(A, z_index=0),
+            ResultImage(C),
+        ),
+    )
+
+
+def test_every_image_of_other_result_shapes_has_no_layer_details() -> None:
+    task = parse_task(completed(result={"images": [{"url": [A, B]}]}, url=C))
+    assert task.images == (ResultImage(A), ResultImage(B), ResultImage(C))
 
 
 def test_result_images_with_string_urls_are_read() -> None:

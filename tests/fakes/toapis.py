@@ -64,6 +64,7 @@ __all__ = [
     "RecordedRequest",
     "TaskPlan",
     "make_image",
+    "make_layer",
 ]
 
 DEFAULT_MODELS = (
@@ -84,6 +85,8 @@ MODEL_RULES: dict[str, dict[str, Any]] = {
     "doubao-seedream-5-0-pro": {"resolutions": ("1K", "2K"), "max_n": 10, "watermark": False, "modes": False},
 }
 OPTIMIZE_MODES = ("standard", "fast")
+#: Models that document `layer_decomposition`.
+LAYERED_MODELS = ("doubao-seedream-5-0-pro",)
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_IMAGES = 15
 MAX_REFERENCE_IMAGES = 10
@@ -126,6 +129,25 @@ def make_image(width: int, height: int, fmt: str = "JPEG", noisy: bool = False, 
     return buffer.getvalue()
 
 
+def make_layer(
+    width: int, height: int, box: tuple[int, int, int, int], noisy: bool = False, seed: int = 0
+) -> bytes:
+    """Return a transparent PNG layer: fully transparent but for an opaque ``box`` (x, y, w, h).
+
+    ``noisy=True`` fills the box with random pixels so the PNG cannot shrink.
+    """
+    image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    x, y, w, h = box
+    if noisy:
+        patch = Image.frombytes("RGB", (w, h), os.urandom(w * h * 3)).convert("RGBA")
+    else:
+        patch = Image.new("RGBA", (w, h), ((seed * 67 + 40) % 256, (seed * 131 + 90) % 256, 200, 255))
+    image.paste(patch, (x, y))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 @dataclass
 class TaskPlan:
     """How the next submitted task behaves. See the module docstring for ``advance``."""
@@ -145,6 +167,7 @@ class TaskPlan:
     step_seconds: float = 1.0
     never_finish: bool = False
     task_id: str | None = None  # the id the task gets (None: a fresh `task_img_…`)
+    layer_count: int = 3  # transparent layers above the base image, when layers are asked for
 
     def __post_init__(self) -> None:
         if self.outcome not in ("completed", "failed"):
@@ -189,6 +212,8 @@ class FakeTask:
     image_names: list[str]
     completed_at: int | None = None
     watermarked: bool = False  # what the provider did: as asked, else the model's documented default
+    # Per image, the layer details a layered result adds (z_index, name, description, bounding_box).
+    layers: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +232,7 @@ class _File:
     data: bytes | None = None
     # Result images are made on first download: big noisy images are slow to encode.
     spec: tuple[int, int, str, bool, int] | None = None
+    layer_box: tuple[int, int, int, int] | None = None  # the spec is of a transparent layer
 
 
 def _error(status: int, message: str, *, kind: str, code: str) -> web.Response:
@@ -549,6 +575,11 @@ class FakeToAPIs:
                 options = metadata["optimize_prompt_options"]
                 if not isinstance(options, dict) or options.get("mode") not in OPTIMIZE_MODES:
                     return "metadata.optimize_prompt_options.mode must be 'standard' or 'fast'"
+        layered = body.get("layer_decomposition", False)
+        if not isinstance(layered, bool):
+            return "layer_decomposition must be a boolean"
+        if layered and model not in LAYERED_MODELS:
+            return f"layer_decomposition is not supported by {model}"
         return self._validate_for_model(model, n, metadata or {})
 
     @staticmethod
@@ -615,6 +646,7 @@ class FakeToAPIs:
                 content_type=_MIME_TYPES[plan.image_format],
                 spec=(width, height, plan.image_format, plan.noisy, i),
             )
+        layers = self._add_layers(task_id, names, plan) if body.get("layer_decomposition") and names else None
         task = FakeTask(
             id=task_id,
             model=body["model"],
@@ -628,6 +660,7 @@ class FakeToAPIs:
             watermarked=body.get("metadata", {}).get(
                 "watermark", MODEL_RULES.get(body["model"], {}).get("watermark", False)
             ),
+            layers=layers,
         )
         self.tasks[task_id] = task
         self.polls[task_id] = 0
@@ -653,6 +686,32 @@ class FakeToAPIs:
             return web.json_response({"success": False, "message": "invalid token"}, status=401)
         self.balance_reads += 1
         return web.json_response({"success": True, **self.balance})
+
+    def _add_layers(self, task_id: str, names: list[str], plan: TaskPlan) -> list[dict[str, Any]]:
+        """Make the result layered, as documented: the base image (z_index 0) then transparent PNG
+        layers, each with a name, a description and a bounding box. Listed out of z order on purpose."""
+        width, height = plan.image_size
+        del names[1:]
+        details: list[dict[str, Any]] = [{"z_index": 0}]
+        for z in range(1, plan.layer_count + 1):
+            name = f"{task_id}_layer{z}.png"
+            box = (z % max(1, width // 2), z % max(1, height // 2), max(1, width // 2), max(1, height // 2))
+            self.files[name] = _File(
+                content_type="image/png", spec=(width, height, "PNG", plan.noisy, z), layer_box=box
+            )
+            names.append(name)
+            details.append(
+                {
+                    "z_index": z,
+                    "name": f"Layer {z}",
+                    "description": f"Part {z} of the picture",
+                    "bounding_box": list(box),
+                }
+            )
+        # The base image last, then the layers from the top: the bot must order by z_index.
+        order = [*range(len(names) - 1, 0, -1), 0]
+        names[:] = [names[i] for i in order]
+        return [details[i] for i in order]
 
     async def _handle_get_task(self, request: web.Request) -> web.StreamResponse:
         task_id = request.match_info["task_id"]
@@ -707,7 +766,11 @@ class FakeToAPIs:
         if urls:
             body["url"] = urls[0]
         if plan.result_shape == "data":
-            body["result"] = {"type": "image", "data": [{"url": u} for u in urls]}
+            extras = task.layers or [{} for _ in urls]
+            body["result"] = {
+                "type": "image",
+                "data": [{"url": u, **x} for u, x in zip(urls, extras, strict=True)],
+            }
         elif plan.result_shape == "images":
             body["result"] = {"type": "image", "images": [{"url": u} for u in urls]}
         elif plan.result_shape == "images_nested":
@@ -773,7 +836,11 @@ class FakeToAPIs:
             return None
         if entry.data is None and entry.spec is not None:
             # Off the event loop: a big noisy image takes a while to encode.
-            entry.data = await asyncio.to_thread(make_image, *entry.spec)
+            if entry.layer_box is not None:
+                width, height, _, noisy, seed = entry.spec
+                entry.data = await asyncio.to_thread(make_layer, width, height, entry.layer_box, noisy, seed)
+            else:
+                entry.data = await asyncio.to_thread(make_image, *entry.spec)
         return entry.data or b"", entry.content_type
 
     async def _handle_file(self, request: web.Request) -> web.StreamResponse:
