@@ -359,9 +359,9 @@ async def test_unknown_route_is_404_and_listed_as_a_violation(
 ) -> None:
     with pytest.raises(discord.NotFound):
         await bot.http.request(discord.http.Route("GET", "/users/@me/guilds"))
-    assert fake.violations == [
-        "unknown route GET /users/@me/guilds (in Discord's spec, not implemented by the fake)"
-    ]
+    # Without Discord's spec beside the clone the fake cannot tell that the route exists in Discord.
+    known = " (in Discord's spec, not implemented by the fake)" if SPEC_AVAILABLE else ""
+    assert fake.violations == [f"unknown route GET /users/@me/guilds{known}"]
     with pytest.raises(AssertionError, match="unknown route"):
         fake.assert_clean()
 
