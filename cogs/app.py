@@ -27,7 +27,7 @@ from bot.config import Settings
 from bot.guild_settings import GuildSettingsStore
 from bot.jobs.pacing import ChannelPacer
 from bot.jobs.records import JobRecord, JobStore
-from bot.jobs.runner import JobRunner, JobTimings
+from bot.jobs.runner import INTERNAL_ERROR, JobRunner, JobTimings
 from bot.metrics import LoopLagMonitor
 from bot.policy import OperatorRules, guild_allowed
 from bot.quota import QuotaLedger
@@ -100,8 +100,7 @@ class ImagineTree(app_commands.CommandTree):
             interaction.user.id,
             exc_info=error,
         )
-        text = "Something went wrong inside the bot. The error was logged; try again in a minute."
-        await reply_privately(interaction, text)
+        await reply_privately(interaction, INTERNAL_ERROR)
 
 
 class ImagineBot(commands.AutoShardedBot):

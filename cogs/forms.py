@@ -22,6 +22,7 @@ import discord
 
 from bot.catalog import AUTO_RATIO, DOCUMENTED_RATIOS, MAX_TOTAL_IMAGES, Catalog
 from bot.jobs.request import DEFAULT_RATIO
+from bot.jobs.runner import INTERNAL_ERROR
 from bot.references import ReferenceSource
 from bot.text import plural
 from cogs.replies import reply_privately
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 
 FORM_PREFIX = "imagine:form:"
 EXPIRED = "This form expired — open it again."
-FAILED = "Something went wrong inside the bot. The error was logged; try again in a minute."
 
 _REMIX = re.compile(r"imagine:form:remix:(?P<job_id>[0-9]{1,20})")
 _MENU = re.compile(r"imagine:form:menu:(?P<channel_id>[0-9]{1,20}):(?P<message_id>[0-9]{1,20})")
@@ -220,7 +220,7 @@ async def answer_form(
             interaction.guild_id,
             interaction.user.id,
         )
-        await reply_privately(interaction, FAILED)
+        await reply_privately(interaction, INTERNAL_ERROR)
 
 
 class OpenMenuForms:

@@ -59,6 +59,8 @@ RESULTS_EXPIRED = (
     "The images were made, but they expired before the bot could deliver them "
     "(the image service keeps results for about a day)."
 )
+# What a member sees when the bot itself failed (the job runner, a command, a form).
+INTERNAL_ERROR = "Something went wrong inside the bot. The error was logged; try again in a minute."
 NOT_DOWNLOADED = "The images were made, but none could be downloaded from the image service. Try again."
 NOT_POSTED = (
     "The images were made, but Discord refused every way the bot tried to post them here, so they "
@@ -204,7 +206,7 @@ def failure_message(exc: BaseException) -> str:
         return "The image service sent an answer the bot could not read. Try again in a minute."
     if isinstance(exc, toapis.ToAPIsError):
         return BUSY
-    return "Something went wrong inside the bot. The error was logged; try again in a minute."
+    return INTERNAL_ERROR
 
 
 _TRANSIENT = (
