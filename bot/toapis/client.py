@@ -19,6 +19,7 @@ import aiohttp
 from yarl import URL
 
 from bot.toapis._http import USER_AGENT, Answer, read_capped
+from bot.toapis.budget import RateBudget, RateLimitNotice
 from bot.toapis.downloads import FileFetcher
 from bot.toapis.errors import (
     AuthenticationError,
@@ -95,8 +96,12 @@ class ToAPIsClient:
         rng: Callable[[], float] = random.random,
         sleep: Sleep = asyncio.sleep,
         trusted_file_hosts: Sequence[str] = (),
+        rate_budget: RateBudget | None = None,
     ) -> None:
-        """`trusted_file_hosts` are URLs (or host names) whose host may serve downloads over
+        """`rate_budget` is corrected from the rate-limit headers of every submission and status
+        answer (taking its tokens is the callers' part: they decide who goes first).
+
+        `trusted_file_hosts` are URLs (or host names) whose host may serve downloads over
         plain HTTP and from a private address, like the API base's host (a local proxy, the
         Discord API base that serves attachments in tests). Every other file must come over
         HTTPS from a public address."""
@@ -120,6 +125,7 @@ class ToAPIsClient:
         self._max_retry_after = max_retry_after
         self._rng = rng
         self._sleep = sleep
+        self._rate_budget = rate_budget
 
     def __repr__(self) -> str:  # never show the key
         return f"ToAPIsClient(base_url={self._base_url!r})"
@@ -184,9 +190,11 @@ class ToAPIsClient:
         url = self._url(_GENERATIONS_PATH)
 
         async def send() -> Answer:
-            return await self._exchange(
+            answer = await self._exchange(
                 "POST", url, headers=self._api_headers(), json_body=payload, timeout_s=self._request_timeout
             )
+            self._note_rate_limits(answer, submit=True)
+            return answer
 
         log.debug(
             "submitting a %s task (n=%d, size=%s, %d reference images)", model, n, size, len(image_urls)
@@ -359,11 +367,23 @@ class ToAPIsClient:
                 raise InvalidResponseError("The image service sent an answer that is too large.")
             return Answer(response.status, response.reason or "", response.headers, body)
 
+    def _note_rate_limits(self, answer: Answer, *, submit: bool) -> None:
+        """Correct the rate budget's bucket from what this answer's headers say about it."""
+        if self._rate_budget is None:
+            return
+        notice = RateLimitNotice.from_headers(answer.headers)
+        if not notice.empty:
+            bucket = self._rate_budget.submit if submit else self._rate_budget.query
+            bucket.observe(notice)
+
     async def _get_api(self, url: URL, *, what: str) -> Answer:
         async def send() -> Answer:
-            return await self._exchange(
+            answer = await self._exchange(
                 "GET", url, headers=self._api_headers(), timeout_s=self._request_timeout
             )
+            if what == "poll":
+                self._note_rate_limits(answer, submit=False)
+            return answer
 
         return await self._with_retries(
             send,

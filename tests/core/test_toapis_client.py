@@ -33,7 +33,8 @@ from bot.toapis import (
     is_public_address,
     parse_balance,
 )
-from tests.fakes.toapis import FakeToAPIs, TaskPlan, make_image
+from bot.toapis.budget import RateBudget, RateLimits
+from tests.fakes.toapis import FakeToAPIs, ProviderRateLimits, TaskPlan, make_image
 
 KEY = "imagine-secret-key-0123456789"
 GENERATIONS = "/v1/images/generations"
@@ -837,3 +838,24 @@ def test_parse_balance_tolerates_strings_envelopes_and_missing_figures(
 def test_parse_balance_refuses_an_answer_without_a_balance(body: object) -> None:
     with pytest.raises(InvalidResponseError):
         parse_balance(body)
+
+
+# --------------------------------------------------------------------------- rate-limit headers
+
+
+async def test_a_429s_headers_correct_the_rate_budget(
+    make_client: Callable[..., ToAPIsClient], fake: FakeToAPIs
+) -> None:
+    budget = RateBudget(RateLimits.for_group("default"))
+    client = make_client(rate_budget=budget, max_submit_attempts=1)
+    fake.rate_limits = ProviderRateLimits.group(submit=(5, 1), query=(50, 1))
+    task = await client.submit(**SUBMIT)
+    assert budget.submit.tokens > 40  # nothing said yet: our own count stands
+    with pytest.raises(RateLimitedError):
+        await client.submit(**SUBMIT)
+    # The provider said its bucket is empty and when to come back: ours follows.
+    assert budget.submit.wait_time() >= 1.0
+    await client.get_task(task.id)
+    with pytest.raises(RateLimitedError):
+        await make_client(rate_budget=budget, max_get_attempts=1).get_task(task.id)
+    assert budget.query.wait_time() >= 1.0

@@ -99,6 +99,7 @@ REFERENCE_FORMATS = ("JPEG", "PNG")
 GENERATIONS_PATH = "/v1/images/generations"
 UPLOADS_PATH = "/v1/uploads/images"
 BALANCE_PATH = "/v1/balance"
+RATE_LIMITED = "rate_limit_exceeded"
 
 _MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
@@ -283,6 +284,50 @@ def _reference_complaint(data: bytes) -> str | None:
     return None
 
 
+@dataclass
+class ProviderBucket:
+    """One of the account's token buckets, as the provider documents it (§6): `per_second` refill,
+    at most `burst`. A refused request costs nothing; any request let through costs a token."""
+
+    category: str  # what X-RateLimit-Category says: async_submit | async_query
+    per_second: float
+    burst: float
+    tokens: float = -1.0  # starts full
+    updated: float | None = None
+
+    def admit(self, now: float) -> dict[str, str] | None:
+        """Take a token and return None, or return the 429's headers (taking nothing)."""
+        if self.updated is None or self.tokens < 0:
+            self.tokens, self.updated = self.burst, now
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.updated) * self.per_second)
+        self.updated = max(now, self.updated)
+        if self.tokens >= 1.0 - 1e-9:  # (clock arithmetic rounds)
+            self.tokens = max(0.0, self.tokens - 1.0)
+            return None
+        wait = (1.0 - self.tokens) / self.per_second
+        full = (self.burst - self.tokens) / self.per_second
+        return {
+            "Retry-After": str(max(1, int(-(-wait // 1)))),
+            "X-RateLimit-Limit": str(int(self.burst)),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int(time.time() + full) + 1),
+            "X-RateLimit-Category": self.category,
+        }
+
+
+@dataclass
+class ProviderRateLimits:
+    """The account's two buckets (default group unless given): submissions and status queries."""
+
+    submit: ProviderBucket = field(default_factory=lambda: ProviderBucket("async_submit", 5, 50))
+    query: ProviderBucket = field(default_factory=lambda: ProviderBucket("async_query", 50, 500))
+
+    @classmethod
+    def group(cls, submit: tuple[float, float], query: tuple[float, float]) -> ProviderRateLimits:
+        """Buckets of other sizes: (per second, burst) each."""
+        return cls(ProviderBucket("async_submit", *submit), ProviderBucket("async_query", *query))
+
+
 class FakeToAPIs:
     """A fake ToAPIs server on loopback. Attributes tests read or set:
 
@@ -297,6 +342,12 @@ class FakeToAPIs:
     * ``tasks``: created tasks by id; ``clock``: the time source for ``advance="time"``.
     * ``slow_chunk_bytes`` / ``slow_chunk_delay``: how ``/files/slow/`` trickles.
     * ``upload_url_query``: a query string added to the URLs uploads get (signed links are long).
+    * ``rate_limits``: the account's buckets, enforced on submissions and status queries as
+      documented (429 with ``Retry-After`` and ``X-RateLimit-*``; ``None`` turns them off);
+      ``rate_limited`` counts the 429s they answered, by category.
+    * ``poll_times``: when each task was queried (fake clock), for checking polling advice;
+      ``queries_sooner_than(seconds)`` counts the queries closer than that to the previous one
+      of their task (or to its creation).
     * ``hold_submission_answers()`` / ``release_submission_answers()``: submissions create their
       task (and are charged) at once but are answered only once released, like a busy service
       whose answer takes a while; ``answers_held`` counts those waiting.
@@ -333,6 +384,9 @@ class FakeToAPIs:
             "unlimited_quota": False,
         }
         self.balance_reads = 0
+        self.rate_limits: ProviderRateLimits | None = ProviderRateLimits()
+        self.rate_limited: dict[str, int] = {"async_submit": 0, "async_query": 0}
+        self.poll_times: dict[str, list[float]] = {}
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._closing = asyncio.Event()
@@ -447,6 +501,17 @@ class FakeToAPIs:
         """The result image URLs of a task (valid whatever its state)."""
         return [self.url(f"/files/{name}") for name in self.tasks[task_id].image_names]
 
+    def queries_sooner_than(self, seconds: float) -> int:
+        """Status queries closer than `seconds` to their task's previous query (or its creation)."""
+        sooner = 0
+        for task_id, times in self.poll_times.items():
+            task = self.tasks.get(task_id)
+            previous = task.created if task is not None else None
+            for at in times:
+                sooner += previous is not None and at - previous < seconds
+                previous = at
+        return sooner
+
     @property
     def download_requests(self) -> list[RecordedRequest]:
         """The recorded requests to the file host."""
@@ -482,7 +547,35 @@ class FakeToAPIs:
             return _error(
                 401, "Invalid API key provided", kind="authentication_error", code="invalid_api_key"
             )
+        refused = self._rate_limit(request)
+        if refused is not None:
+            return refused
         return await handler(request)
+
+    def _rate_limit(self, request: web.Request) -> web.Response | None:
+        """The account's buckets: a 429 (costing nothing) when the request's bucket is empty."""
+        if self.rate_limits is None or not request.path.startswith(GENERATIONS_PATH):
+            return None
+        submitting = request.method == "POST" and request.path == GENERATIONS_PATH
+        querying = request.method == "GET" and request.path != GENERATIONS_PATH
+        if not (submitting or querying):
+            return None
+        bucket = self.rate_limits.submit if submitting else self.rate_limits.query
+        headers = bucket.admit(self.clock())
+        if headers is None:
+            return None
+        self.rate_limited[bucket.category] += 1
+        return web.json_response(
+            {
+                "error": {
+                    "message": "Rate limit exceeded",
+                    "type": "rate_limit_error",
+                    "code": "rate_limit_exceeded",
+                }
+            },
+            status=429,
+            headers=headers,
+        )
 
     async def _apply(
         self,
@@ -719,6 +812,7 @@ class FakeToAPIs:
         if task is None:
             return _error(404, f"Task not found: {task_id}", kind="not_found_error", code="task_not_found")
         self.polls[task_id] += 1
+        self.poll_times.setdefault(task_id, []).append(self.clock())
         if task.plan.advance == "poll":
             index = self.polls[task_id]
         else:
