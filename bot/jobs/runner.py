@@ -22,6 +22,7 @@ from typing import Protocol
 
 from bot import toapis
 from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_image
+from bot.jobs.news import TaskNews
 from bot.jobs.polling import ModelDurations, PollAdvice, PollPlanner
 from bot.jobs.progress import JobProgress, Phase, ProgressThrottle
 from bot.jobs.records import DeliveredImage, ImageLayer, JobRecord, JobState, JobStore, delivered_column
@@ -230,10 +231,13 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_balance_refused: Callable[[], object] | None = None,
+        news: TaskNews | None = None,
     ) -> None:
         """`on_balance_refused` is called when a submission is refused for balance or permission
-        (the balance watch reads the balance at once)."""
+        (the balance watch reads the balance at once). With `news` (webhooks configured), a job
+        waits between status queries on its task's news, so an event ends the wait at once."""
         self._client = client
+        self._news = news
         self._on_balance_refused = on_balance_refused
         self._jobs = jobs
         self._timings = timings
@@ -511,6 +515,18 @@ class JobRunner:
         self, job: JobRecord, status: toapis.TaskStatus | None, throttle: ProgressThrottle, name: str
     ) -> JobRecord:
         assert job.task_id is not None
+        if self._news is None:
+            return await self._poll_task(job, status, throttle, name)
+        self._news.watch(job.task_id)
+        try:
+            return await self._poll_task(job, status, throttle, name)
+        finally:
+            self._news.forget(job.task_id)
+
+    async def _poll_task(
+        self, job: JobRecord, status: toapis.TaskStatus | None, throttle: ProgressThrottle, name: str
+    ) -> JobRecord:
+        assert job.task_id is not None
         deadline = job.created_at + self._timings.timeout
         planner = PollPlanner(
             started=job.submitted_at or self._clock(),
@@ -572,8 +588,13 @@ class JobRunner:
                     f"Timed out after {duration_words(self._timings.timeout)} — the image service did not "
                     "finish in time."
                 )
-            await self._sleep(min(max(0.0, planner.next_poll_at(now) - now), remaining))
-            status = None
+            pause = min(max(0.0, planner.next_poll_at(now) - now), remaining)
+            if self._news is None:
+                await self._sleep(pause)
+                status = None
+            else:
+                status = await self._news.wait(job.task_id, pause)  # a webhook's status, or None
+                polled = False
 
     async def _download(self, job: JobRecord, name: str) -> JobOutcome:
         urls = job.result_urls or ()
