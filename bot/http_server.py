@@ -115,10 +115,8 @@ class HttpServer:
         except web.HTTPRequestEntityTooLarge:
             return _json({"error": "the body is larger than 1 MB"}, 413)
         except web.HTTPException as exc:
-            if exc.status == 404:
+            if exc.status in (404, 405):  # a known path with another method is not a route either
                 return _json({"error": "not found"}, 404)
-            if exc.status == 405:
-                return _json({"error": "method not allowed"}, 405)
             raise
         except Exception:
             log.exception("HTTP %s %s failed", request.method, request.path)

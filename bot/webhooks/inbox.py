@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.jobs.news import TaskNews
 from bot.schema import jobs_table, webhook_events_table
-from bot.store import Store, describe
+from bot.store import WRITE_RETRY, Retry, Store, describe
 from bot.telemetry import Telemetry
 from bot.toapis import TaskStatus
 from bot.webhooks.events import (
@@ -118,7 +118,10 @@ class WebhookInbox:
         clock: Callable[[], float] = time.time,
         refusals: RefusalLog | None = None,
         relay_interval: float = RELAY_INTERVAL,
+        retry: Retry = WRITE_RETRY,
     ) -> None:
+        """`retry` bounds how long storing an event rides out database trouble before the
+        delivery is answered 503 (ToAPIs then delivers it again later)."""
         if not secrets:
             raise ValueError("a webhook inbox needs at least one signing secret")
         self._store = store
@@ -129,6 +132,7 @@ class WebhookInbox:
         self._refusals = refusals or RefusalLog()
         self._relay_interval = relay_interval
         self._relayed = _Relayed()
+        self._retry = retry
 
     async def receive(self, headers: Mapping[str, str], body: bytes, content_type: str) -> WebhookReply:
         """Check, store and act on one delivery; the reply says what ToAPIs should be told."""
@@ -214,7 +218,7 @@ class WebhookInbox:
             return True
 
         try:
-            return await self._store.transact(insert, what="store webhook event")
+            return await self._store.transact(insert, what="store webhook event", retry=self._retry)
         except sa.exc.IntegrityError:
             return False  # another process stored the same delivery a moment before
 
