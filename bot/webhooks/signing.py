@@ -46,6 +46,8 @@ class SigningSecret:
     """One signing secret, with the HMAC keys it stands for. Never shown in a repr or a log."""
 
     keys: tuple[bytes, ...] = field(repr=False)
+    # How the secret may be written (as typed, without its prefix, in hex): what the log scrubs.
+    texts: tuple[str, ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
         return "SigningSecret(…)"
@@ -67,7 +69,8 @@ def parse_signing_secret(text: str) -> SigningSecret:
         )
     # The decoded bytes, then the text as shown (see the module docstring), without duplicates.
     keys = tuple(dict.fromkeys((decoded, value.encode(), encoded.encode())))
-    return SigningSecret(keys=keys)
+    texts = tuple(dict.fromkeys((value, encoded, decoded.hex())))
+    return SigningSecret(keys=keys, texts=texts)
 
 
 def _decode(encoded: str) -> bytes | None:

@@ -83,6 +83,21 @@ def test_a_secret_is_never_shown_in_a_repr() -> None:
     assert HEX not in repr(settings) and SECRET_BYTES.hex() not in repr(settings.toapis_webhook_secrets)
 
 
+def test_the_log_scrubs_webhook_secrets_however_they_are_written() -> None:
+    from bot.logsetup import SecretRedactor, secret_values
+
+    written = "whsec_" + base64.b64encode(SECRET_BYTES).decode()
+    settings = Settings.from_env(
+        env(
+            HTTP_PORT="8080",
+            TOAPIS_CALLBACK_URL="https://bot.example.com/hook",
+            TOAPIS_WEBHOOK_SECRETS=written,
+        )
+    )
+    line = SecretRedactor(secret_values(settings)).redact(f"oops {written} {HEX}")
+    assert line == "oops [redacted] [redacted]"
+
+
 # ---------------------------------------------------------------- settings
 
 
