@@ -6,8 +6,8 @@ method named for it; `GET /metrics` (`bot.http_server`) refreshes the figures re
 elsewhere (jobs by state from the database, memory) and renders the text exposition.
 
 Recorded today: jobs by state, Discord 429s (through discord.py's HTTP trace), event-loop lag,
-memory, webhook events by outcome. Ready for their callers: queue length, provider budget in
-use, provider 429s, detection lag, completion→final message.
+memory, webhook events by outcome, completion→final message (the job runner). Ready for their
+callers: queue length, provider budget in use, provider 429s, detection lag.
 """
 
 from __future__ import annotations

@@ -221,6 +221,7 @@ class ImagineBot(commands.AutoShardedBot):
             ),
             on_balance_refused=self.balance_watch.refused if self.balance_watch is not None else None,
             news=self.news if self.settings.webhooks_enabled else None,
+            telemetry=self.telemetry,
         )
         self._launcher = JobLauncher(
             self,

@@ -33,6 +33,7 @@ from bot.references import (
     prepare_reference_in_turn,
     quoted_filename,
 )
+from bot.telemetry import Telemetry
 from bot.text import clip, limit_size, plural
 
 log = logging.getLogger(__name__)
@@ -232,12 +233,16 @@ class JobRunner:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_balance_refused: Callable[[], object] | None = None,
         news: TaskNews | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """`on_balance_refused` is called when a submission is refused for balance or permission
         (the balance watch reads the balance at once). With `news` (webhooks configured), a job
         waits between status queries on its task's news, so an event ends the wait at once."""
         self._client = client
         self._news = news
+        self._telemetry = telemetry
+        # Job id → when the provider finished its task (its own clock), for completion→final message.
+        self._finished_at: dict[int, float] = {}
         self._on_balance_refused = on_balance_refused
         self._jobs = jobs
         self._timings = timings
@@ -277,6 +282,7 @@ class JobRunner:
             finally:
                 await throttle.close()
             images = await self._deliver(job, observer, name)
+            self._note_final_message(job.id)
         except SubmissionsStoppedError:
             log.info("%s: not sent before the bot stopped; it is sent on the next start", name)
             return job
@@ -366,7 +372,14 @@ class JobRunner:
         while not check():
             await self._change.wait()
 
+    def _note_final_message(self, job_id: int) -> None:
+        """The job's images are posted: how long after the provider finished its task."""
+        finished = self._finished_at.pop(job_id, None)
+        if finished is not None and self._telemetry is not None:
+            self._telemetry.observe_completion_to_final_message(self._clock() - finished)
+
     async def _fail(self, job: JobRecord, observer: JobObserver, message: str) -> JobRecord:
+        self._finished_at.pop(job.id, None)
         # Written before the message is edited: a crash in between leaves a final, honest record.
         job = await self._jobs.finish(job.id, JobState.FAILED, delivered_images=0, error=message)
         await observer.fail(message, self._clock() - job.created_at)
@@ -552,6 +565,8 @@ class JobRunner:
             now = self._clock()
             if status is not None:
                 if status.status == "completed":
+                    # The provider's finish (whole seconds), else now: what completion→final counts from.
+                    self._finished_at[job.id] = float(status.completed_at or now)
                     if job.submitted_at is not None:
                         self._durations.add(job.model, now - job.submitted_at)
                     urls, layers = _result_images(status, job)

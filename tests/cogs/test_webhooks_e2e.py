@@ -162,8 +162,9 @@ async def test_metrics_count_jobs_by_state_and_discords_429s(
         metric(text, "imagine_jobs", state="running"),
         metric(text, "imagine_discord_rate_limited_total") >= 1,
         metric(text, "imagine_event_loop_lag_seconds_count") > 0,
+        metric(text, "imagine_completion_to_final_message_seconds_count"),
         webhook_route,
-    ) == (True, 1.0, 0.0, True, True, 404)
+    ) == (True, 1.0, 0.0, True, True, 1.0, 404)
 
 
 async def test_a_webhook_for_another_application_is_answered_2xx_and_ignored(start_bot, toapis_fake) -> None:

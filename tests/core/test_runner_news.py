@@ -4,6 +4,7 @@ published status (from a webhook event) moves it on at once — queries 30 s apa
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from bot.jobs.news import TaskNews
 from bot.jobs.records import JobState, JobStore
 from bot.jobs.runner import JobRunner, JobTimings
+from bot.telemetry import Telemetry
 from bot.toapis import TaskStatus, ToAPIsClient
 from tests.core.test_runner import RecordingObserver, new_job
 from tests.fakes.toapis import FakeToAPIs, TaskPlan
@@ -34,11 +36,11 @@ async def client(toapis_fake: FakeToAPIs) -> AsyncIterator[ToAPIsClient]:
 
 
 async def started(
-    store, client: ToAPIsClient, news: TaskNews
+    store, client: ToAPIsClient, news: TaskNews, telemetry: Telemetry | None = None
 ) -> tuple[asyncio.Task, RecordingObserver, JobStore]:
     jobs = JobStore(store)
     timings = JobTimings(timeout=60.0, poll_queued=30.0, poll_running=30.0, progress_interval=0.0)
-    runner = JobRunner(client, jobs, timings, news=news)
+    runner = JobRunner(client, jobs, timings, news=news, telemetry=telemetry)
     observer = RecordingObserver()
     job, request = await new_job(jobs, n=2)
     run = asyncio.create_task(runner.run(job, request, observer))
@@ -116,3 +118,24 @@ async def test_without_a_webhook_in_the_console_the_submission_is_sent_again_wit
         [("callback_url" in body) for body in toapis_fake.submissions],
         caplog.text.count("webhook_not_configured"),
     ) == (True, 3, [False, False], 1)
+
+
+async def test_the_time_from_the_providers_finish_to_the_posted_images_is_measured(
+    store, client, toapis_fake
+) -> None:
+    news, telemetry = TaskNews(), Telemetry()
+    run, _, _ = await started(store, client, news, telemetry)
+    (task_id,) = news.watched_tasks()
+    finished = int(time.time()) - 5  # the provider finished 5 s before the bot heard of it
+    news.publish(
+        TaskStatus(
+            id=task_id,
+            status="completed",
+            completed_at=finished,
+            image_urls=tuple(toapis_fake.image_urls(task_id)),
+        )
+    )
+    await asyncio.wait_for(run, 10)
+    count = telemetry.registry.get_sample_value("imagine_completion_to_final_message_seconds_count")
+    total = telemetry.registry.get_sample_value("imagine_completion_to_final_message_seconds_sum")
+    assert (count, 5 <= total < 60) == (1.0, True)
