@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bot.webhooks.signing import SigningSecret, parse_signing_secret
+
 DEFAULT_BASE_URL = "https://toapis.com"
 DEFAULT_DATABASE_URL = "sqlite:///data/imagine.db"
 DEFAULT_MODEL = "doubao-seedream-5-0"
@@ -81,6 +83,15 @@ class Settings:
     balance_check_minutes: float = 10.0
     low_balance_usd: float | None = None
     operator_channel_id: int | None = None
+    http_port: int | None = None  # None: no HTTP server
+    http_host: str = "127.0.0.1"
+    toapis_callback_url: str | None = None
+    toapis_webhook_secrets: tuple[SigningSecret, ...] = field(default=(), repr=False)
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        """Whether ToAPIs is asked to call the bot when a task ends (and the bot serves that route)."""
+        return self.toapis_callback_url is not None
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -122,6 +133,10 @@ class Settings:
                 _number(env, "LOW_BALANCE_USD", 0.0, 0, 100_000) if _text(env, "LOW_BALANCE_USD") else None
             ),
             operator_channel_id=_whole(env, "OPERATOR_CHANNEL_ID", "a channel id (digits only)"),
+            http_port=(http_port := _port(env, "HTTP_PORT")),
+            http_host=_text(env, "HTTP_HOST") or "127.0.0.1",
+            toapis_callback_url=(callback := _callback_url(env, "TOAPIS_CALLBACK_URL", http_port)),
+            toapis_webhook_secrets=_webhook_secrets(env, "TOAPIS_WEBHOOK_SECRETS", callback),
         )
 
 
@@ -241,3 +256,67 @@ def _shard_ids(env: Mapping[str, str], name: str, shard_count: int | None) -> tu
     if max(ids) >= shard_count:
         raise _problem(name, f"must be below SHARD_COUNT ({shard_count}): {sorted(ids)}")
     return tuple(sorted(ids))
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    """A TCP port to listen on (1–65535); None when unset."""
+    port = _whole(env, name, "a port number from 1 to 65535 (empty = no HTTP server)", low=1)
+    if port is not None and port > 65535:
+        raise _problem(name, f"must be a port number from 1 to 65535, got {port}")
+    return port
+
+
+# Routes of the bot's own HTTP server that the webhook route may not take.
+RESERVED_PATHS = ("/healthz", "/metrics")
+
+
+def _callback_url(env: Mapping[str, str], name: str, http_port: int | None) -> str | None:
+    """The public HTTPS address ToAPIs calls; its path is the route the bot serves. None when unset.
+
+    Whether its host is public is checked by `--check` (it needs DNS), not here.
+    """
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 -- raises ValueError for a malformed port
+    except ValueError:
+        raise _problem(name, f"must be an https:// URL, got {raw!r}") from None
+    if parts.scheme != "https" or not parts.hostname:
+        raise _problem(name, f"must be a public https:// URL (ToAPIs calls only HTTPS), got {raw!r}")
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        raise _problem(name, f"must not carry a user name, password or #fragment, got {raw!r}")
+    if (parts.path or "/") in RESERVED_PATHS:
+        raise _problem(name, f"must not use the path {parts.path} (the bot serves it for monitoring)")
+    if http_port is None:
+        raise _problem(name, "needs HTTP_PORT: the port your reverse proxy forwards the webhooks to")
+    return raw
+
+
+def _webhook_secrets(
+    env: Mapping[str, str], name: str, callback_url: str | None
+) -> tuple[SigningSecret, ...]:
+    """One signing secret, or the current and the previous one separated by a comma (rotation).
+
+    The values never appear in an error: a message names the position of a bad one instead.
+    """
+    raw = _text(env, name)
+    if raw is None:
+        if callback_url is not None:
+            raise _problem(
+                name, "is missing: TOAPIS_CALLBACK_URL needs the signing secret from the ToAPIs console"
+            )
+        return ()
+    if callback_url is None:
+        raise _problem(name, "is set but TOAPIS_CALLBACK_URL is not: set both, or neither")
+    texts = [part.strip() for part in raw.split(",")]
+    if len(texts) > 2 or not all(texts):
+        raise _problem(name, "must be one secret, or the current and the previous one separated by a comma")
+    secrets: list[SigningSecret] = []
+    for position, text in zip(("the first", "the second"), texts, strict=False):
+        try:
+            secrets.append(parse_signing_secret(text))
+        except ValueError as exc:
+            raise _problem(name, f"has a malformed secret ({position}): {exc}") from None
+    return tuple(secrets)

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
 from bot.config import Settings
+from bot.webhooks.signing import SigningSecret
 
 REDACTED = "[redacted]"
 
@@ -96,7 +97,11 @@ def secret_values(settings: Settings) -> list[str]:
         if isinstance(value, str):
             found.append(value)
         elif isinstance(value, Iterable):
-            found.extend(v for v in value if isinstance(v, str))
+            for item in value:
+                if isinstance(item, str):
+                    found.append(item)
+                elif isinstance(item, SigningSecret):
+                    found.extend(item.texts)
     password = urlsplit(settings.database_url).password
     if password:
         found += [password, unquote(password)]

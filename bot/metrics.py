@@ -58,9 +58,18 @@ _M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
 class LoopLagMonitor:
     """Measures event-loop lag and logs the metrics line every `every` seconds."""
 
-    def __init__(self, every: float, *, jobs_running: Callable[[], int] = lambda: 0) -> None:
+    def __init__(
+        self,
+        every: float,
+        *,
+        jobs_running: Callable[[], int] = lambda: 0,
+        observe: Callable[[float], None] | None = None,
+    ) -> None:
+        """`every` 0 logs nothing (the lag is still measured, e.g. for `observe`, which gets each
+        sample in seconds: the Prometheus histogram)."""
         self._every = every
         self._jobs_running = jobs_running
+        self._observe = observe
         self._counts = [0] * (len(_EDGES) + 1)
         self._samples = 0
         self._max_ms = 0.0
@@ -69,6 +78,8 @@ class LoopLagMonitor:
         self._counts[bisect.bisect_left(_EDGES, lag_ms)] += 1
         self._samples += 1
         self._max_ms = max(self._max_ms, lag_ms)
+        if self._observe is not None:
+            self._observe(lag_ms / 1000)
 
     def percentile(self, fraction: float) -> float:
         """Upper edge of the bucket holding the given fraction of samples (ms)."""
@@ -97,6 +108,6 @@ class LoopLagMonitor:
             await asyncio.sleep(TICK)
             now = loop.time()
             self.record(max(0.0, now - due) * 1000)
-            if now >= next_log:
+            if self._every > 0 and now >= next_log:
                 log.info("%s", self.line())
                 next_log = now + self._every

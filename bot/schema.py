@@ -84,6 +84,8 @@ jobs_table = sa.Table(
     sa.Column("result_layers", sa.Text, nullable=True),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_guild_user", "guild_id", "user_id"),
+    # A webhook event names its task: finding the job by it must not scan the table (migration 7).
+    sa.Index("ix_jobs_task_id", "task_id"),
 )
 
 
@@ -102,6 +104,22 @@ counters_table = sa.Table(
     sa.Column("key", sa.String(200), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=True),  # when the row may be pruned
+)
+
+
+# Signed webhook events received (migration 7), by event id: a repeated delivery is recognised
+# and does nothing. Each process watches the rows of the tasks its jobs run, so an event
+# received by any process reaches the job, wherever it runs. Pruned after a few days.
+webhook_events_table = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("event_id", sa.String(200), primary_key=True),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("task_id", sa.String(200), nullable=True),
+    sa.Column("data", sa.Text, nullable=False),  # the event's `data` object, as JSON
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Index("ix_webhook_events_task_id", "task_id"),
+    sa.Index("ix_webhook_events_received_at", "received_at"),
 )
 
 
@@ -167,6 +185,12 @@ async def _m006_layers(conn: AsyncConnection) -> None:
     await _add_missing_columns(conn, jobs_table, ("layers", "result_layers"))
 
 
+async def _m007_webhook_events(conn: AsyncConnection) -> None:
+    await _create(conn, webhook_events_table)
+    task_index = next(index for index in jobs_table.indexes if index.name == "ix_jobs_task_id")
+    await conn.run_sync(lambda sync: task_index.create(sync, checkfirst=True))
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -176,4 +200,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m004_reference_count,
     _m005_watermark_and_speed,
     _m006_layers,
+    _m007_webhook_events,
 )

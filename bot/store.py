@@ -251,6 +251,16 @@ class Store:
     async def close(self) -> None:
         await self.engine.dispose()
 
+    async def ping(self) -> bool:
+        """Whether the database answers a trivial query now (health checks); never raises."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:
+            log.warning("the database does not answer: %s", describe(exc))
+            return False
+        return True
+
     async def migrate(self) -> int:
         """Apply pending migrations; return the schema version now in force."""
         async with self.engine.begin() as conn:

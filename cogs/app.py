@@ -14,6 +14,7 @@ import logging
 import signal
 from collections.abc import Coroutine
 from typing import Any
+from urllib.parse import urlsplit
 
 import discord
 import yarl
@@ -25,6 +26,8 @@ from bot.balance import BalanceWatch
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.guild_settings import GuildSettingsStore
+from bot.http_server import HealthChecks, HttpServer, HttpServerError
+from bot.jobs.news import TaskNews
 from bot.jobs.pacing import ChannelPacer
 from bot.jobs.records import JobRecord, JobStore
 from bot.jobs.runner import INTERNAL_ERROR, JobRunner, JobTimings
@@ -33,7 +36,10 @@ from bot.policy import OperatorRules, guild_allowed
 from bot.quota import QuotaLedger
 from bot.registration import CommandRegistry, fingerprint
 from bot.store import Store
+from bot.telemetry import Telemetry, count_jobs_by_state
 from bot.toapis import ToAPIsClient, ToAPIsError
+from bot.webhooks.inbox import WebhookInbox
+from bot.webhooks.setup import check_http_port, check_webhook_setup
 from cogs import render
 from cogs.components import ActionHandler
 from cogs.launcher import JobLauncher
@@ -116,6 +122,9 @@ class ImagineBot(commands.AutoShardedBot):
             options.setdefault("shard_count", settings.shard_count)
         if settings.shard_ids is not None:
             options.setdefault("shard_ids", list(settings.shard_ids))
+        # Built first: discord.py's HTTP session counts Discord's 429s into it.
+        self.telemetry = Telemetry(jobs_by_state=self._count_jobs)
+        options.setdefault("http_trace", self.telemetry.discord_trace())
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -147,6 +156,9 @@ class ImagineBot(commands.AutoShardedBot):
         self._shutdown: asyncio.Task[None] | None = None  # not in _tasks: close() cancels those
         self._monitor: asyncio.Task[None] | None = None
         self.balance_watch: BalanceWatch | None = None  # only when LOW_BALANCE_USD is set
+        # Task statuses learned from webhook events, for the jobs waiting on them (one per process).
+        self.news = TaskNews()
+        self.http_server: HttpServer | None = None  # only when HTTP_PORT is set
 
     @property
     def runner(self) -> JobRunner:
@@ -191,6 +203,7 @@ class ImagineBot(commands.AutoShardedBot):
             request_timeout=self.settings.toapis_timeout_seconds,
             # Members' references are Discord attachments: served by Discord's API host when it is a proxy.
             trusted_file_hosts=[url for url in (self.settings.discord_api_base_url,) if url],
+            callback_url=self.settings.toapis_callback_url,
         )
         # One process watches the balance (the account is shared), so a crossing is posted once.
         if self.settings.low_balance_usd is not None and self.registers_commands:
@@ -207,6 +220,8 @@ class ImagineBot(commands.AutoShardedBot):
                 progress_interval=self.settings.progress_edit_interval,
             ),
             on_balance_refused=self.balance_watch.refused if self.balance_watch is not None else None,
+            news=self.news if self.settings.webhooks_enabled else None,
+            telemetry=self.telemetry,
         )
         self._launcher = JobLauncher(
             self,
@@ -223,6 +238,8 @@ class ImagineBot(commands.AutoShardedBot):
         )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        if self.settings.http_port is not None:
+            await self._start_http_server()  # before resuming: events for resumed jobs are caught
         if self.registers_commands:
             await self.register_commands()
         await self._launcher.resume_all()
@@ -231,11 +248,46 @@ class ImagineBot(commands.AutoShardedBot):
         self.spawn(self._housekeeping(), name="housekeeping")
         if self.balance_watch is not None:
             self.spawn(self.balance_watch.run(self.settings.balance_check_minutes * 60), name="balance-watch")
-        if self.settings.metrics_log_seconds > 0:
+        if self.settings.metrics_log_seconds > 0 or self.http_server is not None:
             monitor = LoopLagMonitor(
-                self.settings.metrics_log_seconds, jobs_running=lambda: self.launcher.running_count
+                self.settings.metrics_log_seconds,
+                jobs_running=lambda: self.launcher.running_count,
+                observe=self.telemetry.observe_loop_lag,
             )
             self._monitor = asyncio.create_task(monitor.run(), name="metrics")
+
+    async def _start_http_server(self) -> None:
+        """Health, metrics and, with TOAPIS_CALLBACK_URL, the webhook route and its relay."""
+        assert self.store is not None and self.settings.http_port is not None
+        inbox: WebhookInbox | None = None
+        path: str | None = None
+        if self.settings.toapis_callback_url is not None:
+            inbox = WebhookInbox(
+                self.store, self.news, self.settings.toapis_webhook_secrets, telemetry=self.telemetry
+            )
+            path = urlsplit(self.settings.toapis_callback_url).path or "/"
+        self.http_server = HttpServer(
+            self.settings.http_host,
+            self.settings.http_port,
+            health=HealthChecks(gateway_connected=self.gateway_connected, database_answers=self.store.ping),
+            telemetry=self.telemetry,
+            inbox=inbox,
+            webhook_path=path,
+        )
+        await self.http_server.start()
+        if inbox is not None:
+            self.spawn(inbox.relay(), name="webhook-relay")
+
+    def gateway_connected(self) -> bool:
+        """Whether every shard of this process is connected to Discord's gateway (for /healthz)."""
+        if self.is_closed() or not self.is_ready():
+            return False
+        return all(not shard.is_closed() for shard in self.shards.values())
+
+    async def _count_jobs(self) -> dict[str, int]:
+        if self.store is None:
+            return {}
+        return await count_jobs_by_state(self.store)
 
     @property
     def registers_commands(self) -> bool:
@@ -342,6 +394,8 @@ class ImagineBot(commands.AutoShardedBot):
             self._monitor.cancel()
         if self._runner is not None:
             self._runner.stop_submitting()  # a job woken by the cancellations below sends nothing
+        if self.http_server is not None:
+            await self.http_server.close()  # a webhook not answered now is delivered again later
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -373,6 +427,9 @@ async def run_bot(settings: Settings, catalog: Catalog) -> int:
     except discord.LoginFailure:
         print("error: DISCORD_TOKEN was rejected by Discord (see .env.example)")
         return 2
+    except HttpServerError as exc:
+        print(f"error: {exc}")
+        return 2
     except discord.PrivilegedIntentsRequired:
         print("error: the bot asked for an intent that is not enabled in the Discord developer portal")
         return 2
@@ -382,6 +439,8 @@ async def run_bot(settings: Settings, catalog: Catalog) -> int:
 async def run_check(settings: Settings, catalog: Catalog) -> int:
     """`python -m bot --check`: prove both credentials work and print the invite URL."""
     print(f"Settings: OK ({len(catalog)} models, default {settings.default_model})")
+    if not await _check_http(settings):
+        return 1
     base_url = settings.toapis_base_url
     async with ToAPIsClient(base_url, settings.toapis_api_key) as client:
         # The balance endpoint is free and needs a valid key: it proves the key and shows the money.
@@ -417,3 +476,33 @@ async def run_check(settings: Settings, catalog: Catalog) -> int:
     print(f"Discord: logged in as {user} (application {app.id})")
     print(f"Invite the bot with: {invite_url(app.id)}")
     return 0
+
+
+async def _check_http(settings: Settings) -> bool:
+    """`--check` of the HTTP server and webhook settings; prints what to enter in the ToAPIs console."""
+    if settings.http_port is None:
+        return True
+    if settings.toapis_callback_url is None:
+        problem = await asyncio.to_thread(check_http_port, settings.http_host, settings.http_port)
+        if problem is not None:
+            print(f"error: {problem}")
+            return False
+        print(f"HTTP server: {settings.http_host}:{settings.http_port} (/healthz, /metrics); webhooks off")
+        return True
+    report = await check_webhook_setup(
+        settings.toapis_callback_url,
+        len(settings.toapis_webhook_secrets),
+        settings.http_host,
+        settings.http_port,
+    )
+    for problem in report.problems:
+        print(f"error: {problem}")
+    if report.problems:
+        return False
+    print(
+        f"HTTP server: {settings.http_host}:{settings.http_port} (/healthz, /metrics, webhooks); "
+        f"{len(settings.toapis_webhook_secrets)} signing secret(s), well formed"
+    )
+    for line in report.lines:
+        print(line)
+    return True

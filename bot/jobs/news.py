@@ -58,6 +58,10 @@ class TaskNews:
             if self._waiting.get(task_id) is waiter:
                 del self._waiting[task_id]
 
+    def watched_tasks(self) -> list[str]:
+        """The task ids jobs of this process run (what the relay of other processes' events looks for)."""
+        return list(self._watched)
+
     @property
     def watched(self) -> int:
         """How many tasks jobs of this process are waiting on."""

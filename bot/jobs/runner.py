@@ -22,6 +22,7 @@ from typing import Protocol
 
 from bot import toapis
 from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_image
+from bot.jobs.news import TaskNews
 from bot.jobs.polling import ModelDurations, PollAdvice, PollPlanner
 from bot.jobs.progress import JobProgress, Phase, ProgressThrottle
 from bot.jobs.records import DeliveredImage, ImageLayer, JobRecord, JobState, JobStore, delivered_column
@@ -32,6 +33,7 @@ from bot.references import (
     prepare_reference_in_turn,
     quoted_filename,
 )
+from bot.telemetry import Telemetry
 from bot.text import clip, limit_size, plural
 
 log = logging.getLogger(__name__)
@@ -230,10 +232,17 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_balance_refused: Callable[[], object] | None = None,
+        news: TaskNews | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """`on_balance_refused` is called when a submission is refused for balance or permission
-        (the balance watch reads the balance at once)."""
+        (the balance watch reads the balance at once). With `news` (webhooks configured), a job
+        waits between status queries on its task's news, so an event ends the wait at once."""
         self._client = client
+        self._news = news
+        self._telemetry = telemetry
+        # Job id → when the provider finished its task (its own clock), for completion→final message.
+        self._finished_at: dict[int, float] = {}
         self._on_balance_refused = on_balance_refused
         self._jobs = jobs
         self._timings = timings
@@ -273,6 +282,7 @@ class JobRunner:
             finally:
                 await throttle.close()
             images = await self._deliver(job, observer, name)
+            self._note_final_message(job.id)
         except SubmissionsStoppedError:
             log.info("%s: not sent before the bot stopped; it is sent on the next start", name)
             return job
@@ -362,7 +372,14 @@ class JobRunner:
         while not check():
             await self._change.wait()
 
+    def _note_final_message(self, job_id: int) -> None:
+        """The job's images are posted: how long after the provider finished its task."""
+        finished = self._finished_at.pop(job_id, None)
+        if finished is not None and self._telemetry is not None:
+            self._telemetry.observe_completion_to_final_message(self._clock() - finished)
+
     async def _fail(self, job: JobRecord, observer: JobObserver, message: str) -> JobRecord:
+        self._finished_at.pop(job.id, None)
         # Written before the message is edited: a crash in between leaves a final, honest record.
         job = await self._jobs.finish(job.id, JobState.FAILED, delivered_images=0, error=message)
         await observer.fail(message, self._clock() - job.created_at)
@@ -511,6 +528,18 @@ class JobRunner:
         self, job: JobRecord, status: toapis.TaskStatus | None, throttle: ProgressThrottle, name: str
     ) -> JobRecord:
         assert job.task_id is not None
+        if self._news is None:
+            return await self._poll_task(job, status, throttle, name)
+        self._news.watch(job.task_id)
+        try:
+            return await self._poll_task(job, status, throttle, name)
+        finally:
+            self._news.forget(job.task_id)
+
+    async def _poll_task(
+        self, job: JobRecord, status: toapis.TaskStatus | None, throttle: ProgressThrottle, name: str
+    ) -> JobRecord:
+        assert job.task_id is not None
         deadline = job.created_at + self._timings.timeout
         planner = PollPlanner(
             started=job.submitted_at or self._clock(),
@@ -536,6 +565,8 @@ class JobRunner:
             now = self._clock()
             if status is not None:
                 if status.status == "completed":
+                    # The provider's finish (whole seconds), else now: what completion→final counts from.
+                    self._finished_at[job.id] = float(status.completed_at or now)
                     if job.submitted_at is not None:
                         self._durations.add(job.model, now - job.submitted_at)
                     urls, layers = _result_images(status, job)
@@ -572,8 +603,13 @@ class JobRunner:
                     f"Timed out after {duration_words(self._timings.timeout)} — the image service did not "
                     "finish in time."
                 )
-            await self._sleep(min(max(0.0, planner.next_poll_at(now) - now), remaining))
-            status = None
+            pause = min(max(0.0, planner.next_poll_at(now) - now), remaining)
+            if self._news is None:
+                await self._sleep(pause)
+                status = None
+            else:
+                status = await self._news.wait(job.task_id, pause)  # a webhook's status, or None
+                polled = False
 
     async def _download(self, job: JobRecord, name: str) -> JobOutcome:
         urls = job.result_urls or ()

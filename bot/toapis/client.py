@@ -38,6 +38,7 @@ from bot.toapis.models import (
     Balance,
     TaskStatus,
     _is_http_url,
+    extract_error_code,
     extract_error_message,
     parse_balance,
     parse_retry_after,
@@ -97,6 +98,7 @@ class ToAPIsClient:
         sleep: Sleep = asyncio.sleep,
         trusted_file_hosts: Sequence[str] = (),
         rate_budget: RateBudget | None = None,
+        callback_url: str | None = None,
     ) -> None:
         """`rate_budget` is corrected from the rate-limit headers of every submission and status
         answer (taking its tokens is the callers' part: they decide who goes first).
@@ -104,7 +106,8 @@ class ToAPIsClient:
         `trusted_file_hosts` are URLs (or host names) whose host may serve downloads over
         plain HTTP and from a private address, like the API base's host (a local proxy, the
         Discord API base that serves attachments in tests). Every other file must come over
-        HTTPS from a public address."""
+        HTTPS from a public address. `callback_url` (TOAPIS_CALLBACK_URL) goes with every
+        submission, so ToAPIs calls the bot's webhook route when the task ends."""
         if not _is_http_url(base_url):
             raise ValueError("base_url must be an http(s) URL")
         if max_get_attempts < 1 or max_submit_attempts < 1:
@@ -126,6 +129,7 @@ class ToAPIsClient:
         self._rng = rng
         self._sleep = sleep
         self._rate_budget = rate_budget
+        self._callback_url = callback_url
 
     def __repr__(self) -> str:  # never show the key
         return f"ToAPIsClient(base_url={self._base_url!r})"
@@ -186,6 +190,8 @@ class ToAPIsClient:
             if clashes:
                 raise ValueError(f"extra_fields may not set {', '.join(clashes)}")
             payload = _deep_merge(payload, extra_fields)
+        if self._callback_url is not None:
+            payload["callback_url"] = self._callback_url
 
         url = self._url(_GENERATIONS_PATH)
 
@@ -208,6 +214,23 @@ class ToAPIsClient:
                 retry_transport=_NOT_SENT_ERRORS,
                 unconfirmed_on_loss=True,
             )
+            if "callback_url" in payload and _webhook_not_configured(answer):
+                # Refused before anything was created or charged: safe to send again, without it.
+                log.error(
+                    "ToAPIs refused callback_url: no webhook is configured for this API key in the "
+                    "ToAPIs console (webhook_not_configured). Submitting without it; results are "
+                    "found by polling until the console has the webhook and the bot restarts."
+                )
+                self._callback_url = None
+                del payload["callback_url"]
+                answer = await self._with_retries(
+                    send,
+                    what="submit",
+                    attempts=self._max_submit_attempts,
+                    retry_status=lambda status: status in (429, 503),
+                    retry_transport=_NOT_SENT_ERRORS,
+                    unconfirmed_on_loss=True,
+                )
             if not answer.ok:
                 raise self._status_error(answer)
             task = parse_task(self._json_or_raise(answer))
@@ -515,7 +538,12 @@ class ToAPIsClient:
         return InvalidResponseError(f"The image service sent an unexpected HTTP {status}.", status=status)
 
 
-_CORE_FIELDS: Final = frozenset({"model", "prompt", "size", "n", "image_urls"})
+_CORE_FIELDS: Final = frozenset({"model", "prompt", "size", "n", "image_urls", "callback_url"})
+
+
+def _webhook_not_configured(answer: Answer) -> bool:
+    """ToAPIs' 400 for a `callback_url` sent with no webhook configured in its console."""
+    return answer.status == 400 and extract_error_code(answer.json()) == "webhook_not_configured"
 
 
 def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

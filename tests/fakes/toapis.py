@@ -35,12 +35,20 @@ Per model (``MODEL_RULES``, as documented): its resolutions, ``n`` ≤ 10 on 5.0
 ``metadata.optimize_prompt_options.mode`` (``standard`` or ``fast``) only on 4.0 and 4.5;
 ``metadata.watermark`` must be a boolean, and a task remembers whether its images were
 watermarked (``FakeTask.watermarked``: as asked, else the model's default — on for 4.0 and 4.5).
+
+Webhooks (``fake.webhooks``, a :class:`FakeWebhooks`): off until a test configures the console's
+callback URL; then every task's end is sent as a signed event, after a delay, sometimes twice or
+never if the test says so, retried as documented; ``callback_url`` in a submission without a
+configured webhook is refused ``400 webhook_not_configured``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import hashlib
+import hmac
 import io
 import json
 import os
@@ -51,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+import aiohttp
 from aiohttp import web
 from PIL import Image
 
@@ -60,6 +69,7 @@ __all__ = [
     "SIZES",
     "FakeTask",
     "FakeToAPIs",
+    "FakeWebhooks",
     "Injection",
     "RecordedRequest",
     "TaskPlan",
@@ -389,6 +399,9 @@ class FakeToAPIs:
         self.poll_times: dict[str, list[float]] = {}
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
+        # The console's webhook and the events it sends (see FakeWebhooks); not configured by default.
+        self.webhooks = FakeWebhooks()
+        self.webhooks.result_urls = lambda task: self.image_urls(task.id)
         self._closing = asyncio.Event()
         self._answers_open = asyncio.Event()
         self._answers_open.set()
@@ -424,6 +437,7 @@ class FakeToAPIs:
     async def close(self) -> None:
         """Stop the server; pending injected delays end at once."""
         self._closing.set()
+        await self.webhooks.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -724,6 +738,9 @@ class FakeToAPIs:
             complaint = await self._check_reference_files(body.get("image_urls", []))
         if complaint is not None:
             return _invalid(complaint)
+        refused = self.webhooks.refusal(body)
+        if refused is not None:
+            return refused
 
         plan = self.plans.pop(0) if self.plans else self.plan
         n = body.get("n", 1)
@@ -758,6 +775,7 @@ class FakeToAPIs:
         self.tasks[task_id] = task
         self.polls[task_id] = 0
         self.submissions.append(body)
+        self.webhooks.submitted(task, body.get("callback_url"))
         if not self._answers_open.is_set():
             # The task exists and is charged: a client that stops waiting never learns its id.
             self.answers_held += 1
@@ -817,7 +835,10 @@ class FakeToAPIs:
             index = self.polls[task_id]
         else:
             index = int((self.clock() - task.created) / task.plan.step_seconds)
-        return web.json_response(self._task_body(task, index))
+        body = self._task_body(task, index)
+        if body.get("status") in ("completed", "failed"):
+            self.webhooks.seen_final(task)
+        return web.json_response(body)
 
     def _task_body(self, task: FakeTask, index: int) -> dict[str, Any]:
         plan = task.plan
@@ -964,3 +985,275 @@ class FakeToAPIs:
             await response.write(data[start : start + chunk])
         await response.write_eof()
         return response
+
+
+# ----------------------------------------------------------------- webhooks
+
+WEBHOOK_RETRY_DELAYS = (10.0, 30.0, 120.0, 600.0, 3600.0, 6 * 3600.0, 24 * 3600.0)
+WEBHOOK_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class WebhookAttempt:
+    """One delivery attempt of an event: the HTTP status it got (None: no answer)."""
+
+    event_id: str
+    event_type: str
+    task_id: str | None
+    attempt: int  # 1 for the first delivery, 2 for the first retry, …
+    status: int | None
+
+
+def _webhook_key(secret: str, form: Literal["bytes", "text"]) -> bytes:
+    """The HMAC key for a console secret: its 32 decoded bytes, or the text as shown."""
+    if form == "text":
+        return secret.encode()
+    text = secret.removeprefix("whsec_")
+    if len(text) == 64:
+        return bytes.fromhex(text)
+    return base64.b64decode(
+        text + "=" * (-len(text) % 4), altchars=b"-_" if "-" in text or "_" in text else None
+    )
+
+
+class FakeWebhooks:
+    """The provider's webhook side, as documented (`docs/toapis-api.md` §3).
+
+    The console's configuration for the key: ``callback_url`` (None: no webhook configured, so a
+    submission sending ``callback_url`` is refused ``400 webhook_not_configured``; one whose
+    scheme, host or port differ from it is refused too), ``secret`` (the 32-byte secret as the
+    console shows it, 64 hex characters) and, for a day after a rotation, ``previous_secret``
+    (both signatures are then sent). ``key_form`` says which HMAC key the fake uses: the decoded
+    bytes (default) or the text as shown.
+
+    When a task ends (a ``"time"`` plan at its finish, a ``"poll"`` plan when a query first sees
+    it final) one event is sent to the task's callback URL ``delay`` seconds later — the
+    submission's ``callback_url``, else the console's. ``deliver_to`` stands for the operator's
+    reverse proxy: the base URL (e.g. ``http://127.0.0.1:PORT``) the public HTTPS address is
+    forwarded to, path and query kept. ``duplicate(task)`` says an event is sent twice,
+    ``lose(task)`` that it is never sent. Only a 2xx counts; no redirect is followed; each
+    attempt times out after 10 s; failed ones are retried after ``WEBHOOK_RETRY_DELAYS`` ×
+    ``retry_scale`` seconds. ``attempts`` records each attempt, ``events`` each event sent.
+    """
+
+    def __init__(self) -> None:
+        self.callback_url: str | None = None
+        self.secret: str = secrets.token_hex(32)
+        self.previous_secret: str | None = None
+        self.key_form: Literal["bytes", "text"] = "bytes"
+        self.deliver_to: str | None = None
+        self.delay: float = 0.1
+        self.duplicate: Callable[[FakeTask], bool] = lambda task: False
+        self.lose: Callable[[FakeTask], bool] = lambda task: False
+        self.retry_scale = 1.0
+        self.timeout = WEBHOOK_TIMEOUT
+        self.attempts: list[WebhookAttempt] = []
+        self.events: list[dict[str, Any]] = []
+        self._task_urls: dict[str, str] = {}
+        self._ended: set[str] = set()
+        self._sending: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self.result_urls: Callable[[FakeTask], list[str]] | None = None  # set by FakeToAPIs
+
+    def configure(self, callback_url: str, *, deliver_to: str, secret: str | None = None) -> None:
+        """Set the console's webhook (and where the reverse proxy forwards it)."""
+        self.callback_url = callback_url
+        self.deliver_to = deliver_to
+        if secret is not None:
+            self.secret = secret
+
+    def rotate(self) -> str:
+        """Rotate the console's secret (the old one still signs for a day); return the new one."""
+        self.previous_secret, self.secret = self.secret, secrets.token_hex(32)
+        return self.secret
+
+    # -------------------------------------------------------- the submission side
+
+    def refusal(self, body: dict[str, Any]) -> web.Response | None:
+        """The provider's answer to a submission's ``callback_url`` it does not take, else None."""
+        url = body.get("callback_url")
+        if url is None:
+            return None
+        if self.callback_url is None:
+            return _error(
+                400,
+                "callback_url was given but no webhook is configured for this API key",
+                kind="invalid_request_error",
+                code="webhook_not_configured",
+            )
+        given, default = urlsplit(str(url)), urlsplit(self.callback_url)
+        if (given.scheme, given.hostname, given.port) != (default.scheme, default.hostname, default.port):
+            return _invalid("callback_url must keep the configured webhook's scheme, host and port")
+        return None
+
+    def submitted(self, task: FakeTask, callback_url: str | None) -> None:
+        """A task was created: remember where its event goes; a time-plan task ends on its own."""
+        url = callback_url or self.callback_url
+        if url is None:
+            return
+        self._task_urls[task.id] = url
+        plan = task.plan
+        if plan.advance == "time" and not plan.never_finish:
+            self._spawn(self._end_later(task, len(plan.steps) * plan.step_seconds))
+
+    def seen_final(self, task: FakeTask) -> None:
+        """A status query showed the task final: a poll-plan task ends now."""
+        if task.plan.advance == "poll":
+            self._end(task)
+
+    async def _end_later(self, task: FakeTask, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self._end(task)
+
+    def _end(self, task: FakeTask) -> None:
+        if task.id in self._ended or task.id not in self._task_urls:
+            return
+        self._ended.add(task.id)
+        if self.lose(task):
+            return
+        self._spawn(self._deliver_event(task, twice=self.duplicate(task)))
+
+    # -------------------------------------------------------- events
+
+    def event_for(self, task: FakeTask, urls: list[str]) -> dict[str, Any]:
+        """The documented event body for a task that ended as its plan says."""
+        failed = task.plan.outcome == "failed"
+        now = int(time.time())
+        data: dict[str, Any] = {
+            "task_id": task.id,
+            "task_type": "image",
+            "model": task.model,
+            "status": "FAILURE" if failed else "SUCCESS",
+            "progress": "100%",
+            "result": None if failed else {"type": "image", "data": [{"url": u} for u in urls]},
+            "error": {"code": task.plan.failure_code, "message": task.plan.failure_message}
+            if failed
+            else None,
+            "submitted_at": task.created_at,
+            "finished_at": now,
+        }
+        return {
+            "id": "evt_" + secrets.token_hex(8),
+            "type": "generation.failed" if failed else "generation.completed",
+            "api_version": "v1",
+            "created_at": now,
+            "data": data,
+        }
+
+    def test_event(self) -> dict[str, Any]:
+        """The console's test event."""
+        now = int(time.time())
+        return {
+            "id": "evt_" + secrets.token_hex(8),
+            "type": "endpoint.test",
+            "api_version": "v1",
+            "created_at": now,
+            "data": {},
+        }
+
+    def signature(
+        self, event_id: str, timestamp: str, body: bytes, secrets_: Sequence[str] | None = None
+    ) -> str:
+        """The signature header: one ``v1=`` per secret in force (two after a rotation)."""
+        chosen = secrets_ if secrets_ is not None else [s for s in (self.secret, self.previous_secret) if s]
+        signed = event_id.encode() + b"." + timestamp.encode() + b"." + body
+        return ",".join(
+            "v1=" + hmac.new(_webhook_key(s, self.key_form), signed, hashlib.sha256).hexdigest()
+            for s in chosen
+        )
+
+    def delivery_url(self, callback_url: str | None = None) -> str:
+        """Where a POST to ``callback_url`` (default: the console's) lands, through the proxy."""
+        url = callback_url or self.callback_url
+        if url is None or self.deliver_to is None:
+            raise RuntimeError("configure() the webhook first")
+        parts = urlsplit(url)
+        return self.deliver_to.rstrip("/") + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    async def post(
+        self,
+        event: dict[str, Any],
+        *,
+        url: str | None = None,
+        body: bytes | None = None,
+        timestamp: int | None = None,
+        signature: str | None = None,
+        secrets_: Sequence[str] | None = None,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any] | None]:
+        """One signed POST of ``event`` (tests may spoil any part); returns the status and JSON answer."""
+        raw = body if body is not None else json.dumps(event).encode()
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        sent_headers = {
+            "Content-Type": content_type,
+            "X-ToAPIs-Webhook-Id": event["id"],
+            "X-ToAPIs-Webhook-Timestamp": stamp,
+            "X-ToAPIs-Webhook-Signature": signature or self.signature(event["id"], stamp, raw, secrets_),
+            "User-Agent": "ToAPIs-Webhooks/1.0",
+            **(headers or {}),
+        }
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        async with self._session.post(
+            self.delivery_url(url),
+            data=raw,
+            headers=sent_headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+        ) as response:
+            answer = await response.read()
+            try:
+                parsed = json.loads(answer) if answer else None
+            except ValueError:
+                parsed = None
+            return response.status, parsed if isinstance(parsed, dict) else None
+
+    async def send(self, event: dict[str, Any], *, url: str | None = None) -> None:
+        """Deliver ``event`` as the provider does: retried on anything but a 2xx."""
+        task_id = (event.get("data") or {}).get("task_id")
+        for attempt in range(1, len(WEBHOOK_RETRY_DELAYS) + 2):
+            try:
+                status: int | None = (await self.post(event, url=url))[0]
+            except (aiohttp.ClientError, TimeoutError):
+                status = None
+            self.attempts.append(WebhookAttempt(event["id"], event["type"], task_id, attempt, status))
+            if status is not None and 200 <= status < 300:
+                return
+            if attempt > len(WEBHOOK_RETRY_DELAYS):
+                return
+            await asyncio.sleep(WEBHOOK_RETRY_DELAYS[attempt - 1] * self.retry_scale)
+
+    async def send_test(self) -> None:
+        """The console's "send test event" button."""
+        await self.send(self.test_event())
+
+    async def _deliver_event(self, task: FakeTask, *, twice: bool) -> None:
+        await asyncio.sleep(self.delay)
+        event = self.event_for(task, self._urls(task))
+        self.events.append(event)
+        url = self._task_urls[task.id]
+        await self.send(event, url=url)
+        if twice:
+            await self.send(event, url=url)  # at least once: the same event id again
+
+    def _urls(self, task: FakeTask) -> list[str]:
+        return self.result_urls(task) if self.result_urls is not None else []
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def idle(self) -> None:
+        """Wait until every delivery under way (retries included) is over."""
+        while self._sending:
+            await asyncio.wait(set(self._sending))
+
+    async def close(self) -> None:
+        for task in list(self._sending):
+            task.cancel()
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
