@@ -751,7 +751,7 @@ class ScenarioRun:
                 "fairness_ratio",
                 "small ÷ big server median wait",
                 ratio,
-                "n/a" if ratio is None else "never submitted" if math.isinf(ratio) else f"{ratio:.2f}",
+                "n/a" if ratio is None else "∞" if math.isinf(ratio) else f"{ratio:.2f}",
                 Target("≤ 1/3", lambda v: v <= budget.FAIR_WAIT_RATIO + 1e-9) if judged else None,
             )
         )
