@@ -1023,6 +1023,9 @@ class ScenarioRun:
         self.job_details = self._job_details(delivered, failed)
         for reason, count in reasons.most_common(3):
             notes.append(f"{count} failed: {reason}")
+        if self.sc.bot_env:
+            given = " ".join(f"{name}={value}" for name, value in self.sc.bot_env)
+            notes.append(f"the scenario runs the bot with {given} beyond the production defaults")
         if self.gave_up:
             notes.append(
                 f"gave up waiting {self.opts.max_seconds + self.opts.grace:g} s after the last job was fired"
