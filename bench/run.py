@@ -165,6 +165,7 @@ class Options:
     validate: str
     grace: float
     log_dir: Path | None
+    fire_seconds: float
     bot_env: dict[str, str]
     command: str
 
@@ -487,7 +488,12 @@ class ScenarioRun:
         self.stop_result = await bot.stop()
 
     async def _fire(self) -> None:
-        for job in self.fire_order:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        pace = self.opts.fire_seconds / len(self.fire_order)
+        for index, job in enumerate(self.fire_order):
+            if pace > 0:  # --fire-seconds: the index-th job goes out index × pace after the first
+                await asyncio.sleep(max(0.0, started + index * pace - loop.time()))
             plan = self.plans[job]
             options: dict[str, Any] = {"prompt": f"bench {job}", "n": plan.n}
             if self.sc.resolution:
@@ -707,7 +713,8 @@ class ScenarioRun:
         fired = len(waits)
         accepted = [self._accepted_at(job) for job in waits]
         times = [at - self.fire_started for at in accepted if at is not None]
-        deadline = budget.submission_deadline(fired)
+        # Never sooner than the last job was fired (--fire-seconds, or a burst within the bucket's).
+        deadline = max(budget.submission_deadline(fired), self.fire_ended - self.fire_started)
         last = max(times) if len(times) == fired and times else math.inf
         if not times:
             shown = "none submitted"
@@ -1126,6 +1133,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     )
     parser.add_argument("--log-dir", type=Path, help="keep each scenario's bot log here")
     parser.add_argument(
+        "--fire-seconds",
+        type=float,
+        default=0.0,
+        help="spread the jobs evenly over this many seconds (0: all at once, as fast as the gateway "
+        "carries them); for a machine too busy to answer a burst within Discord's 3 s",
+    )
+    parser.add_argument(
         "--bot-env",
         action="append",
         default=[],
@@ -1144,6 +1158,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         parser.error("need 0 < --min-seconds <= --max-seconds")
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if not 0 <= args.fire_seconds <= 600:
+        parser.error("--fire-seconds must be between 0 and 600")
     if args.channels is not None and args.channels < 1:
         parser.error("--channels must be at least 1")
     bot_env = {}
@@ -1163,6 +1179,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         json_path=args.json_path,
         validate=args.validate,
         grace=args.grace,
+        fire_seconds=args.fire_seconds,
         log_dir=args.log_dir,
         bot_env=bot_env,
         command="python -m bench" + ("" if not shown else " " + shlex.join(shown)),
