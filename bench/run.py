@@ -1111,9 +1111,15 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help=f"any of {', '.join(SCENARIOS)} (default: {' '.join(DEFAULT_SCENARIOS)}; polling figures "
         "are part of every table, 'polling' alone is a mid-size run judged on them)",
     )
-    parser.add_argument("--jobs", type=int, help="jobs per scenario (load 1000, latency 50, polling 100)")
     parser.add_argument(
-        "--channels", type=int, help="channels per scenario (load 20, latency 50, polling 20)"
+        "--jobs",
+        type=int,
+        help="jobs per scenario (load 1000, latency 50, polling 100, budget 1000 over its servers)",
+    )
+    parser.add_argument(
+        "--channels",
+        type=int,
+        help="channels per scenario (load 20, latency 50, polling 20, budget 20 over its servers)",
     )
     parser.add_argument("--min-seconds", type=float, default=8.0, help="shortest task duration (8)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="longest task duration (60)")
