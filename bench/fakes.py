@@ -3,8 +3,9 @@
 * :class:`BenchToAPIs` — :class:`tests.fakes.toapis.FakeToAPIs` whose tasks follow a per-job
   timeline (queued, then ``in_progress`` in 10 % steps, then ``completed`` at exactly
   ``created + duration`` by the fake's clock) and whose result files come from a small pool of
-  pre-made JPEGs held in memory. It records every poll and the first poll that showed
-  ``completed``.
+  pre-made JPEGs held in memory. It enforces the account's documented rate limits like its
+  parent (default group), records every poll, every status query and submission it refused
+  with 429 (per job), and the first poll that showed ``completed``.
 * :class:`BenchDiscord` — :class:`tests.fakes.discord.FakeDiscord` with
   :class:`DiscordRateLimits` (Discord's per-channel message limit and the global limit),
   optional request-body validation, uploads kept as sizes only (not bytes), and a record of
@@ -18,14 +19,15 @@ Times are ``time.monotonic()`` of the benchmark process, shared by both fakes.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import io
 import json
 import math
 import re
 import time
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +42,7 @@ from tests.fakes.discord import (
     RecordedRequest,
     UploadedFile,
 )
-from tests.fakes.toapis import FakeToAPIs, TaskPlan
+from tests.fakes.toapis import GENERATIONS_PATH, FakeToAPIs, TaskPlan
 
 PROMPT = re.compile(r"bench (\d+)")
 
@@ -146,6 +148,8 @@ class JobPlan:
     duration: float  # seconds from submission to completed
     queued: float  # seconds spent queued before in_progress
     images: tuple[int, ...]  # pool index per result image
+    guild_id: int | None = None  # None: the fake Discord's default server
+    server: int = 0  # which of the scenario's servers sends it (an index)
 
 
 @dataclass
@@ -159,7 +163,13 @@ class TaskTimeline:
     duration: float
     starts: tuple[float, ...]  # offset at which STEPS[k] begins; the last entry is completion
     polls: list[tuple[float, str]] = field(default_factory=list)  # (time, status shown)
+    refused: list[float] = field(default_factory=list)  # status queries answered 429 (time)
     detected_at: float | None = None  # first poll that answered "completed"
+
+    @property
+    def queries(self) -> list[float]:
+        """Every status query of the task that reached the provider, answered or refused, in order."""
+        return sorted([at for at, _ in self.polls] + self.refused)
 
     @property
     def completed_at(self) -> float:
@@ -174,7 +184,13 @@ def step_starts(queued: float, duration: float) -> tuple[float, ...]:
 
 
 class BenchToAPIs(FakeToAPIs):
-    """FakeToAPIs with per-job task timelines and pooled result images."""
+    """FakeToAPIs with per-job task timelines and pooled result images.
+
+    The account's rate limits (``rate_limits``, the documented default group unless changed) are
+    enforced by the parent's middleware before any handler runs, so the handlers overridden here
+    answer only what the buckets let through. What the buckets refused is kept per job:
+    ``refused_submissions[job]`` and each timeline's ``refused`` status queries.
+    """
 
     def __init__(self, pool: Sequence[bytes], plans: dict[int, JobPlan], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -184,6 +200,29 @@ class BenchToAPIs(FakeToAPIs):
         self.timelines: dict[str, TaskTimeline] = {}
         self.tasks_by_job: dict[int, list[str]] = defaultdict(list)
         self.unplanned_submissions = 0
+        self.refused_submissions: Counter[int | None] = Counter()  # by job (None: not a bench prompt)
+        self.status_queries = 0  # every GET of a task that reached the buckets, answered or not
+
+    async def _authorised(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        submitting = request.method == "POST" and request.path == GENERATIONS_PATH
+        querying = request.method == "GET" and request.path.startswith(GENERATIONS_PATH + "/")
+        job: int | None = None
+        if submitting:
+            with contextlib.suppress(ValueError, AttributeError):
+                job = job_of_prompt(json.loads(await request.read()).get("prompt"))
+        now = self.clock()
+        response = await super()._authorised(request, handler)
+        refused = response.status == 429 and "X-RateLimit-Category" in response.headers
+        if querying:
+            self.status_queries += 1
+            timeline = self.timelines.get(request.path.rsplit("/", 1)[-1])
+            if refused and timeline is not None:
+                timeline.refused.append(now)
+        elif submitting and refused:
+            self.refused_submissions[job] += 1
+        return response
 
     async def _handle_submit(self, request: web.Request) -> web.StreamResponse:
         response = await super()._handle_submit(request)
@@ -214,6 +253,7 @@ class BenchToAPIs(FakeToAPIs):
             return await super()._handle_get_task(request)
         now = self.clock()
         self.polls[task_id] += 1
+        self.poll_times.setdefault(task_id, []).append(now)
         index = bisect.bisect_right(timeline.starts, now - task.created) - 1
         body = self._task_body(task, index)
         timeline.polls.append((now, body["status"]))

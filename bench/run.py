@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import random
@@ -29,9 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import budget
 from bench.fakes import BenchDiscord, BenchToAPIs, JobPlan, TaskTimeline, flat_png, jpeg_pool
 from bench.process import BotProcess, StopResult, cpu_seconds, proc_status, reset_peak_rss
-from bench.report import FAIL, Row, at_most, equals, overall, percentile, render_table, seconds
+from bench.report import FAIL, Row, Target, at_most, equals, overall, percentile, render_table, seconds
 from tests.process_launcher import ROOT
 
 MB = 1024 * 1024
@@ -41,9 +43,8 @@ SETTLE_AFTER_ONLINE = 1.0
 SETTLE_BEFORE_BIG = 3.0  # let the idle bot settle before its RSS is read
 AFTER_SETTLED = 2.5  # stragglers (late duplicate submissions) and one more metrics line
 INCOMPLETE_GRACE = 60.0  # a ✅ message missing overflow images is given this long
-ADVICE_QUEUED = 2.0  # fastest poll interval the provider advises while queued (2–3 s)
-ADVICE_RUNNING = 3.0  # … and while in progress (3–5 s)
-TOLERANCE = 0.05  # seconds of timer slack before a poll counts as sooner than advised
+# The provider's rate-limit answers carry this; a failed job whose message says it was refused for it.
+BUSY_TEXT = "image service is busy"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,13 @@ class Scenario:
     targets: frozenset[str]
     about: str
     reference_side: int = 0  # each job attaches a mostly flat side × side PNG (0: no reference)
+    # Servers the jobs come from, by their share of the jobs and of the channels (empty: one server,
+    # the fake's default). Their jobs are fired interleaved, in a seeded random order.
+    server_shares: tuple[float, ...] = ()
+    # One more job, from a server of its own with one channel, fired in the middle of the others.
+    quiet_server: bool = False
+    # Settings this scenario needs beyond the production defaults (shown under its table).
+    bot_env: tuple[tuple[str, str], ...] = ()
 
 
 SIZES_2K = (1.0, 1.3, 1.6, 1.9, 2.1, 2.4, 2.7, 3.0)
@@ -125,6 +133,22 @@ SCENARIOS: dict[str, Scenario] = {
         "ten members attach an 8000×8000 PNG at once: memory",
         reference_side=8000,
     ),
+    "budget": Scenario(
+        "budget",
+        1000,
+        20,
+        1,
+        4,
+        None,
+        2048,
+        SIZES_2K,
+        frozenset({"invariants", "polling", "budget", "no_429", "loop_lag", "peak_rss"}),
+        "a burst from five servers against the provider's rate limits",
+        server_shares=(0.6, 0.1, 0.1, 0.1, 0.1),
+        quiet_server=True,
+        # The whole burst may wait in line: the default (500) would refuse half of it privately.
+        bot_env=(("MAX_QUEUED_JOBS", "2000"),),
+    ),
 }
 DEFAULT_SCENARIOS = ("load", "latency", "big")
 
@@ -141,6 +165,7 @@ class Options:
     validate: str
     grace: float
     log_dir: Path | None
+    fire_seconds: float
     bot_env: dict[str, str]
     command: str
 
@@ -159,8 +184,15 @@ class Outcome:
     @property
     def title(self) -> str:
         s = self.settings
+        servers = s["servers"]
+        where = f"{s['channels']} channel(s)"
+        if len(servers) > 1:
+            burst = servers[:-1] if s["quiet_server_job"] else servers
+            where += f" in {len(burst)} servers ({' + '.join(str(count) for count in burst)} jobs)"
+            if s["quiet_server_job"]:
+                where += ", + 1 job from a quiet server in the middle of the burst"
         return (
-            f"{self.scenario.name}: {s['jobs']} job(s), {s['channels']} channel(s), n {s['n']}, "
+            f"{self.scenario.name}: {s['jobs']} job(s), {where}, n {s['n']}, "
             f"tasks {s['min_seconds']:g}–{s['max_seconds']:g} s — {self.scenario.about}"
         )
 
@@ -272,19 +304,22 @@ class ScenarioRun:
             scenario.channels if scenario.name == "big" or opts.channels is None else opts.channels
         )
         self.channel_count = max(1, min(self.channel_count, self.jobs))
+        if scenario.server_shares:  # every server has a channel of its own
+            self.channel_count = max(self.channel_count, len(scenario.server_shares))
         validate = opts.validate == "on" or (opts.validate == "auto" and self.jobs <= 100)
         self.validate = validate
         self.plans: dict[int, JobPlan] = {}
         self.discord = BenchDiscord(validate=validate, expected_images={})
+        self.server_jobs: list[int] = []  # jobs per server, in the scenario's order (the quiet one last)
         rng = random.Random(f"{opts.seed}:{scenario.name}")
-        channels = [self.discord.snowflake() for _ in range(self.channel_count)]
-        for job in range(1, self.jobs + 1):
+        for job, (guild_id, channel_id, server) in enumerate(self._homes(), start=1):
             n = rng.randint(scenario.n_min, scenario.n_max)
             duration = rng.uniform(opts.min_seconds, opts.max_seconds)
             queued = min(rng.uniform(1.0, 3.0), duration / 3)
             images = tuple(rng.randrange(len(pool)) for _ in range(n))
-            self.plans[job] = JobPlan(job, channels[(job - 1) % len(channels)], n, duration, queued, images)
+            self.plans[job] = JobPlan(job, channel_id, n, duration, queued, images, guild_id, server)
             self.discord.expected_images[job] = n
+        self.fire_order = self._fire_order()
         self.toapis = BenchToAPIs(pool, self.plans)
         self.records: dict[int, Any] = {}
         self.fire_started = self.fire_ended = 0.0
@@ -303,11 +338,51 @@ class ScenarioRun:
         self.fire_error: str | None = None
         self.job_details: list[dict[str, Any]] = []
 
+    def _homes(self) -> list[tuple[int | None, int, int]]:
+        """Where each job comes from, in job order: (server id or None for the default, channel,
+        server index). Servers get their share of the jobs and of the channels; within a server
+        the jobs go round-robin over its channels."""
+        shares = self.sc.server_shares
+        if not shares:
+            channels = [self.discord.snowflake() for _ in range(self.channel_count)]
+            self.server_jobs = [self.jobs]
+            return [(None, channels[i % len(channels)], 0) for i in range(self.jobs)]
+        homes: list[tuple[int | None, int, int]] = []
+        job_counts = budget.split(self.jobs, shares)
+        channel_counts = budget.split(self.channel_count, shares)
+        if self.sc.quiet_server:
+            job_counts.append(1)
+            channel_counts.append(1)
+        for server, (count, channel_count) in enumerate(zip(job_counts, channel_counts, strict=True)):
+            guild_id = self.discord.snowflake()
+            self.discord.guild_ids.append(guild_id)  # announced in READY, like a real server
+            channels = [self.discord.snowflake() for _ in range(max(1, channel_count))]
+            homes += [(guild_id, channels[i % len(channels)], server) for i in range(count)]
+        self.server_jobs = job_counts
+        return homes
+
+    def _fire_order(self) -> list[int]:
+        """Jobs in the order they are fired: in job order, or, from several servers, interleaved
+        in a seeded random order with the quiet server's job in the middle."""
+        burst = [job for job in self.plans if job <= self.jobs]
+        if self.sc.server_shares:
+            random.Random(f"{self.opts.seed}:{self.sc.name}:order").shuffle(burst)
+        extra = [job for job in self.plans if job > self.jobs]
+        return burst[: len(burst) // 2] + extra + burst[len(burst) // 2 :]
+
+    @property
+    def quiet_job(self) -> int | None:
+        """The quiet server's single job, if the scenario has one."""
+        return self.jobs + 1 if self.sc.quiet_server else None
+
     @property
     def settings(self) -> dict[str, Any]:
         sc = self.sc
         return {
             "jobs": self.jobs,
+            "quiet_server_job": self.sc.quiet_server,
+            "servers": self.server_jobs,
+            "bot_env": dict(sc.bot_env),
             "channels": self.channel_count,
             "n": f"{sc.n_min}–{sc.n_max}" if sc.n_min != sc.n_max else str(sc.n_min),
             "images": sum(p.n for p in self.plans.values()),
@@ -366,6 +441,7 @@ class ScenarioRun:
             "DATABASE_URL": f"sqlite:///{workdir / 'imagine.db'}",
             "LOG_LEVEL": "INFO",
             "METRICS_LOG_SECONDS": "2",
+            **dict(self.sc.bot_env),
             **self.opts.bot_env,
         }
 
@@ -412,7 +488,13 @@ class ScenarioRun:
         self.stop_result = await bot.stop()
 
     async def _fire(self) -> None:
-        for job, plan in self.plans.items():
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        pace = self.opts.fire_seconds / len(self.fire_order)
+        for index, job in enumerate(self.fire_order):
+            if pace > 0:  # --fire-seconds: the index-th job goes out index × pace after the first
+                await asyncio.sleep(max(0.0, started + index * pace - loop.time()))
+            plan = self.plans[job]
             options: dict[str, Any] = {"prompt": f"bench {job}", "n": plan.n}
             if self.sc.resolution:
                 options["resolution"] = self.sc.resolution
@@ -422,7 +504,11 @@ class ScenarioRun:
                     f"scan-{job}.png", self.reference, "image/png", channel_id=plan.channel_id
                 )
             payload = self.discord.slash_command(
-                "imagine", options, channel_id=plan.channel_id, user_id=self.discord.snowflake()
+                "imagine",
+                options,
+                guild_id=plan.guild_id,
+                channel_id=plan.channel_id,
+                user_id=self.discord.snowflake(),
             )
             try:
                 self.records[job] = await asyncio.wait_for(
@@ -480,6 +566,227 @@ class ScenarioRun:
     def _first_timeline(self, job: int) -> TaskTimeline | None:
         tasks = self.toapis.tasks_by_job.get(job)
         return self.toapis.timelines[tasks[0]] if tasks else None
+
+    def _job_timelines(self, job: int) -> list[TaskTimeline]:
+        return [self.toapis.timelines[task] for task in self.toapis.tasks_by_job.get(job, [])]
+
+    def _polling_rows(self, judged: bool) -> list[Row]:
+        """Status queries against today's advice, detection lag, and the literal-advice baseline
+        simulated over the same task timelines (its queries are not sent: they would spend the
+        bot's budget)."""
+        queries, most, over, under_floor, refused = [], [], 0, 0, 0
+        ours, baseline_lags, baseline_queries = [], [], []
+        rng = random.Random(f"{self.opts.seed}:{self.sc.name}:baseline")
+        for job in self.plans:
+            timelines = self._job_timelines(job)
+            if not timelines:
+                continue
+            first = timelines[0]
+            job_queries = sum(len(t.queries) for t in timelines)
+            allowed = budget.most_queries_allowed(first.duration)
+            queries.append(job_queries)
+            most.append(allowed)
+            over += job_queries > allowed
+            under_floor += sum(budget.queries_sooner_than(t.created, t.queries) for t in timelines)
+            refused += sum(len(t.refused) for t in timelines)
+            look = budget.baseline_poll(first.created, first.completed_at, rng)
+            baseline_queries.append(look.queries)
+            if first.detected_at is not None:
+                ours.append(first.detected_at - first.completed_at)
+                baseline_lags.append(look.lag)
+        mean_queries, mean_most = _mean(queries), _mean(most)
+        det50, det95 = percentile(ours, 50), percentile(ours, 95)
+        base50, base95 = percentile(baseline_lags, 50), percentile(baseline_lags, 95)
+        base_mean = _mean(baseline_queries)
+        lag_ratio = det50 / base50 if det50 is not None and base50 else None
+        query_ratio = mean_queries / base_mean if mean_queries is not None and base_mean else None
+        total = sum(queries)
+        return [
+            Row(
+                "polls_per_job",
+                "status queries / job (mean · max)",
+                over if queries else None,
+                f"{mean_queries:.1f} · {max(queries)}  ({over} jobs over the advice)" if queries else "n/a",
+                equals(0, "≤ advice, every job") if judged else None,
+                {"mean": mean_queries, "max": max(queries) if queries else None, "jobs_over_advice": over},
+            ),
+            Row(
+                "advice_most_per_job",
+                "most the advice allows / job (mean)",
+                mean_most,
+                f"{mean_most:.1f}  (at 5 s, then every 5 s, until one sees the completion)"
+                if mean_most is not None
+                else "n/a",
+            ),
+            Row(
+                "queries_under_5s",
+                "status queries under 5 s",
+                under_floor if queries else None,
+                f"{under_floor} of {total}  (to the task's previous query or its submission; "
+                f"{refused} answered 429)",
+                equals(0) if judged else None,
+                {"queries": total, "refused": refused},
+            ),
+            Row(
+                "detection_lag_p50",
+                "completion→detected p50 · p95 (ours)",
+                det50,
+                f"{seconds(det50)} · {seconds(det95)}",
+                None,
+                {"p95": det95, "tasks": len(ours)},
+            ),
+            Row(
+                "baseline_detection_lag_p50",
+                "  baseline poller, simulated: p50 · p95",
+                base50,
+                f"{seconds(base50)} · {seconds(base95)}  (first query at 5 s, then every 7.5 ± 2.5 s, "
+                "over the fake's task timelines)",
+                None,
+                {"p95": base95},
+            ),
+            Row(
+                "detection_vs_baseline",
+                "detection p50, ours ÷ baseline",
+                lag_ratio,
+                "n/a" if lag_ratio is None else f"{lag_ratio:.2f}",
+                at_most(0.5) if judged else None,
+            ),
+            Row(
+                "queries_vs_baseline",
+                "status queries / job, ours ÷ baseline",
+                query_ratio,
+                "n/a"
+                if query_ratio is None or base_mean is None or mean_queries is None
+                else f"{query_ratio:.2f}  ({mean_queries:.2f} · {base_mean:.2f})",
+                at_most(1) if judged else None,
+                {"ours": mean_queries, "baseline": base_mean},
+            ),
+        ]
+
+    def _provider_rows(self, failed: list[int], judged: bool) -> list[Row]:
+        """The account's rate limits: 429s, jobs lost to them, submission throughput and fairness.
+        A submission's time is when the fake accepted it (its task's creation); a job's wait runs
+        from the moment its interaction was sent."""
+        fake = self.toapis
+        submit_refused, query_refused = fake.rate_limited["async_submit"], fake.rate_limited["async_query"]
+        requests = fake.submit_attempts + fake.status_queries
+        share = 100 * (submit_refused + query_refused) / requests if requests else None
+        rows = [
+            Row(
+                "provider_429_share",
+                "provider 429s (share of its requests)",
+                share,
+                "n/a"
+                if share is None
+                else f"{share:.2f} %  ({submit_refused} of {fake.submit_attempts} submissions, "
+                f"{query_refused} of {fake.status_queries} status queries)",
+                at_most(budget.MOST_429_PERCENT, " %") if judged else None,
+                {
+                    "submissions": fake.submit_attempts,
+                    "submissions_refused": submit_refused,
+                    "status_queries": fake.status_queries,
+                    "status_queries_refused": query_refused,
+                },
+            )
+        ]
+        rate_failed = []
+        for job in failed:
+            track = self.discord.tracks.get(job)
+            busy = track is not None and BUSY_TEXT in (track.failure or "").lower()
+            met_429 = fake.refused_submissions.get(job, 0) + sum(
+                len(t.refused) for t in self._job_timelines(job)
+            )
+            if busy or met_429:
+                rate_failed.append(job)
+        rows.append(
+            Row(
+                "rate_limit_failures",
+                "jobs failed because of rate limits",
+                len(rate_failed),
+                str(len(rate_failed)),
+                equals(0) if judged else None,
+                {"jobs": rate_failed[:50]},
+            )
+        )
+
+        waits = self._submit_waits()
+        fired = len(waits)
+        accepted = [self._accepted_at(job) for job in waits]
+        times = [at - self.fire_started for at in accepted if at is not None]
+        # Never sooner than the last job was fired (--fire-seconds, or a burst within the bucket's).
+        deadline = max(budget.submission_deadline(fired), self.fire_ended - self.fire_started)
+        last = max(times) if len(times) == fired and times else math.inf
+        if not times:
+            shown = "none submitted"
+        elif len(times) < fired:
+            shown = f"only {len(times)} of {fired} submitted (the last {max(times):.1f} s after the burst)"
+        else:
+            shown = f"all {fired} within {last:.1f} s of the burst"
+        rows.append(
+            Row(
+                "submission_throughput",
+                "every job submitted within",
+                last if fired else None,
+                shown,
+                Target(f"≤ {deadline:.3g} s (90 % of 5/s)", lambda v: v <= deadline) if judged else None,
+                {"deadline": deadline, "submitted": len(times), "fired": fired},
+            )
+        )
+        if len(self.server_jobs) < 2:
+            return rows
+        burst_servers = self.server_jobs[:-1] if self.sc.quiet_server else self.server_jobs
+        big = max(range(len(burst_servers)), key=lambda i: burst_servers[i])
+        big_waits = [w for job, w in waits.items() if self.plans[job].server == big]
+        small_waits = [
+            w for job, w in waits.items() if self.plans[job].server != big and job != self.quiet_job
+        ]
+        big_median, small_median = budget.median(big_waits), budget.median(small_waits)
+        ratio = budget.wait_ratio(small_median, big_median)
+        rows.append(
+            Row(
+                "submit_wait_median",
+                "submit wait median: big · small servers",
+                big_median,
+                f"{_wait(big_median)} ({len(big_waits)} jobs) · "
+                f"{_wait(small_median)} ({len(small_waits)} jobs)",
+                None,
+                {"big": big_median, "small": small_median},
+            )
+        )
+        rows.append(
+            Row(
+                "fairness_ratio",
+                "small ÷ big server median wait",
+                ratio,
+                "n/a" if ratio is None else "∞" if math.isinf(ratio) else f"{ratio:.2f}",
+                Target("≤ 1/3", lambda v: v <= budget.FAIR_WAIT_RATIO + 1e-9) if judged else None,
+            )
+        )
+        if self.quiet_job is not None and self.quiet_job in waits:
+            quiet = waits[self.quiet_job]
+            rows.append(
+                Row(
+                    "quiet_server_wait",
+                    "quiet server's job submitted after",
+                    quiet,
+                    _wait(quiet),
+                    at_most(budget.QUIET_WITHIN, " s") if judged else None,
+                )
+            )
+        return rows
+
+    def _accepted_at(self, job: int) -> float | None:
+        """When the fake accepted the job's (first) submission, or None."""
+        timeline = self._first_timeline(job)
+        return timeline.created if timeline is not None else None
+
+    def _submit_waits(self) -> dict[int, float]:
+        """Per fired job: seconds from its interaction to its accepted submission (inf: never)."""
+        waits = {}
+        for job, record in self.records.items():
+            accepted = self._accepted_at(job)
+            waits[job] = math.inf if accepted is None else accepted - record.created_at
+        return waits
 
     def figures(self) -> tuple[list[Row], list[str]]:
         sc, targets = self.sc, self.sc.targets
@@ -542,69 +849,17 @@ class ScenarioRun:
             )
         )
 
-        # Polling: counts against the provider's advice, and how soon completion was seen.
-        polls, budgets, most, over, soon = [], [], [], 0, 0
-        detection, final = [], []
-        for job in self.plans:
-            timeline = self._first_timeline(job)
-            if timeline is None:
-                continue
-            job_polls = [p for t in self.toapis.tasks_by_job[job] for p in self.toapis.timelines[t].polls]
-            allowed = advice_most_polls(timeline.queued, timeline.duration)
-            polls.append(len(job_polls))
-            budgets.append(advice_budget(timeline.queued, timeline.duration))
-            most.append(allowed)
-            over += len(job_polls) > allowed
-            soon += _sooner_than_advised(timeline)
-            if timeline.detected_at is not None:
-                detection.append(timeline.detected_at - timeline.completed_at)
-            track = self.discord.tracks.get(job)
-            if track is not None and track.delivered and track.delivered_at is not None:
-                final.append(track.delivered_at - timeline.completed_at)
-        polling = "polling" in targets
-        mean_polls = _mean(polls)
-        mean_budget, mean_most = _mean(budgets), _mean(most)
-        rows.append(
-            Row(
-                "polls_per_job",
-                "polls / job (mean · max)",
-                over if polls else None,
-                f"{mean_polls:.1f} · {max(polls)}  ({over} jobs over the advice)" if polls else "n/a",
-                equals(0, "≤ advice, every job") if polling else None,
-                {"mean": mean_polls, "max": max(polls) if polls else None, "jobs_over_advice": over},
-            )
-        )
-        rows.append(
-            Row(
-                "advice_budget_per_job",
-                "advice budget / job (mean)",
-                mean_budget,
-                f"{mean_budget:.1f} = q/2 + r/3; at most {mean_most:.1f} incl. the detecting poll"
-                if mean_budget is not None and mean_most is not None
-                else "n/a",
-                None,
-                {"formula_mean": mean_budget, "most_allowed_mean": mean_most},
-            )
-        )
-        rows.append(
-            Row(
-                "polls_sooner_than_advised",
-                "polls sooner than advised",
-                soon,
-                f"{soon}  (< 2 s queued / < 3 s running)",
-            )
-        )
-        det50, det95 = percentile(detection, 50), percentile(detection, 95)
-        rows.append(
-            Row(
-                "detection_lag_p50",
-                "completion→detected p50",
-                det50,
-                seconds(det50),
-                at_most(1.0, " s") if polling else None,
-            )
-        )
-        rows.append(Row("detection_lag_p95", "completion→detected p95", det95, seconds(det95)))
+        # Polling: counts against today's advice, how soon completion was seen, and the baseline.
+        rows += self._polling_rows("polling" in targets)
+        # The provider's rate limits: 429s, submissions (throughput, fairness).
+        rows += self._provider_rows(failed, "budget" in targets)
+        final = [
+            track.delivered_at - timeline.completed_at
+            for job in delivered
+            if (timeline := self._first_timeline(job)) is not None
+            and (track := self.discord.tracks.get(job)) is not None
+            and track.delivered_at is not None
+        ]
         fin50, fin95 = percentile(final, 50), percentile(final, 95)
         latency = "final_latency" in targets
         rows.append(
@@ -726,6 +981,15 @@ class ScenarioRun:
         else:
             cpu_text = "n/a"
         rows.append(Row("bot_cpu_seconds", "bot CPU time (whole life)", self.cpu, cpu_text))
+        per_job = 1000 * self.cpu / jobs if self.cpu is not None and jobs else None
+        rows.append(
+            Row(
+                "bot_cpu_ms_per_job",
+                "bot CPU time / job",
+                per_job,
+                "n/a" if per_job is None else f"{per_job:.0f} ms",
+            )
+        )
         stop = self.stop_result
         rows.append(
             Row(
@@ -766,6 +1030,9 @@ class ScenarioRun:
         self.job_details = self._job_details(delivered, failed)
         for reason, count in reasons.most_common(3):
             notes.append(f"{count} failed: {reason}")
+        if self.sc.bot_env:
+            given = " ".join(f"{name}={value}" for name, value in self.sc.bot_env)
+            notes.append(f"the scenario runs the bot with {given} beyond the production defaults")
         if self.gave_up:
             notes.append(
                 f"gave up waiting {self.opts.max_seconds + self.opts.grace:g} s after the last job was fired"
@@ -781,7 +1048,8 @@ class ScenarioRun:
         return rows, notes
 
     def _job_details(self, delivered: list[int], failed: list[int]) -> list[dict[str, Any]]:
-        """Per job, for the JSON file: the plan, every poll (seconds after submission), the lags."""
+        """Per job, for the JSON file: the plan, its submission's wait, every poll (seconds after the
+        submission) and every refused one, the lags."""
         done, bad = set(delivered), set(failed)
         details = []
         for job, plan in self.plans.items():
@@ -796,10 +1064,16 @@ class ScenarioRun:
                 "submissions": len(self.toapis.tasks_by_job.get(job, [])),
                 "message_writes": track.writes if track else 0,
             }
+            record = self.records.get(job)
+            if plan.guild_id is not None:
+                entry["server"] = plan.server
             if timeline is not None:
-                entry["advice_budget"] = round(advice_budget(timeline.queued, timeline.duration), 2)
-                entry["advice_most_polls"] = advice_most_polls(timeline.queued, timeline.duration)
+                if record is not None:
+                    entry["submit_wait"] = round(timeline.created - record.created_at, 3)
+                entry["refused_submissions"] = self.toapis.refused_submissions.get(job, 0)
+                entry["advice_most_queries"] = budget.most_queries_allowed(timeline.duration)
                 entry["polls"] = [[round(at - timeline.created, 3), status] for at, status in timeline.polls]
+                entry["refused_queries"] = [round(at - timeline.created, 3) for at in timeline.refused]
                 if timeline.detected_at is not None:
                     entry["detection_lag"] = round(timeline.detected_at - timeline.completed_at, 3)
                 if track is not None and track.delivered_at is not None and job in done:
@@ -812,38 +1086,14 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def advice_budget(queued: float, duration: float) -> float:
-    """The issue's budget: queued_seconds/2 + running_seconds/3 (the advice's fastest beat)."""
-    return queued / ADVICE_QUEUED + (duration - queued) / ADVICE_RUNNING
-
-
-def advice_most_polls(queued: float, duration: float) -> int:
-    """The most polls the advice allows until completion is seen, the detecting poll included.
-
-    Polling as early as the advice allows after each look (2 s after a queued one, 3 s after one
-    in progress; the submission's answer is the first look) makes the most polls: an earlier
-    look never allows a later next poll. Close to ``advice_budget + 1``, but exact.
-    """
-    at, count = 0.0, 0
-    while at < duration:
-        at += ADVICE_QUEUED if at < queued else ADVICE_RUNNING
-        count += 1
-    return count
+def _wait(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return "never submitted" if math.isinf(value) else f"{value:.1f} s"
 
 
 def _mb(kb: int | None) -> str:
     return "n/a" if not kb else f"{kb / 1024:.1f} MB"
-
-
-def _sooner_than_advised(timeline: TaskTimeline) -> int:
-    """Polls that came sooner after the previous look than the advice allows for the state seen."""
-    count = 0
-    previous_at, previous_status = timeline.created, "queued"  # the submission's answer
-    for at, status in timeline.polls:
-        least = ADVICE_QUEUED if previous_status == "queued" else ADVICE_RUNNING
-        count += at - previous_at < least - TOLERANCE
-        previous_at, previous_status = at, status
-    return count
 
 
 # --------------------------------------------------------------------------- the command
@@ -861,9 +1111,15 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help=f"any of {', '.join(SCENARIOS)} (default: {' '.join(DEFAULT_SCENARIOS)}; polling figures "
         "are part of every table, 'polling' alone is a mid-size run judged on them)",
     )
-    parser.add_argument("--jobs", type=int, help="jobs per scenario (load 1000, latency 50, polling 100)")
     parser.add_argument(
-        "--channels", type=int, help="channels per scenario (load 20, latency 50, polling 20)"
+        "--jobs",
+        type=int,
+        help="jobs per scenario (load 1000, latency 50, polling 100, budget 1000 over its servers)",
+    )
+    parser.add_argument(
+        "--channels",
+        type=int,
+        help="channels per scenario (load 20, latency 50, polling 20, budget 20 over its servers)",
     )
     parser.add_argument("--min-seconds", type=float, default=8.0, help="shortest task duration (8)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="longest task duration (60)")
@@ -883,6 +1139,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     )
     parser.add_argument("--log-dir", type=Path, help="keep each scenario's bot log here")
     parser.add_argument(
+        "--fire-seconds",
+        type=float,
+        default=0.0,
+        help="spread the jobs evenly over this many seconds (0: all at once, as fast as the gateway "
+        "carries them); for a machine too busy to answer a burst within Discord's 3 s",
+    )
+    parser.add_argument(
         "--bot-env",
         action="append",
         default=[],
@@ -901,6 +1164,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         parser.error("need 0 < --min-seconds <= --max-seconds")
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if not 0 <= args.fire_seconds <= 600:
+        parser.error("--fire-seconds must be between 0 and 600")
     if args.channels is not None and args.channels < 1:
         parser.error("--channels must be at least 1")
     bot_env = {}
@@ -920,6 +1185,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         json_path=args.json_path,
         validate=args.validate,
         grace=args.grace,
+        fire_seconds=args.fire_seconds,
         log_dir=args.log_dir,
         bot_env=bot_env,
         command="python -m bench" + ("" if not shown else " " + shlex.join(shown)),
