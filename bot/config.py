@@ -81,6 +81,7 @@ class Settings:
     balance_check_minutes: float = 10.0
     low_balance_usd: float | None = None
     operator_channel_id: int | None = None
+    startup_retry_seconds: float = 60.0
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -122,6 +123,7 @@ class Settings:
                 _number(env, "LOW_BALANCE_USD", 0.0, 0, 100_000) if _text(env, "LOW_BALANCE_USD") else None
             ),
             operator_channel_id=_whole(env, "OPERATOR_CHANNEL_ID", "a channel id (digits only)"),
+            startup_retry_seconds=_number(env, "STARTUP_RETRY_SECONDS", 60.0, 0, 3600),
         )
 
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Coroutine
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -32,6 +35,17 @@ from bot.metrics import LoopLagMonitor
 from bot.policy import OperatorRules, guild_allowed
 from bot.quota import QuotaLedger
 from bot.registration import CommandRegistry, fingerprint
+from bot.startup import (
+    EXIT_MISCONFIGURED,
+    EXIT_UNREACHABLE,
+    ServiceUnreachableError,
+    StartupError,
+    check_database,
+    check_toapis,
+    connection_problem,
+    hide_password,
+    keep_trying,
+)
 from bot.store import Store
 from bot.toapis import ToAPIsClient, ToAPIsError
 from cogs import render
@@ -65,6 +79,12 @@ REQUIRED_PERMISSIONS = discord.Permissions(
     read_message_history=True,
 )
 SCOPES = ("bot", "applications.commands")
+
+TOKEN_REJECTED = (
+    "DISCORD_TOKEN was rejected by Discord: copy the bot's token again from the developer portal "
+    "(https://discord.com/developers/applications → your application → Bot → Reset Token)"
+)
+DISCORD_ADVICE = "check the network, DNS and any firewall or proxy (and DISCORD_API_BASE_URL if set)"
 
 
 def use_discord_api(base_url: str | None, gateway_url: str | None = None) -> None:
@@ -361,8 +381,72 @@ def build_bot(settings: Settings, catalog: Catalog, **options: Any) -> ImagineBo
     return ImagineBot(settings, catalog, **options)
 
 
+async def check_discord(settings: Settings, *, within: float | None = None) -> None:
+    """Prove Discord answers and takes the token (`GET /users/@me`), retrying while it does not answer.
+
+    A name that does not resolve, a refused connection, no answer in time or a 5xx is tried again
+    for up to `STARTUP_RETRY_SECONDS` (`within` overrides it); a rejected token stops at once.
+    With `DISCORD_GATEWAY_URL` set, the gateway's host must accept a connection too.
+    """
+    base = settings.discord_api_base_url or discord.http.Route.BASE
+    headers = {
+        "Authorization": f"Bot {settings.discord_token}",
+        "User-Agent": f"DiscordBot (https://github.com/Rapptz/discord.py {discord.__version__})",
+    }
+
+    async def attempt(answer_within: float) -> None:
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=answer_within)) as session,
+                session.get(f"{base}/users/@me", headers=headers) as response,
+            ):
+                status = response.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ServiceUnreachableError(connection_problem(exc, host=urlsplit(base).hostname)) from None
+        if status == 401:
+            raise StartupError(TOKEN_REJECTED)
+        if status >= 500 or status == 429:
+            raise ServiceUnreachableError(f"it answered HTTP {status}")
+        if status >= 400:
+            raise StartupError(
+                f"Discord at {base} answered HTTP {status} to the bot's login: {DISCORD_ADVICE}"
+            )
+        if settings.discord_gateway_url:
+            await _reach_gateway(settings.discord_gateway_url, answer_within)
+
+    await keep_trying(
+        attempt,
+        within=settings.startup_retry_seconds if within is None else within,
+        service=f"Discord at {base}",
+        advice=DISCORD_ADVICE,
+    )
+
+
+async def _reach_gateway(url: str, answer_within: float) -> None:
+    """Open (and close) a TCP connection to the gateway's host: DNS, refusals and silence show here."""
+    parts = yarl.URL(url)
+    host, port = parts.host or "", parts.port or (443 if parts.scheme == "wss" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), answer_within)
+    except (OSError, TimeoutError) as exc:
+        problem = connection_problem(exc, host=host)
+        raise ServiceUnreachableError(f"its gateway {url} could not be reached: {problem}") from None
+    writer.close()
+
+
 async def run_bot(settings: Settings, catalog: Catalog) -> int:
-    """Run until stopped (SIGTERM/SIGINT stop gracefully); returns the process exit code."""
+    """Run until stopped (SIGTERM/SIGINT stop gracefully); returns the process exit code.
+
+    First the database, ToAPIs and Discord are checked (see `bot.startup`): a problem there ends
+    the process with one line on stderr and a non-zero exit, never a traceback.
+    """
+    try:
+        await check_database(settings)
+        await check_toapis(settings)
+        await check_discord(settings)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     bot = build_bot(settings, catalog)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -371,11 +455,18 @@ async def run_bot(settings: Settings, catalog: Catalog) -> int:
         async with bot:
             await bot.start(settings.discord_token)
     except discord.LoginFailure:
-        print("error: DISCORD_TOKEN was rejected by Discord (see .env.example)")
-        return 2
+        print(f"error: {TOKEN_REJECTED}", file=sys.stderr)
+        return EXIT_MISCONFIGURED
     except discord.PrivilegedIntentsRequired:
-        print("error: the bot asked for an intent that is not enabled in the Discord developer portal")
-        return 2
+        print(
+            "error: the bot asked for an intent that is not enabled in the Discord developer portal",
+            file=sys.stderr,
+        )
+        return EXIT_MISCONFIGURED
+    except (aiohttp.ClientError, OSError) as exc:  # Discord went away between the check and the login
+        problem = connection_problem(exc)
+        print(f"error: could not reach Discord ({problem}): {DISCORD_ADVICE}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     return 0
 
 
@@ -400,6 +491,14 @@ async def run_check(settings: Settings, catalog: Catalog) -> int:
             return 1
     print(f"ToAPIs: the API key works ({base_url}); balance: {balance.describe()}")
 
+    # --check tries each service once: it is a quick look, not a start.
+    try:
+        await check_database(settings, within=0)
+        print(f"Database: OK ({hide_password(settings.database_url)})")
+        await check_discord(settings, within=0)
+    except StartupError as exc:
+        print(f"error: {exc}")
+        return 1
     use_discord_api(settings.discord_api_base_url)
     discord_client = discord.Client(intents=discord.Intents.none())
     try:
@@ -407,10 +506,10 @@ async def run_check(settings: Settings, catalog: Catalog) -> int:
         app = await discord_client.application_info()
         user = discord_client.user
     except discord.LoginFailure:
-        print("error: DISCORD_TOKEN was rejected by Discord (see .env.example)")
+        print(f"error: {TOKEN_REJECTED}")
         return 1
-    except (discord.HTTPException, OSError) as exc:
-        print(f"error: could not reach Discord: {exc}")
+    except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+        print(f"error: could not reach Discord ({connection_problem(exc)}): {DISCORD_ADVICE}")
         return 1
     finally:
         await discord_client.close()

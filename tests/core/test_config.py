@@ -52,6 +52,7 @@ def test_blank_secret_counts_as_missing():
         ("JOB_TIMEOUT_SECONDS", "ten"),
         ("PROGRESS_EDIT_INTERVAL_SECONDS", "0"),
         ("DISCORD_API_BASE_URL", "ftp://x"),
+        ("STARTUP_RETRY_SECONDS", "-1"),
     ],
 )
 def test_invalid_value_names_the_variable(name, value):

@@ -1,0 +1,229 @@
+"""Start-up failures of the real process (`python -m bot`): one plain line, a non-zero exit, no traceback.
+
+Each case starts the bot as a deployment would, pointed at something that fails: a closed
+loopback port (refused), a name under `.invalid` (never resolves), a loopback server that never
+answers, the fake Discord and fake ToAPIs refusing credentials, and a small PostgreSQL
+stand-in that refuses the password the way a real server does. `STARTUP_RETRY_SECONDS` is 1 so
+the retries end quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cogs.app import DISCORD_ADVICE, TOKEN_REJECTED
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.toapis import FakeToAPIs
+from tests.process_launcher import BotProcess, spawn_bot_process
+
+DATABASE_ADVICE = "check that the database server is running and that DATABASE_URL names its host and port"
+
+
+@pytest.fixture
+def bot_env(discord_fake: FakeDiscord, toapis_fake: FakeToAPIs, tmp_path: Path) -> dict[str, str]:
+    return {
+        "DISCORD_TOKEN": discord_fake.token,
+        "TOAPIS_API_KEY": toapis_fake.api_key,
+        "TOAPIS_BASE_URL": toapis_fake.base_url,
+        "DISCORD_API_BASE_URL": discord_fake.api_base,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'imagine.db'}",
+        "STARTUP_RETRY_SECONDS": "1",
+    }
+
+
+async def _run(env: dict[str, str], *args: str, cwd: Path) -> tuple[int, list[str]]:
+    """Run `python -m bot` to its end; its exit code and every line it printed (stdout, then stderr)."""
+    proc = await spawn_bot_process(env, *args, cwd=cwd)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, (out.decode() + err.decode()).splitlines()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A loopback port that accepts connections and never answers (a host behind a black hole)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in held:
+        writer.close()
+    server.close()
+
+
+def _no_traceback(lines: list[str]) -> bool:
+    return not any("Traceback" in line for line in lines)
+
+
+# --------------------------------------------------------------------------- Discord
+
+
+async def test_discord_refusing_connections_is_retried_then_one_line_and_exit_1(bot_env, tmp_path):
+    base = f"http://127.0.0.1:{_closed_port()}/api/v10"
+    code, lines = await _run({**bot_env, "DISCORD_API_BASE_URL": base}, cwd=tmp_path)
+    assert (code, lines[-1], any("trying again in" in line for line in lines), _no_traceback(lines)) == (
+        1,
+        f"error: could not reach Discord at {base} (connection refused; tried for 1s): {DISCORD_ADVICE}",
+        True,
+        True,
+    )
+
+
+async def test_discord_name_that_does_not_resolve_says_so(bot_env, tmp_path):
+    base = "http://discord.invalid/api/v10"
+    code, lines = await _run({**bot_env, "DISCORD_API_BASE_URL": base}, cwd=tmp_path)
+    assert (code, lines[-1], _no_traceback(lines)) == (
+        1,
+        f"error: could not reach Discord at {base} (the name discord.invalid does not resolve; tried for 1s): "
+        f"{DISCORD_ADVICE}",
+        True,
+    )
+
+
+async def test_discord_not_answering_in_time_says_so(bot_env, tmp_path, silent_port):
+    base = f"http://127.0.0.1:{silent_port}/api/v10"
+    code, lines = await _run({**bot_env, "DISCORD_API_BASE_URL": base}, cwd=tmp_path)
+    assert (code, lines[-1], _no_traceback(lines)) == (
+        1,
+        f"error: could not reach Discord at {base} (no answer in time; tried for 1s): {DISCORD_ADVICE}",
+        True,
+    )
+
+
+async def test_discord_gateway_unreachable_says_so(bot_env, tmp_path, discord_fake):
+    gateway = f"ws://127.0.0.1:{_closed_port()}"
+    env = {**bot_env, "DISCORD_GATEWAY_URL": gateway, "SHARD_COUNT": "1"}
+    code, lines = await _run(env, cwd=tmp_path)
+    assert (code, lines[-1], _no_traceback(lines)) == (
+        1,
+        f"error: could not reach Discord at {discord_fake.api_base} (its gateway {gateway} could not be "
+        f"reached: connection refused; tried for 1s): {DISCORD_ADVICE}",
+        True,
+    )
+
+
+async def test_a_rejected_discord_token_points_at_the_developer_portal(bot_env, tmp_path):
+    code, lines = await _run({**bot_env, "DISCORD_TOKEN": "not-the-token"}, cwd=tmp_path)
+    assert (code, lines[-1], _no_traceback(lines)) == (2, f"error: {TOKEN_REJECTED}", True)
+
+
+# --------------------------------------------------------------------------- the database
+
+
+async def test_database_unreachable_names_database_url_with_the_password_hidden(bot_env, tmp_path):
+    port = _closed_port()
+    url = f"postgresql://imagine:s3cret-pw@127.0.0.1:{port}/imagine"
+    code, lines = await _run({**bot_env, "DATABASE_URL": url}, cwd=tmp_path)
+    shown = f"postgresql://imagine:***@127.0.0.1:{port}/imagine"
+    assert (code, lines[-1], any("s3cret-pw" in line for line in lines), _no_traceback(lines)) == (
+        1,
+        f"error: could not reach the database at DATABASE_URL {shown} (connection refused; tried for 1s): "
+        f"{DATABASE_ADVICE}",
+        False,
+        True,
+    )
+
+
+@pytest.fixture
+async def postgres_refusing_passwords() -> AsyncIterator[int]:
+    """A PostgreSQL stand-in speaking the protocol's start-up: it asks for the password, then refuses
+    it with SQLSTATE 28P01, as a real server with a wrong password in DATABASE_URL does."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                length, code = struct.unpack("!ii", await reader.readexactly(8))
+                if code in (80877103, 80877104):  # SSLRequest / GSSENCRequest: not offered
+                    writer.write(b"N")
+                    continue
+                await reader.readexactly(length - 8)  # the rest of the StartupMessage
+                break
+            writer.write(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
+            await reader.readexactly(1)  # 'p'
+            (length,) = struct.unpack("!i", await reader.readexactly(4))
+            await reader.readexactly(length - 4)
+            fields = b"SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed for user \"imagine\"\0\0"
+            writer.write(b"E" + struct.pack("!i", 4 + len(fields)) + fields)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+
+
+async def test_database_refusing_the_password_says_so_at_once_with_the_password_hidden(
+    bot_env, tmp_path, postgres_refusing_passwords
+):
+    port = postgres_refusing_passwords
+    url = f"postgresql://imagine:wrong-pw-123@127.0.0.1:{port}/imagine?ssl=disable"
+    env = {**bot_env, "DATABASE_URL": url, "STARTUP_RETRY_SECONDS": "60"}  # no retry: it would be refused again
+    code, lines = await asyncio.wait_for(_run(env, cwd=tmp_path), 30)
+    shown = f"postgresql://imagine:***@127.0.0.1:{port}/imagine?ssl=disable"
+    assert (code, lines[-1], any("wrong-pw-123" in line for line in lines), _no_traceback(lines)) == (
+        2,
+        f"error: the database refused the user name or password in DATABASE_URL {shown}: correct them",
+        False,
+        True,
+    )
+
+
+async def test_check_reports_an_unreachable_database_in_one_line(bot_env, tmp_path):
+    port = _closed_port()
+    env = {**bot_env, "DATABASE_URL": f"postgresql://imagine:pw-456@127.0.0.1:{port}/imagine"}
+    code, lines = await _run(env, "--check", cwd=tmp_path)
+    assert (code, lines[-1], _no_traceback(lines)) == (
+        1,
+        f"error: could not reach the database at DATABASE_URL postgresql://imagine:***@127.0.0.1:{port}/imagine "
+        f"(connection refused; tried for 0s): {DATABASE_ADVICE}",
+        True,
+    )
+
+
+# --------------------------------------------------------------------------- ToAPIs
+
+
+async def test_a_rejected_toapis_key_stops_start_up_in_one_line(bot_env, tmp_path, toapis_fake):
+    code, lines = await _run({**bot_env, "TOAPIS_API_KEY": "sk-wrong-key-789"}, cwd=tmp_path)
+    assert (code, lines[-1], any("sk-wrong-key-789" in line for line in lines), _no_traceback(lines)) == (
+        2,
+        f"error: ToAPIs at {toapis_fake.base_url} did not accept TOAPIS_API_KEY: the key was rejected "
+        "(copy it again from toapis.com → API keys)",
+        False,
+        True,
+    )
+
+
+async def test_toapis_unreachable_at_start_up_is_a_warning_and_the_bot_comes_online(
+    bot_env, tmp_path, discord_fake, processes
+):
+    unreachable = f"http://127.0.0.1:{_closed_port()}"
+    process = await BotProcess.start({**bot_env, "TOAPIS_BASE_URL": unreachable}, tmp_path)
+    processes.append(process)
+    await discord_fake.wait_for(lambda fake: next(iter(fake.connected_sessions()), None), timeout=30)
+    code = await process.stop(signal.SIGTERM)
+    warnings = [line for line in process.log.splitlines() if "could not reach ToAPIs" in line]
+    assert (code, len(warnings), _no_traceback(process.log.splitlines())) == (0, 1, True)
+    assert warnings[0].endswith(
+        f"could not reach ToAPIs at {unreachable} (Could not connect to the image service.): starting anyway; "
+        "members' requests fail until it answers (check TOAPIS_BASE_URL and the network)"
+    )
