@@ -36,7 +36,9 @@ async def test_an_unreachable_service_is_retried_with_backoff_until_the_budget_i
         raise ServiceUnreachableError("connection refused")
 
     with pytest.raises(StartupError) as raised:
-        await keep_trying(never, within=60, service="Discord", advice="check it", sleep=clock.sleep, clock=clock)
+        await keep_trying(
+            never, within=60, service="Discord", advice="check it", sleep=clock.sleep, clock=clock
+        )
     assert (clock.sleeps, str(raised.value), raised.value.exit_code) == (
         [1, 2, 4, 8, 10, 10, 10, 10, 5],
         "could not reach Discord (connection refused; tried for 60s): check it",

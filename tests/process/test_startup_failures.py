@@ -90,8 +90,8 @@ async def test_discord_name_that_does_not_resolve_says_so(bot_env, tmp_path):
     code, lines = await _run({**bot_env, "DISCORD_API_BASE_URL": base}, cwd=tmp_path)
     assert (code, lines[-1], _no_traceback(lines)) == (
         1,
-        f"error: could not reach Discord at {base} (the name discord.invalid does not resolve; tried for 1s): "
-        f"{DISCORD_ADVICE}",
+        f"error: could not reach Discord at {base} (the name discord.invalid does not resolve; "
+        f"tried for 1s): {DISCORD_ADVICE}",
         True,
     )
 
@@ -158,7 +158,7 @@ async def postgres_refusing_passwords() -> AsyncIterator[int]:
             await reader.readexactly(1)  # 'p'
             (length,) = struct.unpack("!i", await reader.readexactly(4))
             await reader.readexactly(length - 4)
-            fields = b"SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed for user \"imagine\"\0\0"
+            fields = b'SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed for user "imagine"\0\0'
             writer.write(b"E" + struct.pack("!i", 4 + len(fields)) + fields)
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -176,7 +176,8 @@ async def test_database_refusing_the_password_says_so_at_once_with_the_password_
 ):
     port = postgres_refusing_passwords
     url = f"postgresql://imagine:wrong-pw-123@127.0.0.1:{port}/imagine?ssl=disable"
-    env = {**bot_env, "DATABASE_URL": url, "STARTUP_RETRY_SECONDS": "60"}  # no retry: it would be refused again
+    # A long budget: a refusal must stop at once, not be tried again.
+    env = {**bot_env, "DATABASE_URL": url, "STARTUP_RETRY_SECONDS": "60"}
     code, lines = await asyncio.wait_for(_run(env, cwd=tmp_path), 30)
     shown = f"postgresql://imagine:***@127.0.0.1:{port}/imagine?ssl=disable"
     assert (code, lines[-1], any("wrong-pw-123" in line for line in lines), _no_traceback(lines)) == (
@@ -193,8 +194,9 @@ async def test_check_reports_an_unreachable_database_in_one_line(bot_env, tmp_pa
     code, lines = await _run(env, "--check", cwd=tmp_path)
     assert (code, lines[-1], _no_traceback(lines)) == (
         1,
-        f"error: could not reach the database at DATABASE_URL postgresql://imagine:***@127.0.0.1:{port}/imagine "
-        f"(connection refused; tried for 0s): {DATABASE_ADVICE}",
+        "error: could not reach the database at DATABASE_URL "
+        f"postgresql://imagine:***@127.0.0.1:{port}/imagine (connection refused; tried for 0s): "
+        f"{DATABASE_ADVICE}",
         True,
     )
 
@@ -224,6 +226,6 @@ async def test_toapis_unreachable_at_start_up_is_a_warning_and_the_bot_comes_onl
     warnings = [line for line in process.log.splitlines() if "could not reach ToAPIs" in line]
     assert (code, len(warnings), _no_traceback(process.log.splitlines())) == (0, 1, True)
     assert warnings[0].endswith(
-        f"could not reach ToAPIs at {unreachable} (Could not connect to the image service.): starting anyway; "
-        "members' requests fail until it answers (check TOAPIS_BASE_URL and the network)"
+        f"could not reach ToAPIs at {unreachable} (Could not connect to the image service.): "
+        "starting anyway; members' requests fail until it answers (check TOAPIS_BASE_URL and the network)"
     )
