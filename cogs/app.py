@@ -87,6 +87,14 @@ TOKEN_REJECTED = (
 DISCORD_ADVICE = "check the network, DNS and any firewall or proxy (and DISCORD_API_BASE_URL if set)"
 
 
+def silence_voice_warnings() -> None:
+    """The bot never joins voice channels, so discord.py's start-up warnings that the voice
+    libraries (PyNaCl, davey) are missing say nothing an operator should act on. discord.py's
+    own switches turn off exactly those two; every other warning stays."""
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
+
+
 def use_discord_api(base_url: str | None, gateway_url: str | None = None) -> None:
     """Point discord.py at another Discord API base and gateway (tests and proxies); None keeps Discord's."""
     if base_url:
@@ -378,6 +386,7 @@ class ImagineBot(commands.AutoShardedBot):
 def build_bot(settings: Settings, catalog: Catalog, **options: Any) -> ImagineBot:
     """The bot exactly as `python -m bot` runs it; `options` go to discord.py (tests shorten timeouts)."""
     use_discord_api(settings.discord_api_base_url, settings.discord_gateway_url)
+    silence_voice_warnings()
     return ImagineBot(settings, catalog, **options)
 
 
@@ -500,6 +509,7 @@ async def run_check(settings: Settings, catalog: Catalog) -> int:
         print(f"error: {exc}")
         return 1
     use_discord_api(settings.discord_api_base_url)
+    silence_voice_warnings()
     discord_client = discord.Client(intents=discord.Intents.none())
     try:
         await discord_client.login(settings.discord_token)

@@ -223,9 +223,29 @@ async def test_toapis_unreachable_at_start_up_is_a_warning_and_the_bot_comes_onl
     processes.append(process)
     await discord_fake.wait_for(lambda fake: next(iter(fake.connected_sessions()), None), timeout=30)
     code = await process.stop(signal.SIGTERM)
-    warnings = [line for line in process.log.splitlines() if "could not reach ToAPIs" in line]
-    assert (code, len(warnings), _no_traceback(process.log.splitlines())) == (0, 1, True)
+    lines = process.log.splitlines()
+    warnings = [line for line in lines if "could not reach ToAPIs" in line]
+    assert (code, len(warnings), _no_traceback(lines)) == (0, 1, True)
     assert warnings[0].endswith(
         f"could not reach ToAPIs at {unreachable} (Could not connect to the image service.): "
         "starting anyway; members' requests fail until it answers (check TOAPIS_BASE_URL and the network)"
+    )
+
+
+# --------------------------------------------------------------------------- voice
+
+
+async def test_a_start_prints_no_warning_about_voice_libraries(bot_env, tmp_path, discord_fake, processes):
+    # The bot never uses voice; a warning that still matters (ToAPIs unreachable) is printed.
+    unreachable = f"http://127.0.0.1:{_closed_port()}"
+    process = await BotProcess.start({**bot_env, "TOAPIS_BASE_URL": unreachable}, tmp_path)
+    processes.append(process)
+    await discord_fake.wait_for(lambda fake: next(iter(fake.connected_sessions()), None), timeout=30)
+    await process.stop(signal.SIGTERM)
+    code, check_lines = await _run(bot_env, "--check", cwd=tmp_path)
+    printed = process.log + "\n".join(check_lines)
+    assert (code, "voice will NOT be supported" in printed, "could not reach ToAPIs" in printed) == (
+        0,
+        False,
+        True,
     )
