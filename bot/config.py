@@ -82,6 +82,7 @@ class Settings:
     low_balance_usd: float | None = None
     operator_channel_id: int | None = None
     startup_retry_seconds: float = 60.0
+    job_retention_days: int | None = 90  # None: job details are kept until someone asks
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -124,6 +125,7 @@ class Settings:
             ),
             operator_channel_id=_whole(env, "OPERATOR_CHANNEL_ID", "a channel id (digits only)"),
             startup_retry_seconds=_number(env, "STARTUP_RETRY_SECONDS", 60.0, 0, 3600),
+            job_retention_days=_retention_days(env, "JOB_RETENTION_DAYS"),
         )
 
 
@@ -229,6 +231,14 @@ def _log_level(env: Mapping[str, str], name: str) -> str:
 def _path(env: Mapping[str, str], name: str) -> Path | None:
     raw = _text(env, name)
     return Path(raw) if raw else None
+
+
+def _retention_days(env: Mapping[str, str], name: str) -> int | None:
+    """Days a finished job keeps its details: 90 when unset, None (keep them) for 0."""
+    days = _whole(env, name, "a whole number of days (0 = keep job details until someone asks)")
+    if days is None:
+        return 90
+    return days or None
 
 
 def _shard_ids(env: Mapping[str, str], name: str, shard_count: int | None) -> tuple[int, ...] | None:
