@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.jobs.records import FINAL_STATES
 from bot.schema import jobs_table
 from bot.store import Store
+from bot.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -140,3 +141,53 @@ class JobRetention:
         )
         await conn.execute(statement, [{"job_id": r.id, "scrubbed": _scrubbed(r.delivered)} for r in rows])
         return len(rows)
+
+
+# --------------------------------------------------------------------------- what members are told
+
+
+def forget_confirmation(retention_days: int | None) -> str:
+    """What /imagine-forget asks before deleting anything."""
+    kept = (
+        f"The bot deletes them by itself {retention_days} days after each job."
+        if retention_days is not None
+        else "This bot keeps them until you ask."
+    )
+    return (
+        "**Delete your image history?**\n"
+        "This deletes the prompts, reference image links and your member id from every finished image "
+        "job of yours the bot has kept, in every server and in direct messages. "
+        f"{kept}\n"
+        "Images already posted stay where they are: to remove one, use its **Delete** button *before* "
+        "this (afterwards only moderators can). Server usage counts are kept, without your name. "
+        "This cannot be undone."
+    )
+
+
+FORGET_CANCELLED = "Nothing was deleted."
+
+
+def forget_done(result: ForgetResult, *, member: str | None = None) -> str:
+    """The answer once a forget ran: how many jobs, and the running ones that keep their details for now.
+
+    `member` is None for a member's own request (everywhere), else how an admin's answer names the
+    member (a mention; their jobs in this server).
+    """
+    if result.forgotten == 0 and result.unfinished == 0:
+        if member is None:
+            return "The bot has no job history of yours to delete."
+        return f"{member} has no job history in this server to delete."
+    whose = "your" if member is None else f"{member}'s"
+    where = "" if member is None else " in this server"
+    lines = [f"Deleted the details of {whose} {plural(result.forgotten, 'finished job')}{where}."]
+    if result.unfinished:
+        running = plural(result.unfinished, "job")
+        keep, them = ("keeps", "it ends") if result.unfinished == 1 else ("keep", "they end")
+        lines.append(
+            f"{running} still running {keep} its details until {them} (the bot needs them to deliver "
+            "the images or give the quota back): run this again once it is done."
+            if result.unfinished == 1
+            else f"{running} still running {keep} their details until {them} (the bot needs them to "
+            "deliver the images or give the quota back): run this again once they are done."
+        )
+    return " ".join(lines)

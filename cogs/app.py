@@ -35,6 +35,7 @@ from bot.metrics import LoopLagMonitor
 from bot.policy import OperatorRules, guild_allowed
 from bot.quota import QuotaLedger
 from bot.registration import CommandRegistry, fingerprint
+from bot.retention import JobRetention
 from bot.startup import (
     EXIT_MISCONFIGURED,
     EXIT_UNREACHABLE,
@@ -56,7 +57,7 @@ from cogs.replies import reply_privately
 log = logging.getLogger(__name__)
 
 # Loaded after the launcher exists: the imagine and actions cogs start jobs through it.
-EXTENSIONS = ("cogs.imagine", "cogs.actions", "cogs.admin")
+EXTENSIONS = ("cogs.imagine", "cogs.actions", "cogs.admin", "cogs.privacy")
 
 # On SIGTERM, how long submissions already on the wire may take to answer (their task ids must
 # be stored) and jobs not yet sent to say they wait for the restart. Procfile hosts kill 10 s
@@ -67,6 +68,8 @@ SUBMISSION_GRACE = 7.5
 # and how often expired quota counters are deleted.
 SWEEP_INTERVAL = 60.0
 PRUNE_INTERVAL = 3600.0
+# How often jobs past JOB_RETENTION_DAYS are looked for (also once at start-up).
+RETENTION_INTERVAL = 3600.0
 
 # What the bot needs in a channel: see messages, post and edit results with files and embeds,
 # and reply to its own result message with images past the tenth.
@@ -136,6 +139,7 @@ class ImagineBot(commands.AutoShardedBot):
 
     sweep_interval = SWEEP_INTERVAL
     prune_interval = PRUNE_INTERVAL
+    retention_interval = RETENTION_INTERVAL
 
     def __init__(self, settings: Settings, catalog: Catalog, **options: Any) -> None:
         intents = discord.Intents.none()
@@ -166,6 +170,7 @@ class ImagineBot(commands.AutoShardedBot):
         self._jobs: JobStore | None = None
         self._guild_settings: GuildSettingsStore | None = None
         self._ledger: QuotaLedger | None = None
+        self._retention: JobRetention | None = None
         self._runner: JobRunner | None = None
         self._launcher: JobLauncher | None = None
         self.result_actions: ActionHandler | None = None  # what result buttons call (the Actions cog)
@@ -202,6 +207,13 @@ class ImagineBot(commands.AutoShardedBot):
         return self._guild_settings
 
     @property
+    def retention(self) -> JobRetention:
+        """Forgets finished jobs' details: past JOB_RETENTION_DAYS, or a member's on request."""
+        if self._retention is None:
+            raise RuntimeError("job retention exists only after setup_hook")
+        return self._retention
+
+    @property
     def ledger(self) -> QuotaLedger:
         if self._ledger is None:
             raise RuntimeError("the quota ledger exists only after setup_hook")
@@ -213,6 +225,7 @@ class ImagineBot(commands.AutoShardedBot):
         self._jobs = JobStore(self.store)
         self._guild_settings = GuildSettingsStore(self.store)
         self._ledger = QuotaLedger(self.store)
+        self._retention = JobRetention(self.store, retention_days=self.settings.job_retention_days)
         self.toapis = ToAPIsClient(
             self.settings.toapis_base_url,
             self.settings.toapis_api_key,
@@ -256,6 +269,7 @@ class ImagineBot(commands.AutoShardedBot):
         await self._launcher.resume_all()
         pruned = await self.ledger.prune()  # yesterday's and older quota counters
         log.info("pruned %d expired quota counter(s)", pruned)
+        await self._retention.forget_expired()
         self.spawn(self._housekeeping(), name="housekeeping")
         if self.balance_watch is not None:
             self.spawn(self.balance_watch.run(self.settings.balance_check_minutes * 60), name="balance-watch")
@@ -277,9 +291,10 @@ class ImagineBot(commands.AutoShardedBot):
         return shard_of(job.guild_id, self.settings.shard_count) in self.settings.shard_ids
 
     async def _housekeeping(self) -> None:
-        """Sweep for stranded jobs every `sweep_interval`, prune quota counters every `prune_interval`."""
+        """Sweep for stranded jobs every `sweep_interval`, prune quota counters every `prune_interval`,
+        and forget jobs past JOB_RETENTION_DAYS every `retention_interval`."""
         loop = asyncio.get_running_loop()
-        pruned_at = loop.time()  # start-up has just pruned
+        pruned_at = forgotten_at = loop.time()  # start-up has just pruned and forgotten
         while not self.stopping:
             await asyncio.sleep(self.sweep_interval)
             try:
@@ -287,6 +302,9 @@ class ImagineBot(commands.AutoShardedBot):
                 if loop.time() - pruned_at >= self.prune_interval:
                     pruned_at = loop.time()
                     log.info("pruned %d expired quota counter(s)", await self.ledger.prune())
+                if loop.time() - forgotten_at >= self.retention_interval:
+                    forgotten_at = loop.time()
+                    await self.retention.forget_expired()
             except Exception:
                 # The database may be down right now; the next round tries again.
                 log.exception("housekeeping failed; trying again in %.0fs", self.sweep_interval)

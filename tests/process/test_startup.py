@@ -61,6 +61,7 @@ async def test_first_start_registers_imagine_with_exactly_the_documented_options
             ("Imagine with these images", 3),
             ("imagine", 1),
             ("imagine-admin", 1),
+            ("imagine-forget", 1),
             ("imagine-history", 1),
             ("imagine-quota", 1),
         ],
