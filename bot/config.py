@@ -61,6 +61,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     default_model: str = DEFAULT_MODEL
     log_level: str = "INFO"
+    log_format: str = "text"  # "json": one JSON object per line, for log collectors
     dev_guild_id: int | None = None
     model_catalog_file: Path | None = None
     job_timeout_seconds: float = 600.0
@@ -100,6 +101,7 @@ class Settings:
             toapis_api_key=_required(env, "TOAPIS_API_KEY"),
             database_url=_database_url(env, "DATABASE_URL"),
             log_level=_log_level(env, "LOG_LEVEL"),
+            log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
             dev_guild_id=_whole(env, "DEV_GUILD_ID", "a server id (digits only)"),
             model_catalog_file=_path(env, "MODEL_CATALOG_FILE"),
             shard_count=(shard_count := _whole(env, "SHARD_COUNT", "a whole number (1 or more)", low=1)),
@@ -226,6 +228,14 @@ def _log_level(env: Mapping[str, str], name: str) -> str:
     if not isinstance(logging.getLevelName(level), int):
         raise _problem(name, f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
     return level
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (any case); the first when unset."""
+    value = (_text(env, name) or choices[0]).lower()
+    if value not in choices:
+        raise _problem(name, f"must be {' or '.join(choices)}, got {value!r}")
+    return value
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:

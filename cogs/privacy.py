@@ -69,6 +69,7 @@ class ForgetButton(
             self.user_id,
             result.forgotten,
             result.unfinished,
+            extra={"user_id": self.user_id},
         )
         await interaction.edit_original_response(content=forget_done(result), view=None)
 

@@ -40,6 +40,7 @@ def add_forget_command(group: AdminGroup, cog: "AdminCog") -> None:
             member.id,
             result.forgotten,
             result.unfinished,
+            extra={"guild_id": guild_id, "user_id": member.id},
         )
         await reply_privately(interaction, forget_done(result, member=member.mention))
         await _audit(cog, guild_id, interaction.user.id, member.id, result.forgotten)
