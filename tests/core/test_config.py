@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -264,3 +265,15 @@ def test_invalid_balance_settings_name_the_variable(env, message):
     with pytest.raises(ConfigError) as refused:
         Settings.from_env({**REQUIRED, **env})
     assert str(refused.value) == f"{message} (see .env.example)"
+
+
+def test_every_setting_is_documented_in_env_example_and_the_readme():
+    source = (ROOT / "bot" / "config.py").read_text()
+    names = sorted(set(re.findall(r'\(env, "([A-Z_]+)"', source)))
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    missing = {
+        ".env.example": [n for n in names if not re.search(rf"^{n}=", example, re.MULTILINE)],
+        "README.md": [n for n in names if f"| `{n}` |" not in readme],
+    }
+    assert (len(names) > 20, missing) == (True, {".env.example": [], "README.md": []})
