@@ -118,6 +118,29 @@ async def test_discord_gateway_unreachable_says_so(bot_env, tmp_path, discord_fa
     )
 
 
+async def test_discord_answering_5xx_is_retried_then_one_line(bot_env, tmp_path, discord_fake):
+    discord_fake.inject("GET", r"^/users/@me$", 503, times=1000)
+    code, lines = await _run(bot_env, cwd=tmp_path)
+    assert (code, lines[-1], _no_traceback(lines)) == (
+        1,
+        f"error: could not reach Discord at {discord_fake.api_base} (it answered HTTP 503; tried for 1s): "
+        f"{DISCORD_ADVICE}",
+        True,
+    )
+
+
+async def test_discord_back_after_a_failed_try_lets_the_bot_start(bot_env, tmp_path, discord_fake, processes):
+    discord_fake.inject("GET", r"^/users/@me$", 503, times=1)
+    process = await BotProcess.start({**bot_env, "STARTUP_RETRY_SECONDS": "30"}, tmp_path)
+    processes.append(process)
+    await discord_fake.wait_for(lambda fake: next(iter(fake.connected_sessions()), None), timeout=30)
+    code = await process.stop(signal.SIGTERM)
+    retried = [
+        line for line in process.log.splitlines() if "(it answered HTTP 503); trying again in 1s" in line
+    ]
+    assert (code, len(retried), _no_traceback(process.log.splitlines())) == (0, 1, True)
+
+
 async def test_a_rejected_discord_token_points_at_the_developer_portal(bot_env, tmp_path):
     code, lines = await _run({**bot_env, "DISCORD_TOKEN": "not-the-token"}, cwd=tmp_path)
     assert (code, lines[-1], _no_traceback(lines)) == (2, f"error: {TOKEN_REJECTED}", True)
@@ -140,10 +163,10 @@ async def test_database_unreachable_names_database_url_with_the_password_hidden(
     )
 
 
-@pytest.fixture
-async def postgres_refusing_passwords() -> AsyncIterator[int]:
-    """A PostgreSQL stand-in speaking the protocol's start-up: it asks for the password, then refuses
-    it with SQLSTATE 28P01, as a real server with a wrong password in DATABASE_URL does."""
+async def postgres_stand_in(sqlstate: str, message: str) -> asyncio.Server:
+    """A PostgreSQL stand-in speaking the protocol's start-up: it asks for the password, then ends
+    the login with `sqlstate`, as a real server does for a wrong password (28P01) or a database
+    that does not exist (3D000)."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -158,7 +181,7 @@ async def postgres_refusing_passwords() -> AsyncIterator[int]:
             await reader.readexactly(1)  # 'p'
             (length,) = struct.unpack("!i", await reader.readexactly(4))
             await reader.readexactly(length - 4)
-            fields = b'SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed for user "imagine"\0\0'
+            fields = b"SFATAL\0VFATAL\0C" + sqlstate.encode() + b"\0M" + message.encode() + b"\0\0"
             writer.write(b"E" + struct.pack("!i", 4 + len(fields)) + fields)
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -166,9 +189,49 @@ async def postgres_refusing_passwords() -> AsyncIterator[int]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+@pytest.fixture
+async def postgres_refusing_passwords() -> AsyncIterator[int]:
+    server = await postgres_stand_in("28P01", 'password authentication failed for user "imagine"')
     yield server.sockets[0].getsockname()[1]
     server.close()
+
+
+@pytest.fixture
+async def postgres_without_the_database() -> AsyncIterator[int]:
+    server = await postgres_stand_in("3D000", 'database "imagine" does not exist')
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+
+
+async def test_a_database_that_does_not_exist_says_so_at_once(
+    bot_env, tmp_path, postgres_without_the_database
+):
+    port = postgres_without_the_database
+    url = f"postgresql://imagine:pw-789@127.0.0.1:{port}/imagine?ssl=disable"
+    env = {**bot_env, "DATABASE_URL": url, "STARTUP_RETRY_SECONDS": "60"}
+    code, lines = await asyncio.wait_for(_run(env, cwd=tmp_path), 30)
+    assert (code, lines[-1], _no_traceback(lines)) == (
+        2,
+        "error: the database named in DATABASE_URL "
+        f"postgresql://imagine:***@127.0.0.1:{port}/imagine?ssl=disable does not exist: create it first",
+        True,
+    )
+
+
+async def test_a_sqlite_file_whose_folder_cannot_be_made_says_so(bot_env, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    url = f"sqlite:///{blocker}/imagine.db"
+    code, lines = await _run({**bot_env, "DATABASE_URL": url}, cwd=tmp_path)
+    assert (code, lines[-1], _no_traceback(lines)) == (
+        2,
+        f"error: DATABASE_URL {url}: its folder cannot be created (File exists); "
+        "check the path and the permissions",
+        True,
+    )
 
 
 async def test_database_refusing_the_password_says_so_at_once_with_the_password_hidden(
