@@ -141,6 +141,16 @@ async def test_discord_back_after_a_failed_try_lets_the_bot_start(bot_env, tmp_p
     assert (code, len(retried), _no_traceback(process.log.splitlines())) == (0, 1, True)
 
 
+async def test_check_reports_discord_unreachable_in_one_line(bot_env, tmp_path):
+    base = f"http://127.0.0.1:{_closed_port()}/api/v10"
+    code, lines = await _run({**bot_env, "DISCORD_API_BASE_URL": base}, "--check", cwd=tmp_path)
+    assert (code, lines[-1], _no_traceback(lines)) == (
+        1,
+        f"error: could not reach Discord at {base} (connection refused; tried for 0s): {DISCORD_ADVICE}",
+        True,
+    )
+
+
 async def test_a_rejected_discord_token_points_at_the_developer_portal(bot_env, tmp_path):
     code, lines = await _run({**bot_env, "DISCORD_TOKEN": "not-the-token"}, cwd=tmp_path)
     assert (code, lines[-1], _no_traceback(lines)) == (2, f"error: {TOKEN_REJECTED}", True)
@@ -310,5 +320,41 @@ async def test_a_start_prints_no_warning_about_voice_libraries(bot_env, tmp_path
     assert (code, "voice will NOT be supported" in printed, "could not reach ToAPIs" in printed) == (
         0,
         False,
+        True,
+    )
+
+
+@pytest.fixture
+async def not_toapis() -> AsyncIterator[str]:
+    """A web server that is not ToAPIs (a wrong TOAPIS_BASE_URL): every path answers a web page."""
+    from aiohttp import web
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text="<html>Welcome</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_toapis_answering_something_else_is_a_warning_and_the_bot_starts(
+    bot_env, tmp_path, discord_fake, processes, not_toapis
+):
+    process = await BotProcess.start({**bot_env, "TOAPIS_BASE_URL": not_toapis}, tmp_path)
+    processes.append(process)
+    await discord_fake.wait_for(lambda fake: next(iter(fake.connected_sessions()), None), timeout=30)
+    code = await process.stop(signal.SIGTERM)
+    lines = process.log.splitlines()
+    warnings = [line for line in lines if f"ToAPIs at {not_toapis} could not show the balance" in line]
+    assert (code, len(warnings), warnings[0].endswith(": starting anyway"), _no_traceback(lines)) == (
+        0,
+        1,
+        True,
         True,
     )
