@@ -63,6 +63,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     default_model: str = DEFAULT_MODEL
     log_level: str = "INFO"
+    log_format: str = "text"  # "json": one JSON object per line, for log collectors
     dev_guild_id: int | None = None
     model_catalog_file: Path | None = None
     job_timeout_seconds: float = 600.0
@@ -87,6 +88,8 @@ class Settings:
     http_host: str = "127.0.0.1"
     toapis_callback_url: str | None = None
     toapis_webhook_secrets: tuple[SigningSecret, ...] = field(default=(), repr=False)
+    startup_retry_seconds: float = 60.0
+    job_retention_days: int | None = 90  # None: job details are kept until someone asks
 
     @property
     def webhooks_enabled(self) -> bool:
@@ -109,6 +112,7 @@ class Settings:
             toapis_api_key=_required(env, "TOAPIS_API_KEY"),
             database_url=_database_url(env, "DATABASE_URL"),
             log_level=_log_level(env, "LOG_LEVEL"),
+            log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
             dev_guild_id=_whole(env, "DEV_GUILD_ID", "a server id (digits only)"),
             model_catalog_file=_path(env, "MODEL_CATALOG_FILE"),
             shard_count=(shard_count := _whole(env, "SHARD_COUNT", "a whole number (1 or more)", low=1)),
@@ -137,6 +141,8 @@ class Settings:
             http_host=_text(env, "HTTP_HOST") or "127.0.0.1",
             toapis_callback_url=(callback := _callback_url(env, "TOAPIS_CALLBACK_URL", http_port)),
             toapis_webhook_secrets=_webhook_secrets(env, "TOAPIS_WEBHOOK_SECRETS", callback),
+            startup_retry_seconds=_number(env, "STARTUP_RETRY_SECONDS", 60.0, 0, 3600),
+            job_retention_days=_retention_days(env, "JOB_RETENTION_DAYS"),
         )
 
 
@@ -239,9 +245,25 @@ def _log_level(env: Mapping[str, str], name: str) -> str:
     return level
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (any case); the first when unset."""
+    value = (_text(env, name) or choices[0]).lower()
+    if value not in choices:
+        raise _problem(name, f"must be {' or '.join(choices)}, got {value!r}")
+    return value
+
+
 def _path(env: Mapping[str, str], name: str) -> Path | None:
     raw = _text(env, name)
     return Path(raw) if raw else None
+
+
+def _retention_days(env: Mapping[str, str], name: str) -> int | None:
+    """Days a finished job keeps its details: 90 when unset, None (keep them) for 0."""
+    days = _whole(env, name, "a whole number of days (0 = keep job details until someone asks)")
+    if days is None:
+        return 90
+    return days or None
 
 
 def _shard_ids(env: Mapping[str, str], name: str, shard_count: int | None) -> tuple[int, ...] | None:

@@ -11,10 +11,12 @@ provider's answer — passes :class:`SecretRedactor` on its way to the handler.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
 from bot.config import Settings
@@ -87,6 +89,46 @@ class SecretRedactor(logging.Filter):
         return True
 
 
+# How every log line names a job (`JobRecord.log_name`): `job 12 (guild 3, user 5)`.
+JOB_LOG_NAME = re.compile(r"\bjob (?P<job_id>\d+) \(guild (?P<guild_id>\d+|None), user (?P<user_id>\d+)\)")
+# The ids a JSON line carries as fields: given with `extra=`, else read from the job the line names.
+ID_FIELDS = ("job_id", "guild_id", "user_id")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """`LOG_FORMAT=json`: one JSON object per line, for log collectors.
+
+    Keys: `time` (UTC, ISO 8601), `level`, `logger`, `message`, the ids `job_id`, `guild_id`,
+    `user_id` when the line has them (as numbers), and `exception` with the traceback. Every
+    line about a job names it the same way (`JobRecord.log_name`), so its ids are read from
+    there unless the call passed them with `extra=`. The text is the redacted text: the
+    handler's :class:`SecretRedactor` runs before any formatter.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        named = JOB_LOG_NAME.search(message)
+        for key in ID_FIELDS:
+            value = getattr(record, key, None)
+            if value is None and named is not None and named[key] != "None":
+                value = int(named[key])
+            if value is not None:
+                entry[key] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
 def secret_values(settings: Settings) -> list[str]:
     """Every secret the settings hold: tokens, keys, secrets (one or a list) and the database password."""
     found: list[str] = []
@@ -109,7 +151,8 @@ def secret_values(settings: Settings) -> list[str]:
 
 
 def configure_logging(settings: Settings) -> SecretRedactor:
-    """Set up the process's logging at `LOG_LEVEL`, with secrets kept out; returns the redactor in use."""
+    """Set up the process's logging at `LOG_LEVEL` in `LOG_FORMAT`, with secrets kept out; returns the
+    redactor in use."""
     level = logging.getLevelName(settings.log_level)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)-8s %(name)s: %(message)s", stream=sys.stderr
@@ -117,6 +160,8 @@ def configure_logging(settings: Settings) -> SecretRedactor:
     redactor = SecretRedactor(secret_values(settings))
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
+        if settings.log_format == "json":
+            handler.setFormatter(JsonLogFormatter())
     # discord.py's INFO logging is chatty about gateway internals.
     logging.getLogger("discord").setLevel(max(logging.INFO, level))
     for name in QUIET_LOGGERS:

@@ -82,10 +82,15 @@ jobs_table = sa.Table(
     sa.Column("layers", sa.Boolean, nullable=False, server_default=sa.false()),
     # Per result URL, its z_index, name and description when the result is layered (JSON, migration 6).
     sa.Column("result_layers", sa.Text, nullable=True),
+    # When the job's personal details (prompt, reference links, member id, layer names) were
+    # deleted, by JOB_RETENTION_DAYS or on request (migration 8); its counts stay for reports.
+    sa.Column("forgotten_at", sa.Float, nullable=True),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_guild_user", "guild_id", "user_id"),
     # A webhook event names its task: finding the job by it must not scan the table (migration 7).
     sa.Index("ix_jobs_task_id", "task_id"),
+    sa.Index("ix_jobs_created_at", "created_at"),
+    sa.Index("ix_jobs_user", "user_id"),
 )
 
 
@@ -191,6 +196,14 @@ async def _m007_webhook_events(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: task_index.create(sync, checkfirst=True))
 
 
+async def _m008_forgotten_jobs(conn: AsyncConnection) -> None:
+    await _add_missing_columns(conn, jobs_table, ("forgotten_at",))
+    # The retention sweep looks for old jobs not yet forgotten; a member's forget, for their jobs
+    # (ix_jobs_guild_user covers only jobs in one server).
+    await conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_jobs_created_at ON jobs (created_at)"))
+    await conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_jobs_user ON jobs (user_id)"))
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -201,4 +214,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m005_watermark_and_speed,
     _m006_layers,
     _m007_webhook_events,
+    _m008_forgotten_jobs,
 )

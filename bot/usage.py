@@ -146,6 +146,8 @@ def summarize(jobs: Iterable[JobRecord]) -> UsageSummary:
     jobs = list(jobs)
     per_member: dict[int, list[int]] = {}
     for job in jobs:
+        if job.forgotten:  # counted below, but no longer anyone's
+            continue
         entry = per_member.setdefault(job.user_id, [0, 0])
         entry[0] += 1
         entry[1] += images_of(job)
@@ -188,7 +190,7 @@ def billed_images(job: JobRecord, price: Price) -> int:
     """What the provider charges a job for, in images: those it counts, plus extra references."""
     images = images_of(job)
     if price.bills_extra_references and images:
-        images += max(0, len(job.reference_urls) - 1)
+        images += max(0, job.reference_images - 1)
     return images
 
 
@@ -342,7 +344,7 @@ def jobs_csv(jobs: Iterable[JobRecord], prices: Mapping[str, Price] | None = Non
                 job.id,
                 _iso(job.created_at),
                 _iso(job.finished_at),
-                job.user_id,
+                "" if job.forgotten else job.user_id,
                 job.channel_id,
                 _cell(job.state.value),
                 _cell(job.model),
@@ -350,7 +352,7 @@ def jobs_csv(jobs: Iterable[JobRecord], prices: Mapping[str, Price] | None = Non
                 _cell(job.resolution),
                 job.n,
                 images_of(job),
-                len(job.reference_urls),
+                job.reference_images,
                 "" if (cost := job_cost(job, prices or {})) is None else f"{cost:.4f}",
                 _cell(job.error),
                 _cell(job.prompt),

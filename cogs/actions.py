@@ -80,7 +80,9 @@ class ActionsCog(commands.Cog, name="Actions"):
     async def handle(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
         """A click on the `action` button of job `job_id`'s result."""
         job = await self.bot.jobs.get(job_id)
-        if job is None:
+        # A forgotten job has no prompt or requester left to repeat or show; its messages can
+        # still be deleted (by moderators: the requester is no longer known).
+        if job is None or (job.forgotten and action != "delete"):
             await reply_privately(interaction, GONE)
             return
         await self._actions[action](interaction, job)
@@ -126,7 +128,7 @@ class ActionsCog(commands.Cog, name="Actions"):
     async def vary_pick(self, interaction: discord.Interaction, job_id: int, number: int) -> None:
         """Generate from image `number` of job `job_id` as the reference, with the same prompt."""
         job = await self.bot.jobs.get(job_id)
-        if job is None:
+        if job is None or job.forgotten:
             await reply_privately(interaction, GONE)
             return
         await self._once(

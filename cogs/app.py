@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -35,6 +37,18 @@ from bot.metrics import LoopLagMonitor
 from bot.policy import OperatorRules, guild_allowed
 from bot.quota import QuotaLedger
 from bot.registration import CommandRegistry, fingerprint
+from bot.retention import JobRetention
+from bot.startup import (
+    EXIT_MISCONFIGURED,
+    EXIT_UNREACHABLE,
+    ServiceUnreachableError,
+    StartupError,
+    check_database,
+    check_toapis,
+    connection_problem,
+    hide_password,
+    keep_trying,
+)
 from bot.store import Store
 from bot.telemetry import Telemetry, count_jobs_by_state
 from bot.toapis import ToAPIsClient, ToAPIsError
@@ -48,7 +62,7 @@ from cogs.replies import reply_privately
 log = logging.getLogger(__name__)
 
 # Loaded after the launcher exists: the imagine and actions cogs start jobs through it.
-EXTENSIONS = ("cogs.imagine", "cogs.actions", "cogs.admin")
+EXTENSIONS = ("cogs.imagine", "cogs.actions", "cogs.admin", "cogs.privacy")
 
 # On SIGTERM, how long submissions already on the wire may take to answer (their task ids must
 # be stored) and jobs not yet sent to say they wait for the restart. Procfile hosts kill 10 s
@@ -59,6 +73,8 @@ SUBMISSION_GRACE = 7.5
 # and how often expired quota counters are deleted.
 SWEEP_INTERVAL = 60.0
 PRUNE_INTERVAL = 3600.0
+# How often jobs past JOB_RETENTION_DAYS are looked for (also once at start-up).
+RETENTION_INTERVAL = 3600.0
 
 # What the bot needs in a channel: see messages, post and edit results with files and embeds,
 # and reply to its own result message with images past the tenth.
@@ -71,6 +87,20 @@ REQUIRED_PERMISSIONS = discord.Permissions(
     read_message_history=True,
 )
 SCOPES = ("bot", "applications.commands")
+
+TOKEN_REJECTED = (
+    "DISCORD_TOKEN was rejected by Discord: copy the bot's token again from the developer portal "
+    "(https://discord.com/developers/applications → your application → Bot → Reset Token)"
+)
+DISCORD_ADVICE = "check the network, DNS and any firewall or proxy (and DISCORD_API_BASE_URL if set)"
+
+
+def silence_voice_warnings() -> None:
+    """The bot never joins voice channels, so discord.py's start-up warnings that the voice
+    libraries (PyNaCl, davey) are missing say nothing an operator should act on. discord.py's
+    own switches turn off exactly those two; every other warning stays."""
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
 
 
 def use_discord_api(base_url: str | None, gateway_url: str | None = None) -> None:
@@ -114,6 +144,7 @@ class ImagineBot(commands.AutoShardedBot):
 
     sweep_interval = SWEEP_INTERVAL
     prune_interval = PRUNE_INTERVAL
+    retention_interval = RETENTION_INTERVAL
 
     def __init__(self, settings: Settings, catalog: Catalog, **options: Any) -> None:
         intents = discord.Intents.none()
@@ -147,6 +178,7 @@ class ImagineBot(commands.AutoShardedBot):
         self._jobs: JobStore | None = None
         self._guild_settings: GuildSettingsStore | None = None
         self._ledger: QuotaLedger | None = None
+        self._retention: JobRetention | None = None
         self._runner: JobRunner | None = None
         self._launcher: JobLauncher | None = None
         self.result_actions: ActionHandler | None = None  # what result buttons call (the Actions cog)
@@ -186,6 +218,13 @@ class ImagineBot(commands.AutoShardedBot):
         return self._guild_settings
 
     @property
+    def retention(self) -> JobRetention:
+        """Forgets finished jobs' details: past JOB_RETENTION_DAYS, or a member's on request."""
+        if self._retention is None:
+            raise RuntimeError("job retention exists only after setup_hook")
+        return self._retention
+
+    @property
     def ledger(self) -> QuotaLedger:
         if self._ledger is None:
             raise RuntimeError("the quota ledger exists only after setup_hook")
@@ -197,6 +236,7 @@ class ImagineBot(commands.AutoShardedBot):
         self._jobs = JobStore(self.store)
         self._guild_settings = GuildSettingsStore(self.store)
         self._ledger = QuotaLedger(self.store)
+        self._retention = JobRetention(self.store, retention_days=self.settings.job_retention_days)
         self.toapis = ToAPIsClient(
             self.settings.toapis_base_url,
             self.settings.toapis_api_key,
@@ -245,6 +285,7 @@ class ImagineBot(commands.AutoShardedBot):
         await self._launcher.resume_all()
         pruned = await self.ledger.prune()  # yesterday's and older quota counters
         log.info("pruned %d expired quota counter(s)", pruned)
+        await self._retention.forget_expired()
         self.spawn(self._housekeeping(), name="housekeeping")
         if self.balance_watch is not None:
             self.spawn(self.balance_watch.run(self.settings.balance_check_minutes * 60), name="balance-watch")
@@ -301,9 +342,10 @@ class ImagineBot(commands.AutoShardedBot):
         return shard_of(job.guild_id, self.settings.shard_count) in self.settings.shard_ids
 
     async def _housekeeping(self) -> None:
-        """Sweep for stranded jobs every `sweep_interval`, prune quota counters every `prune_interval`."""
+        """Sweep for stranded jobs every `sweep_interval`, prune quota counters every `prune_interval`,
+        and forget jobs past JOB_RETENTION_DAYS every `retention_interval`."""
         loop = asyncio.get_running_loop()
-        pruned_at = loop.time()  # start-up has just pruned
+        pruned_at = forgotten_at = loop.time()  # start-up has just pruned and forgotten
         while not self.stopping:
             await asyncio.sleep(self.sweep_interval)
             try:
@@ -311,6 +353,9 @@ class ImagineBot(commands.AutoShardedBot):
                 if loop.time() - pruned_at >= self.prune_interval:
                     pruned_at = loop.time()
                     log.info("pruned %d expired quota counter(s)", await self.ledger.prune())
+                if loop.time() - forgotten_at >= self.retention_interval:
+                    forgotten_at = loop.time()
+                    await self.retention.forget_expired()
             except Exception:
                 # The database may be down right now; the next round tries again.
                 log.exception("housekeeping failed; trying again in %.0fs", self.sweep_interval)
@@ -412,11 +457,76 @@ class ImagineBot(commands.AutoShardedBot):
 def build_bot(settings: Settings, catalog: Catalog, **options: Any) -> ImagineBot:
     """The bot exactly as `python -m bot` runs it; `options` go to discord.py (tests shorten timeouts)."""
     use_discord_api(settings.discord_api_base_url, settings.discord_gateway_url)
+    silence_voice_warnings()
     return ImagineBot(settings, catalog, **options)
 
 
+async def check_discord(settings: Settings, *, within: float | None = None) -> None:
+    """Prove Discord answers and takes the token (`GET /users/@me`), retrying while it does not answer.
+
+    A name that does not resolve, a refused connection, no answer in time or a 5xx is tried again
+    for up to `STARTUP_RETRY_SECONDS` (`within` overrides it); a rejected token stops at once.
+    With `DISCORD_GATEWAY_URL` set, the gateway's host must accept a connection too.
+    """
+    base = settings.discord_api_base_url or discord.http.Route.BASE
+    headers = {
+        "Authorization": f"Bot {settings.discord_token}",
+        "User-Agent": f"DiscordBot (https://github.com/Rapptz/discord.py {discord.__version__})",
+    }
+
+    async def attempt(answer_within: float) -> None:
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=answer_within)) as session,
+                session.get(f"{base}/users/@me", headers=headers) as response,
+            ):
+                status = response.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ServiceUnreachableError(connection_problem(exc, host=urlsplit(base).hostname)) from None
+        if status == 401:
+            raise StartupError(TOKEN_REJECTED)
+        if status >= 500 or status == 429:
+            raise ServiceUnreachableError(f"it answered HTTP {status}")
+        if status >= 400:
+            raise StartupError(
+                f"Discord at {base} answered HTTP {status} to the bot's login: {DISCORD_ADVICE}"
+            )
+        if settings.discord_gateway_url:
+            await _reach_gateway(settings.discord_gateway_url, answer_within)
+
+    await keep_trying(
+        attempt,
+        within=settings.startup_retry_seconds if within is None else within,
+        service=f"Discord at {base}",
+        advice=DISCORD_ADVICE,
+    )
+
+
+async def _reach_gateway(url: str, answer_within: float) -> None:
+    """Open (and close) a TCP connection to the gateway's host: DNS, refusals and silence show here."""
+    parts = yarl.URL(url)
+    host, port = parts.host or "", parts.port or (443 if parts.scheme == "wss" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), answer_within)
+    except (OSError, TimeoutError) as exc:
+        problem = connection_problem(exc, host=host)
+        raise ServiceUnreachableError(f"its gateway {url} could not be reached: {problem}") from None
+    writer.close()
+
+
 async def run_bot(settings: Settings, catalog: Catalog) -> int:
-    """Run until stopped (SIGTERM/SIGINT stop gracefully); returns the process exit code."""
+    """Run until stopped (SIGTERM/SIGINT stop gracefully); returns the process exit code.
+
+    First the database, ToAPIs and Discord are checked (see `bot.startup`): a problem there ends
+    the process with one line on stderr and a non-zero exit, never a traceback.
+    """
+    try:
+        await check_database(settings)
+        await check_toapis(settings)
+        await check_discord(settings)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     bot = build_bot(settings, catalog)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -425,14 +535,21 @@ async def run_bot(settings: Settings, catalog: Catalog) -> int:
         async with bot:
             await bot.start(settings.discord_token)
     except discord.LoginFailure:
-        print("error: DISCORD_TOKEN was rejected by Discord (see .env.example)")
-        return 2
+        print(f"error: {TOKEN_REJECTED}", file=sys.stderr)
+        return EXIT_MISCONFIGURED
     except HttpServerError as exc:
-        print(f"error: {exc}")
-        return 2
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MISCONFIGURED
     except discord.PrivilegedIntentsRequired:
-        print("error: the bot asked for an intent that is not enabled in the Discord developer portal")
-        return 2
+        print(
+            "error: the bot asked for an intent that is not enabled in the Discord developer portal",
+            file=sys.stderr,
+        )
+        return EXIT_MISCONFIGURED
+    except (aiohttp.ClientError, OSError) as exc:  # Discord went away between the check and the login
+        problem = connection_problem(exc)
+        print(f"error: could not reach Discord ({problem}): {DISCORD_ADVICE}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     return 0
 
 
@@ -459,17 +576,26 @@ async def run_check(settings: Settings, catalog: Catalog) -> int:
             return 1
     print(f"ToAPIs: the API key works ({base_url}); balance: {balance.describe()}")
 
+    # --check tries each service once: it is a quick look, not a start.
+    try:
+        await check_database(settings, within=0)
+        print(f"Database: OK ({hide_password(settings.database_url)})")
+        await check_discord(settings, within=0)
+    except StartupError as exc:
+        print(f"error: {exc}")
+        return 1
     use_discord_api(settings.discord_api_base_url)
+    silence_voice_warnings()
     discord_client = discord.Client(intents=discord.Intents.none())
     try:
         await discord_client.login(settings.discord_token)
         app = await discord_client.application_info()
         user = discord_client.user
     except discord.LoginFailure:
-        print("error: DISCORD_TOKEN was rejected by Discord (see .env.example)")
+        print(f"error: {TOKEN_REJECTED}")
         return 1
-    except (discord.HTTPException, OSError) as exc:
-        print(f"error: could not reach Discord: {exc}")
+    except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+        print(f"error: could not reach Discord ({connection_problem(exc)}): {DISCORD_ADVICE}")
         return 1
     finally:
         await discord_client.close()

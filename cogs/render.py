@@ -226,6 +226,14 @@ def audit_line(job: JobRecord, request: ImagineRequest) -> str:
     return clip(" · ".join(parts), 2000)
 
 
+def forget_audit_line(admin_id: int, member_id: int, forgotten: int) -> str:
+    """`🧹 @admin deleted the job history of @member here (3 finished jobs)` (one line, pings no one)."""
+    return (
+        f"🧹 <@{admin_id}> deleted the job history of <@{member_id}> here "
+        f"({plural(forgotten, 'finished job')}) with /imagine-admin forget"
+    )
+
+
 def _when(timestamp: float | None) -> str:
     return discord.utils.format_dt(datetime.fromtimestamp(timestamp, UTC), "f") if timestamp else "—"
 

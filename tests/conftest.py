@@ -15,7 +15,7 @@ POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from tests.fakes.discord_spec import SPEC_AVAILABLE, spec_path
+    from tests.fakes.discord_spec_source import describe_validation
 
     lines = []
     if POSTGRES_URL:
@@ -24,12 +24,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(
             "database: SQLite only — set TEST_DATABASE_URL to also run every database test on PostgreSQL"
         )
-    if SPEC_AVAILABLE:
-        lines.append(f"fake Discord validates requests against {spec_path()}")
-    else:
-        lines.append(
-            f"fake Discord: {spec_path()} is absent, so request bodies are NOT validated against the spec"
-        )
+    lines.append(describe_validation())
     return lines
 
 

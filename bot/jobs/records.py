@@ -219,6 +219,18 @@ class JobRecord:
     layers: bool = False
     # Per result URL, its place in a layered result (migration 6); None when the result has no layers.
     result_layers: tuple[ImageLayer | None, ...] | None = None
+    # When its personal details were deleted (see `bot.retention`); None while they are kept.
+    forgotten_at: float | None = None
+
+    @property
+    def forgotten(self) -> bool:
+        """Its prompt, reference links, member id and layer names were deleted; its counts remain."""
+        return self.forgotten_at is not None
+
+    @property
+    def reference_images(self) -> int:
+        """How many reference images reached the image service (a forgotten job keeps only the number)."""
+        return self.reference_count if self.forgotten else len(self.reference_urls)
 
     @property
     def log_name(self) -> str:

@@ -19,7 +19,8 @@ The package, by subject:
 - `_channels_and_roles`: ban/unban, allowed and denied channels, allowed and admin roles, role quotas;
 - `_allow_lists`: allowed models and resolutions;
 - `_blocklist`: the prompt blocklist and its exceptions;
-- `_usage`: the usage report and its CSV.
+- `_usage`: the usage report and its CSV;
+- `_forget`: deleting a member's job history in the server (`bot.retention`).
 """
 
 from typing import TYPE_CHECKING

@@ -19,6 +19,7 @@ from bot.settings_text import setting_lines
 from cogs.admin._allow_lists import model_group, resolution_group, speed_group
 from cogs.admin._blocklist import blocklist_group
 from cogs.admin._channels_and_roles import add_ban_pair, channel_group, role_group
+from cogs.admin._forget import add_forget_command
 from cogs.admin._group import (
     GUILD_ONLY,
     NOT_ADMIN,
@@ -163,6 +164,7 @@ def build_admin_group(cog: AdminCog, catalog: Catalog) -> AdminGroup:
     add_number_commands(group, cog)
     add_watermark_command(group, cog)
     add_usage_command(group, cog)
+    add_forget_command(group, cog)
     group.add_command(channel_group(cog))
     group.add_command(role_group(cog))
     group.add_command(model_group(cog, catalog))

@@ -61,6 +61,7 @@ ADMIN_COMMANDS = {
     "quota",
     "audit",
     "usage",
+    "forget",
     "channel allow",
     "channel deny",
     "channel clear",

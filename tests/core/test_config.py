@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,30 @@ def test_defaults_apply_when_only_the_two_secrets_are_set():
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "days"), [(None, 90), ("", 90), ("30", 30), ("0", None)], ids=["unset", "empty", "30", "0"]
+)
+def test_job_retention_days_defaults_to_90_and_0_keeps_job_details(value, days):
+    env = REQUIRED if value is None else {**REQUIRED, "JOB_RETENTION_DAYS": value}
+    assert Settings.from_env(env).job_retention_days == days
+
+
+def test_startup_retry_and_log_format_defaults_and_values():
+    default = Settings.from_env(REQUIRED)
+    chosen = Settings.from_env({**REQUIRED, "STARTUP_RETRY_SECONDS": "5", "LOG_FORMAT": "JSON"})
+    assert (
+        default.startup_retry_seconds,
+        default.log_format,
+        chosen.startup_retry_seconds,
+        chosen.log_format,
+    ) == (
+        60.0,
+        "text",
+        5.0,
+        "json",
+    )
+
+
 @pytest.mark.parametrize("missing", ["DISCORD_TOKEN", "TOAPIS_API_KEY"])
 def test_missing_secret_names_the_variable_and_env_example(missing):
     env = {k: v for k, v in REQUIRED.items() if k != missing}
@@ -52,6 +77,10 @@ def test_blank_secret_counts_as_missing():
         ("JOB_TIMEOUT_SECONDS", "ten"),
         ("PROGRESS_EDIT_INTERVAL_SECONDS", "0"),
         ("DISCORD_API_BASE_URL", "ftp://x"),
+        ("STARTUP_RETRY_SECONDS", "-1"),
+        ("LOG_FORMAT", "xml"),
+        ("JOB_RETENTION_DAYS", "a month"),
+        ("JOB_RETENTION_DAYS", "1.5"),
     ],
 )
 def test_invalid_value_names_the_variable(name, value):
@@ -236,3 +265,15 @@ def test_invalid_balance_settings_name_the_variable(env, message):
     with pytest.raises(ConfigError) as refused:
         Settings.from_env({**REQUIRED, **env})
     assert str(refused.value) == f"{message} (see .env.example)"
+
+
+def test_every_setting_is_documented_in_env_example_and_the_readme():
+    source = (ROOT / "bot" / "config.py").read_text()
+    names = sorted(set(re.findall(r'\(env, "([A-Z_]+)"', source)))
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    missing = {
+        ".env.example": [n for n in names if not re.search(rf"^{n}=", example, re.MULTILINE)],
+        "README.md": [n for n in names if f"| `{n}` |" not in readme],
+    }
+    assert (len(names) > 20, missing) == (True, {".env.example": [], "README.md": []})

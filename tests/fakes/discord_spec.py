@@ -1,11 +1,11 @@
 """Validate request bodies the bot sends against Discord's own OpenAPI description.
 
 The fake Discord server (``tests/fakes/discord/``) runs every request body through
-:func:`validate_request`.  The spec file lives outside the project
-(``<repo root>/../shared/discord-api-spec/openapi.json``, override with the
-``DISCORD_OPENAPI_SPEC`` environment variable) and is never copied in; when it is absent
-only the hand-written checks run and :data:`SPEC_AVAILABLE` is ``False`` so the test run
-can say so.
+:func:`validate_request`.  The spec file is never copied into the project: where it is
+looked for (``DISCORD_API_SPEC``, ``../shared/discord-api-spec/``, the cache that
+``scripts/fetch-discord-spec`` fills) is :mod:`tests.fakes.discord_spec_source`. When it is
+absent only the hand-written checks run and :data:`SPEC_AVAILABLE` is ``False`` so the test
+run can say so.
 
 Besides the schema, the checks Discord enforces but the spec does not encode are applied
 here too (content length, embed totals, action rows, attachment bookkeeping, file sizes,
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from tests.fakes.discord_spec_source import find_spec
 
 __all__ = [
     "COMPONENTS_V2_FLAG",
@@ -67,19 +68,20 @@ _COMMAND_OPERATIONS = {
 }
 
 
-def spec_path() -> Path:
-    """Where the OpenAPI document is read from (env override, else beside the repo)."""
-    override = os.environ.get("DISCORD_OPENAPI_SPEC")
-    if override:
-        return Path(override)
-    # tests/fakes/discord_spec.py -> repo root is three levels up.
-    repo_root = Path(__file__).resolve().parents[2]
-    return repo_root.parent / "shared" / "discord-api-spec" / "openapi.json"
+def spec_path() -> Path | None:
+    """The OpenAPI document requests are validated against; None when none was found."""
+    return find_spec()
 
 
 def spec_available() -> bool:
     """True when the OpenAPI document exists, i.e. schema validation really runs."""
-    return spec_path().is_file()
+    return spec_path() is not None
+
+
+def _spec_key() -> str:
+    """The found document's path as a cache key ("" when there is none: nothing loads)."""
+    path = spec_path()
+    return str(path) if path is not None else ""
 
 
 SPEC_AVAILABLE: bool = spec_available()
@@ -116,7 +118,7 @@ class Violation(str):
 @functools.lru_cache(maxsize=4)
 def _load(path_str: str) -> dict[str, Any] | None:
     path = Path(path_str)
-    if not path.is_file():
+    if not path_str or not path.is_file():
         return None
     with path.open(encoding="utf-8") as fh:
         doc = json.load(fh)
@@ -130,7 +132,7 @@ def _load(path_str: str) -> dict[str, Any] | None:
 
 def load_spec() -> dict[str, Any] | None:
     """The parsed (and snowflake-widened) OpenAPI document, cached; None if absent."""
-    return _load(str(spec_path()))
+    return _load(_spec_key())
 
 
 @functools.lru_cache(maxsize=4)
@@ -182,7 +184,7 @@ def match_operation(method: str, path: str) -> tuple[str, dict[str, Any]] | None
     if doc is None:
         return None
     concrete = _strip_prefix(path)
-    for regex, template in _templates(str(spec_path())):
+    for regex, template in _templates(_spec_key()):
         if regex.match(concrete):
             operation = doc["paths"][template].get(method.lower())
             if isinstance(operation, dict):
@@ -489,7 +491,7 @@ def validate_request(
                 if body_schema.get("required"):
                     out.append(Violation(where, [], "BASE_TYPE_REQUIRED", "A request body is required"))
             elif "application/json" in body_schema.get("content", {}):
-                validator = _validator(str(spec_path()), template, method.lower())
+                validator = _validator(_spec_key(), template, method.lower())
                 out.extend(_schema_violations(where, validator.iter_errors(payload), []))
 
     if template in _MESSAGE_OPERATIONS and method in _MESSAGE_OPERATIONS[template]:

@@ -15,10 +15,10 @@ import pytest
 from discord.ext import commands
 
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord_spec import SPEC_AVAILABLE, spec_path, validate_request
+from tests.fakes.discord_spec import SPEC_AVAILABLE, validate_request
 
 requires_spec = pytest.mark.skipif(
-    not SPEC_AVAILABLE, reason=f"Discord OpenAPI spec not found at {spec_path()}: schema checks skipped"
+    not SPEC_AVAILABLE, reason="Discord's OpenAPI description not found: schema checks skipped"
 )
 
 
@@ -490,7 +490,7 @@ def test_without_the_spec_file_only_the_hand_written_checks_run(
 ) -> None:
     from tests.fakes import discord_spec
 
-    monkeypatch.setenv("DISCORD_OPENAPI_SPEC", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("DISCORD_API_SPEC", str(tmp_path / "missing.json"))
     assert not discord_spec.spec_available() and discord_spec.load_spec() is None
     button = {"type": 2, "style": 1, "custom_id": "x" * 101}  # only the schema knows this limit
     body = {"type": 4, "data": {"content": "x" * 2001, "components": [{"type": 1, "components": [button]}]}}

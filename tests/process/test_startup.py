@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import bot
+from cogs.app import TOKEN_REJECTED
 from tests.process_launcher import spawn_bot_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +61,7 @@ async def test_first_start_registers_imagine_with_exactly_the_documented_options
             ("Imagine with these images", 3),
             ("imagine", 1),
             ("imagine-admin", 1),
+            ("imagine-forget", 1),
             ("imagine-history", 1),
             ("imagine-quota", 1),
         ],
@@ -184,7 +186,7 @@ async def test_check_with_a_wrong_discord_token_says_so(discord_fake, toapis_fak
     code, out, err = await _run_module(env, "--check", cwd=tmp_path)
     assert (code, out.splitlines()[-1], "Traceback" in err) == (
         1,
-        "error: DISCORD_TOKEN was rejected by Discord (see .env.example)",
+        f"error: {TOKEN_REJECTED}",
         False,
     )
 

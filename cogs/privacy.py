@@ -1,0 +1,109 @@
+"""/imagine-forget: a member deletes their own job history, after a private confirmation.
+
+Thin adapter over `bot.retention`. The confirmation's buttons are `DynamicItem`s whose
+`custom_id` names the member (`imagine:forget:<yes|no>:<user id>`), so they still work after a
+restart, and only that member's click does anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.retention import FORGET_CANCELLED, forget_confirmation, forget_done
+from cogs.replies import reply_privately
+
+if TYPE_CHECKING:
+    from cogs.app import ImagineBot
+
+log = logging.getLogger(__name__)
+
+FORGET_COMMAND = "imagine-forget"
+NOT_YOURS = "These buttons belong to another member's /imagine-forget."
+
+
+class ForgetButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=r"imagine:forget:(?P<choice>yes|no):(?P<user_id>[0-9]{1,20})",
+):
+    """ "Delete my history" or "Cancel" under the private confirmation."""
+
+    def __init__(self, choice: str, user_id: int) -> None:
+        label, style = (
+            ("Delete my history", discord.ButtonStyle.danger)
+            if choice == "yes"
+            else (
+                "Cancel",
+                discord.ButtonStyle.secondary,
+            )
+        )
+        super().__init__(
+            discord.ui.Button(label=label, style=style, custom_id=f"imagine:forget:{choice}:{user_id}")
+        )
+        self.choice = choice
+        self.user_id = user_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> ForgetButton:
+        return cls(match["choice"], int(match["user_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        if interaction.user.id != self.user_id:
+            await reply_privately(interaction, NOT_YOURS)
+            return
+        if self.choice == "no":
+            await interaction.response.edit_message(content=FORGET_CANCELLED, view=None)
+            return
+        bot: ImagineBot = interaction.client  # type: ignore[assignment]
+        await interaction.response.defer()  # the deletion may take a moment on a long history
+        result = await bot.retention.forget_member(self.user_id)
+        log.info(
+            "user %s deleted their job history: %d job(s) forgotten, %d still running",
+            self.user_id,
+            result.forgotten,
+            result.unfinished,
+            extra={"user_id": self.user_id},
+        )
+        await interaction.edit_original_response(content=forget_done(result), view=None)
+
+
+def confirmation_view(user_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(ForgetButton("yes", user_id))
+    view.add_item(ForgetButton("no", user_id))
+    return view
+
+
+class PrivacyCog(commands.Cog, name="Privacy"):
+    """/imagine-forget."""
+
+    def __init__(self, bot: ImagineBot) -> None:
+        self.bot = bot
+        self.command: app_commands.Command[PrivacyCog, [], None] = app_commands.Command(
+            name=FORGET_COMMAND,
+            description="Delete your image history (prompts, reference links) from the bot",
+            callback=self._forget,
+        )
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(ForgetButton)
+        self.bot.tree.add_command(self.command)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(ForgetButton)
+        self.bot.tree.remove_command(self.command.name)
+
+    async def _forget(self, interaction: discord.Interaction) -> None:
+        text = forget_confirmation(self.bot.settings.job_retention_days)
+        await reply_privately(interaction, text, view=confirmation_view(interaction.user.id))
+
+
+async def setup(bot: ImagineBot) -> None:
+    await bot.add_cog(PrivacyCog(bot))
