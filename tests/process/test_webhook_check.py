@@ -93,7 +93,7 @@ async def test_the_bot_stops_with_one_line_when_its_http_port_is_taken(
         code, out, err = await _run_module(env, cwd=tmp_path)
     assert (
         code,
-        f"error: HTTP_PORT {port} cannot be listened on at HTTP_HOST 127.0.0.1" in out,
+        f"error: HTTP_PORT {port} cannot be listened on at HTTP_HOST 127.0.0.1" in err,
         "Traceback" in out + err,
     ) == (
         2,
