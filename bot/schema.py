@@ -82,6 +82,8 @@ jobs_table = sa.Table(
     sa.Column("layers", sa.Boolean, nullable=False, server_default=sa.false()),
     # Per result URL, its z_index, name and description when the result is layered (JSON, migration 6).
     sa.Column("result_layers", sa.Text, nullable=True),
+    # The images are posted as spoilers (migration 8): the member's or the server's choice when asked.
+    sa.Column("spoiler", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_guild_user", "guild_id", "user_id"),
     # A webhook event names its task: finding the job by it must not scan the table (migration 7).
@@ -120,6 +122,17 @@ webhook_events_table = sa.Table(
     sa.Column("received_at", sa.Float, nullable=False),
     sa.Index("ix_webhook_events_task_id", "task_id"),
     sa.Index("ix_webhook_events_received_at", "received_at"),
+)
+
+
+# A member's own defaults for /imagine (migration 8), global to the member: see bot.preferences.
+# A member who resets everything has no row.
+member_preferences_table = sa.Table(
+    "member_preferences",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("data", sa.Text, nullable=False),  # JSON, see bot.preferences
+    sa.Column("updated_at", sa.Float, nullable=False),
 )
 
 
@@ -191,6 +204,11 @@ async def _m007_webhook_events(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: task_index.create(sync, checkfirst=True))
 
 
+async def _m008_member_preferences_and_spoilers(conn: AsyncConnection) -> None:
+    await _create(conn, member_preferences_table)
+    await _add_missing_columns(conn, jobs_table, ("spoiler",))
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -201,4 +219,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m005_watermark_and_speed,
     _m006_layers,
     _m007_webhook_events,
+    _m008_member_preferences_and_spoilers,
 )
