@@ -49,6 +49,7 @@ WHEN = r"<t:\d+:R>"
 ADMIN_COMMANDS = {
     "show",
     "watermark",
+    "spoiler",
     "speed allow",
     "speed disallow",
     "speed all",
