@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from cogs.launcher import PREFERENCES_UNREADABLE
 from tests.cogs import test_admin_e2e as admin_e2e
 from tests.cogs.test_admin_e2e import GUILD, MEMBER, NOT_ADMIN, Server, private_answer
 from tests.fakes.discord import InteractionRecord
@@ -240,3 +242,41 @@ def _button(message: Any, action: str) -> str:
         c["custom_id"] for row in message.components for c in row.get("components", []) if "custom_id" in c
     ]
     return next(i for i in ids if i.startswith(f"imagine:{action}:"))
+
+
+async def test_the_menu_form_starts_from_the_members_defaults_and_fills_the_rest(server):
+    from tests.cogs.test_forms_e2e import member_message_with_images, open_menu, submit
+
+    await settings(server, {"model": "doubao-seedream-4-0", "ratio": "16:9", "n": 2, "speed": "fast"})
+    message, _ = member_message_with_images(server.rig)
+    form = await open_menu(server.rig, message)
+    record = await submit(server.rig, form, {"Prompt": "combine these"})
+    await finished(server, record)
+    sent = server.rig.toapis.submissions[-1]
+    assert (sent["model"], sent["size"], sent["n"], sent["metadata"].get("optimize_prompt_options")) == (
+        "doubao-seedream-4-0",
+        "16:9",
+        2,
+        {"mode": "fast"},
+    )
+
+
+async def test_a_member_whose_defaults_cannot_be_read_still_gets_the_image_and_is_told(server, start_bot):
+    member = server.new_member()
+    await settings(server, {"n": 3}, user_id=member)
+    store = server.rig.bot.store
+    assert store is not None
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.text("ALTER TABLE member_preferences RENAME TO unreadable"))
+    await server.rig.bot.close()
+    rig = await start_bot()  # nothing cached: the defaults must be read, and the read fails
+    await eventually(lambda: rig.bot.get_guild(GUILD), what="the server is known to the bot")
+    server = Server(rig)
+    record = await server.imagine("a lighthouse", user_id=member)
+    note = await note_of(server, record)
+    message = await finished(server, record)
+    assert (note, status_of(message)[:1], server.rig.toapis.submissions[-1]["n"]) == (
+        PREFERENCES_UNREADABLE,
+        "✅",
+        1,
+    )
