@@ -3,6 +3,7 @@ asked for, handed to the job launcher (`cogs.launcher`), which checks, answers a
 
 # No `from __future__ import annotations`: discord.py reads the /imagine parameter annotations at
 # definition time, and the prompt length range is computed from the catalog in a closure.
+import asyncio
 import functools
 import logging
 from typing import TYPE_CHECKING
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MENU_NAME = "Imagine with these images"
+# Most seconds the menu form waits for the member's defaults before opening with the bot's.
+FORM_DEFAULTS_TIMEOUT = 1.0
 MENU_MESSAGE_GONE = (
     "The message with those images was deleted, so this form can't be used any more. "
     f"Use “{MENU_NAME}” on another message."
@@ -193,12 +196,14 @@ class ImagineCog(commands.Cog):
         """What the menu form starts with: the member's /imagine-settings, where this server allows them
         (the form shows what will be used; a default it skips is simply not pre-selected)."""
         try:
-            prefs = await self.bot.preferences.get(interaction.user.id)
-            settings = (
-                await self.bot.guild_settings.get(interaction.guild_id)
-                if interaction.guild_id is not None
-                else None
-            )
+            # The form must be the first answer, within Discord's 3 s: a slow read is not waited for.
+            async with asyncio.timeout(FORM_DEFAULTS_TIMEOUT):
+                prefs = await self.bot.preferences.get(interaction.user.id)
+                settings = (
+                    await self.bot.guild_settings.get(interaction.guild_id)
+                    if interaction.guild_id is not None
+                    else None
+                )
         except Exception as exc:
             log.warning(
                 "user %s: preferences could not be read for a form: %s",

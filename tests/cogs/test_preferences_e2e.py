@@ -40,10 +40,14 @@ async def settings(
 
 
 async def finished(server: Server, record: InteractionRecord) -> Any:
+    """The job's message once it shows its final state (the job was accepted with a public placeholder)."""
     await server.accepted(record)
-    return await server.fake.wait_for(
-        lambda _: record.original if status_of(record.original).startswith(("✅", "❌")) else None, timeout=20
-    )
+
+    def final(_: Any) -> Any:
+        message = record.original
+        return message if message is not None and status_of(message).startswith(("✅", "❌")) else None
+
+    return await server.fake.wait_for(final, timeout=20)
 
 
 async def note_of(server: Server, record: InteractionRecord) -> str:
@@ -230,10 +234,7 @@ async def test_a_reroll_of_a_spoilered_result_is_a_spoiler_too(server):
     reroll = await server.fake.send_interaction(
         server.fake.component_interaction(message, _button(message, "reroll"), user_id=server.new_member())
     )
-    await server.fake.wait_for(lambda _: reroll.acknowledged)
-    again = await server.fake.wait_for(
-        lambda _: reroll.original if status_of(reroll.original).startswith(("✅", "❌")) else None, timeout=20
-    )
+    again = await finished(server, reroll)
     assert [a.filename.startswith("SPOILER_") for a in again.attachments] == [True]
 
 

@@ -4,6 +4,7 @@ server's rules, stored per member (SQLite, and PostgreSQL when TEST_DATABASE_URL
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import pytest
@@ -217,7 +218,9 @@ async def test_a_refused_change_writes_nothing(store: Store):
 
 async def test_requests_arriving_together_are_read_in_one_query(store: Store):
     for user in range(1, 4):
-        await PreferencesStore(store).update(user, lambda _, u=user: MemberPreferences(n=u))
+        await PreferencesStore(store).update(
+            user, functools.partial(lambda n, _: MemberPreferences(n=n), user)
+        )
     statements: list[str] = []
 
     def count(_conn, _cursor, statement, *_args):
