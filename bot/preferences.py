@@ -335,28 +335,27 @@ class PreferencesStore:
         return await asyncio.shield(future)
 
     async def _load_waiting(self) -> None:
-        await asyncio.sleep(0)  # let the requests of this moment join the batch
-        self._batch = None
-        batch, self._waiting = self._waiting, {}
-        self._loading.update(batch)
-        writes = {user_id: self._writes.get(user_id, 0) for user_id in batch}
+        batch: dict[int, asyncio.Future[MemberPreferences]] = {}
         try:
-            found: dict[int, MemberPreferences] = {}
-            ids = list(batch)
-            async with self._engine.connect() as conn:
-                for start in range(0, len(ids), BATCH_SIZE):
-                    chunk = ids[start : start + BATCH_SIZE]
-                    rows = await conn.execute(
-                        sa.select(member_preferences_table.c.user_id, member_preferences_table.c.data).where(
-                            member_preferences_table.c.user_id.in_(chunk)
-                        )
-                    )
-                    found |= {user_id: MemberPreferences.from_json(text) for user_id, text in rows.all()}
-        except Exception as exc:
-            for future in batch.values():
-                if not future.done():
+            await asyncio.sleep(0)  # let the requests of this moment join the batch
+            self._batch = None
+            batch, self._waiting = self._waiting, {}
+            self._loading.update(batch)
+            writes = {user_id: self._writes.get(user_id, 0) for user_id in batch}
+            found = await self._read(list(batch))
+        except BaseException as exc:  # a failed read (or shutdown) reaches every member waiting on it
+            for future in (*batch.values(), *(() if batch else self._waiting.values())):
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
                     future.set_exception(exc)
                     future.exception()  # retrieved here: a caller may have stopped waiting
+                else:
+                    future.cancel()
+            if not batch:
+                self._batch, self._waiting = None, {}
+            if not isinstance(exc, Exception):
+                raise
             return
         finally:
             for user_id in batch:
@@ -368,6 +367,19 @@ class PreferencesStore:
                 self._cache[user_id] = (now, prefs)
             if not future.done():
                 future.set_result(prefs)
+
+    async def _read(self, user_ids: list[int]) -> dict[int, MemberPreferences]:
+        """The stored preferences of `user_ids` (members without a row are left out)."""
+        table = member_preferences_table
+        found: dict[int, MemberPreferences] = {}
+        async with self._engine.connect() as conn:
+            for start in range(0, len(user_ids), BATCH_SIZE):
+                chunk = user_ids[start : start + BATCH_SIZE]
+                rows = await conn.execute(
+                    sa.select(table.c.user_id, table.c.data).where(table.c.user_id.in_(chunk))
+                )
+                found |= {user_id: MemberPreferences.from_json(text) for user_id, text in rows.all()}
+        return found
 
     async def update(
         self, user_id: int, change: Callable[[MemberPreferences], MemberPreferences]
