@@ -281,3 +281,29 @@ async def test_a_member_whose_defaults_cannot_be_read_still_gets_the_image_and_i
         "✅",
         1,
     )
+
+
+async def test_images_past_the_tenth_are_spoilers_too(server):
+    await server.admin("spoiler", {"setting": "on"})
+    message = await finished(server, await server.imagine("a lighthouse", n=12))
+    reply = await server.fake.wait_for_message(
+        lambda m: m.message_reference is not None and m.message_reference.get("message_id") == str(message.id)
+    )
+    names = [a.filename for a in (*message.attachments, *reply.attachments)]
+    assert (len(names), all(name.startswith("SPOILER_") for name in names)) == (12, True)
+
+
+async def test_vary_finds_a_spoilered_image_in_its_message(server):
+    member = server.new_member()
+    await settings(server, {"spoiler": True}, user_id=member)
+    record = await server.imagine("a lighthouse", user_id=member)
+    message = await finished(server, record)
+    await admin_e2e.final_job(server.rig, record)  # what was delivered is recorded
+    vary = await server.fake.send_interaction(
+        server.fake.component_interaction(message, _button(message, "vary"), user_id=member)
+    )
+    again = await finished(server, vary)
+    assert (
+        len(server.rig.toapis.submissions[-1]["image_urls"]),
+        [a.filename.startswith("SPOILER_") for a in again.attachments],
+    ) == (1, [True])
