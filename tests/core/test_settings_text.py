@@ -24,6 +24,7 @@ def test_default_settings_read_as_no_restriction():
         "**Resolutions:** all",
         "**Speeds:** all",
         "**Watermark:** the bot's default (off)",
+        "**Every result a spoiler:** off",
         "**Images per request (n):** no limit",
         "**Reference images per request:** no limit",
         "**Cooldown:** none",
