@@ -47,7 +47,7 @@ def test_every_setting_has_a_line():
         "banned_users",
     }
     lines = setting_lines(GuildSettings(), CATALOG)
-    assert fields <= set(lines) and len(lines) == 19
+    assert fields <= set(lines) and len(lines) == 20
 
 
 def test_settings_name_models_and_mention_ids():
