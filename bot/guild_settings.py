@@ -52,6 +52,7 @@ class GuildSettings:
     allowed_resolutions: tuple[str, ...] = ()
     allowed_speeds: tuple[str, ...] = ()
     watermark: bool | None = None  # None: the operator's default (`WATERMARK`)
+    spoiler: bool = False  # every result in this server is posted as a spoiler
     max_n: int | None = None
     max_references: int | None = None
     cooldown_seconds: int = 0

@@ -85,6 +85,8 @@ jobs_table = sa.Table(
     # When the job's personal details (prompt, reference links, member id, layer names) were
     # deleted, by JOB_RETENTION_DAYS or on request (migration 8); its counts stay for reports.
     sa.Column("forgotten_at", sa.Float, nullable=True),
+    # The images are posted as spoilers (migration 9): the member's or the server's choice when asked.
+    sa.Column("spoiler", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_guild_user", "guild_id", "user_id"),
     # A webhook event names its task: finding the job by it must not scan the table (migration 7).
@@ -125,6 +127,17 @@ webhook_events_table = sa.Table(
     sa.Column("received_at", sa.Float, nullable=False),
     sa.Index("ix_webhook_events_task_id", "task_id"),
     sa.Index("ix_webhook_events_received_at", "received_at"),
+)
+
+
+# A member's own defaults for /imagine (migration 9), global to the member: see bot.preferences.
+# A member who resets everything has no row.
+member_preferences_table = sa.Table(
+    "member_preferences",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("data", sa.Text, nullable=False),  # JSON, see bot.preferences
+    sa.Column("updated_at", sa.Float, nullable=False),
 )
 
 
@@ -204,6 +217,11 @@ async def _m008_forgotten_jobs(conn: AsyncConnection) -> None:
     await conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_jobs_user ON jobs (user_id)"))
 
 
+async def _m009_member_preferences_and_spoilers(conn: AsyncConnection) -> None:
+    await _create(conn, member_preferences_table)
+    await _add_missing_columns(conn, jobs_table, ("spoiler",))
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -215,4 +233,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m006_layers,
     _m007_webhook_events,
     _m008_forgotten_jobs,
+    _m009_member_preferences_and_spoilers,
 )

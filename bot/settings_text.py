@@ -86,6 +86,7 @@ def setting_lines(
         "allowed_resolutions": f"**Resolutions:** {_listed(list(s.allowed_resolutions), most, 'all')}",
         "allowed_speeds": f"**Speeds:** {_listed(list(s.allowed_speeds), most, 'all')}",
         "watermark": f"**Watermark:** {watermark}",
+        "spoiler": f"**Every result a spoiler:** {_on_off(s.spoiler)}",
         "max_n": f"**Images per request (n):** {limit_words(s.max_n)}",
         "max_references": f"**Reference images per request:** {limit_words(s.max_references)}",
         "cooldown_seconds": f"**Cooldown:** {cooldown}",

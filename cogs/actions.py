@@ -171,7 +171,9 @@ class ActionsCog(commands.Cog, name="Actions"):
                 )
         if message is None:
             return None
-        attachment = next((a for a in message.attachments if a.filename == wanted.filename), None)
+        # A spoilered result was posted as `SPOILER_<name>`.
+        names = (wanted.filename, f"SPOILER_{wanted.filename}")
+        attachment = next((a for a in message.attachments if a.filename in names), None)
         if attachment is None:
             return None
         return source_from_attachment(attachment)

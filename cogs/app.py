@@ -35,6 +35,7 @@ from bot.jobs.records import JobRecord, JobStore
 from bot.jobs.runner import INTERNAL_ERROR, JobRunner, JobTimings
 from bot.metrics import LoopLagMonitor
 from bot.policy import OperatorRules, guild_allowed
+from bot.preferences import PreferencesStore
 from bot.quota import QuotaLedger
 from bot.registration import CommandRegistry, fingerprint
 from bot.retention import JobRetention
@@ -62,7 +63,7 @@ from cogs.replies import reply_privately
 log = logging.getLogger(__name__)
 
 # Loaded after the launcher exists: the imagine and actions cogs start jobs through it.
-EXTENSIONS = ("cogs.imagine", "cogs.actions", "cogs.admin", "cogs.privacy")
+EXTENSIONS = ("cogs.imagine", "cogs.actions", "cogs.admin", "cogs.privacy", "cogs.preferences")
 
 # On SIGTERM, how long submissions already on the wire may take to answer (their task ids must
 # be stored) and jobs not yet sent to say they wait for the restart. Procfile hosts kill 10 s
@@ -177,6 +178,7 @@ class ImagineBot(commands.AutoShardedBot):
         )
         self._jobs: JobStore | None = None
         self._guild_settings: GuildSettingsStore | None = None
+        self._preferences: PreferencesStore | None = None
         self._ledger: QuotaLedger | None = None
         self._retention: JobRetention | None = None
         self._runner: JobRunner | None = None
@@ -225,6 +227,13 @@ class ImagineBot(commands.AutoShardedBot):
         return self._retention
 
     @property
+    def preferences(self) -> PreferencesStore:
+        """Members' own /imagine defaults (`/imagine-settings`)."""
+        if self._preferences is None:
+            raise RuntimeError("the preferences store exists only after setup_hook")
+        return self._preferences
+
+    @property
     def ledger(self) -> QuotaLedger:
         if self._ledger is None:
             raise RuntimeError("the quota ledger exists only after setup_hook")
@@ -235,6 +244,7 @@ class ImagineBot(commands.AutoShardedBot):
         await self.store.migrate()
         self._jobs = JobStore(self.store)
         self._guild_settings = GuildSettingsStore(self.store)
+        self._preferences = PreferencesStore(self.store)
         self._ledger = QuotaLedger(self.store)
         self._retention = JobRetention(self.store, retention_days=self.settings.job_retention_days)
         self.toapis = ToAPIsClient(
@@ -270,6 +280,7 @@ class ImagineBot(commands.AutoShardedBot):
             operator=self.operator,
             jobs=self._jobs,
             guild_settings=self._guild_settings,
+            preferences=self._preferences,
             runner=self._runner,
             pacer=self.pacer,
             spawn=self.spawn,

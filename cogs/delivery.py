@@ -49,16 +49,21 @@ class _Uploads:
     discord.py leaves each file's buffer in a reference cycle after sending (`File.close`
     re-binds the buffer's own `close` onto it), so it would only be freed by a later garbage
     collection: under load that is hundreds of megabytes of images held for nothing.
+
+    With `spoiler`, every file is posted as a spoiler (discord.py prefixes its name `SPOILER_`,
+    which is how Discord knows): the result embed carries no image, so nothing shows unblurred.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, spoiler: bool = False) -> None:
         self._buffers: list[io.BytesIO] = []
+        self._spoiler = spoiler
 
     def files(self, images: tuple[FittedImage, ...]) -> list[discord.File]:
         buffers = [io.BytesIO(img.data) for img in images]
         self._buffers += buffers
         return [
-            discord.File(buffer, filename=img.filename) for buffer, img in zip(buffers, images, strict=True)
+            discord.File(buffer, filename=img.filename, spoiler=self._spoiler)
+            for buffer, img in zip(buffers, images, strict=True)
         ]
 
     def release(self) -> None:
@@ -126,7 +131,7 @@ class JobMessenger:
         self._started = datetime.fromtimestamp(job.created_at, tz=UTC)
         self._token_dead = not job.interaction_token
         self._message_gone = job.message_id is None
-        self._uploads = _Uploads()
+        self._uploads = _Uploads(spoiler=request.spoiler)
         self._label = job.log_name  # built once: every log line names the job, server and member
 
     @property

@@ -3,6 +3,7 @@ asked for, handed to the job launcher (`cogs.launcher`), which checks, answers a
 
 # No `from __future__ import annotations`: discord.py reads the /imagine parameter annotations at
 # definition time, and the prompt length range is computed from the catalog in a closure.
+import asyncio
 import functools
 import logging
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from discord.ext import commands
 
 from bot.catalog import AUTO_RATIO, DOCUMENTED_RATIOS, MAX_TOTAL_IMAGES, SPEED_MODES, Catalog
 from bot.jobs.request import DEFAULT_RATIO, RequestOptions
+from bot.preferences import NO_PREFERENCES, fill
 from bot.references import MAX_REFERENCES, ReferenceRejectedError, ReferenceSource, check_sources
 from cogs import render
 from cogs.components import source_from_attachment
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MENU_NAME = "Imagine with these images"
+# Most seconds the menu form waits for the member's defaults before opening with the bot's.
+FORM_DEFAULTS_TIMEOUT = 1.0
 MENU_MESSAGE_GONE = (
     "The message with those images was deleted, so this form can't be used any more. "
     f"Use “{MENU_NAME}” on another message."
@@ -54,9 +58,9 @@ def build_imagine_command(catalog: Catalog, bot: "ImagineBot") -> app_commands.C
     @app_commands.command(name="imagine", description="Generate images from a text prompt")
     @app_commands.describe(
         prompt="What to draw",
-        ratio="Aspect ratio (default 1:1; auto matches your reference image)",
-        n=f"How many images, 1 to {MAX_TOTAL_IMAGES} (default 1)",
-        model="Which model draws it",
+        ratio="Aspect ratio (default 1:1 or your /imagine-settings; auto matches your reference image)",
+        n=f"How many images, 1 to {MAX_TOTAL_IMAGES} (default 1 or your /imagine-settings)",
+        model="Which model draws it (default: your /imagine-settings, else the bot's)",
         resolution="Output resolution, for models that offer one",
         speed="standard (default, best quality) or fast (quicker), for models that offer it",
         image1="A reference image to work from (optional)",
@@ -73,8 +77,9 @@ def build_imagine_command(catalog: Catalog, bot: "ImagineBot") -> app_commands.C
     async def imagine(
         interaction: discord.Interaction,
         prompt: app_commands.Range[str, 1, longest_prompt],
-        ratio: str = "1:1",
-        n: app_commands.Range[int, 1, MAX_TOTAL_IMAGES] = 1,
+        # None: the member left it out, so their /imagine-settings (or the bot's default) decides.
+        ratio: str | None = None,
+        n: app_commands.Range[int, 1, MAX_TOTAL_IMAGES] | None = None,
         model: str | None = None,
         resolution: str | None = None,
         speed: str | None = None,
@@ -172,15 +177,44 @@ class ImagineCog(commands.Cog):
             return
         form = MenuForm(message.channel.id, message.id)
         self.open_menu_forms.remember(form, references)
+        defaults = await self._form_defaults(interaction, references)
         await interaction.response.send_modal(
             RequestForm(
                 form,
                 self.bot.catalog,
                 title=MENU_NAME,
-                model=self.bot.settings.default_model,
+                model=defaults.model_id or self.bot.settings.default_model,
                 reference_count=len(references),
+                ratio=defaults.ratio or DEFAULT_RATIO,
+                n=defaults.n or 1,
             )
         )
+
+    async def _form_defaults(
+        self, interaction: discord.Interaction, references: tuple[ReferenceSource, ...]
+    ) -> RequestOptions:
+        """What the menu form starts with: the member's /imagine-settings, where this server allows them
+        (the form shows what will be used; a default it skips is simply not pre-selected)."""
+        try:
+            # The form must be the first answer, within Discord's 3 s: a slow read is not waited for.
+            async with asyncio.timeout(FORM_DEFAULTS_TIMEOUT):
+                prefs = await self.bot.preferences.get(interaction.user.id)
+                settings = (
+                    await self.bot.guild_settings.get(interaction.guild_id)
+                    if interaction.guild_id is not None
+                    else None
+                )
+        except Exception as exc:
+            log.warning(
+                "user %s: preferences could not be read for a form: %s",
+                interaction.user.id,
+                type(exc).__name__,
+            )
+            prefs, settings = NO_PREFERENCES, None
+        asked = RequestOptions(prompt="", references=references)
+        return fill(
+            asked, prefs, self.bot.catalog, default_model=self.bot.settings.default_model, settings=settings
+        ).options
 
     @commands.Cog.listener("on_interaction")
     async def on_menu_form(self, interaction: discord.Interaction) -> None:
@@ -204,8 +238,9 @@ class ImagineCog(commands.Cog):
         options = RequestOptions(
             prompt=answers.prompt,
             model_id=answers.model,
-            ratio=answers.ratio or DEFAULT_RATIO,
-            n=answers.n or 1,
+            # Left empty: the member's /imagine-settings, else the bot's defaults (see the launcher).
+            ratio=answers.ratio,
+            n=answers.n,
             references=references,
         )
         await self.bot.launcher.launch(interaction, options)

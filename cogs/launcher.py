@@ -38,6 +38,7 @@ from bot.jobs.request import (
     request_for_job,
 )
 from bot.jobs.runner import JobRunner, first_progress
+from bot.preferences import NO_PREFERENCES, Filled, PreferencesStore, fill
 from bot.quota import QuotaExceededError, QuotaPlan
 from cogs import render
 from cogs.delivery import JobMessenger
@@ -50,6 +51,9 @@ RESTARTING = "The bot is restarting — try again in a minute."
 PLACEHOLDER_FAILED = (
     "Discord did not accept the bot's reply, so your request was not started and nothing was charged. "
     "Run the command again."
+)
+PREFERENCES_UNREADABLE = (
+    "Your /imagine-settings could not be read just now, so this request used the bot's defaults."
 )
 # How long the public placeholder may take before its job is given up: Discord takes the first answer
 # only within 3 s of the interaction, so this covers one of discord.py's retries of a 5xx and leaves
@@ -110,6 +114,7 @@ class JobLauncher:
         operator: policy.OperatorRules,
         jobs: JobStore,
         guild_settings: GuildSettingsStore,
+        preferences: PreferencesStore,
         runner: JobRunner,
         pacer: ChannelPacer,
         spawn: Callable[..., asyncio.Task[Any]],
@@ -122,6 +127,7 @@ class JobLauncher:
         self._operator = operator
         self._jobs = jobs
         self._guild_settings = guild_settings
+        self._preferences = preferences
         self._runner = runner
         self._pacer = pacer
         # `spawn(coro, name=...)`: the bot's background tasks, cancelled together at shutdown.
@@ -142,12 +148,18 @@ class JobLauncher:
             return False
         who = requester(interaction)
         try:
-            request = build_request(
-                self._catalog, options, default_model=self._default_model, requester_id=interaction.user.id
-            )
             settings = await self._settings_for(who)
+            completed, note = await self._with_preferences(who, options, settings)
+            request = build_request(
+                self._catalog,
+                completed.options,
+                default_model=self._default_model,
+                requester_id=interaction.user.id,
+            )
             plan = policy.admit(settings, self._operator, who, request, time.time())
-            request = dataclasses.replace(request, watermark=policy.watermark(settings, self._operator))
+            request = dataclasses.replace(
+                request, watermark=policy.watermark(settings, self._operator), spoiler=completed.spoiler
+            )
         except (RequestError, policy.RefusedError) as exc:
             await reply_privately(interaction, str(exc))
             return False
@@ -178,7 +190,32 @@ class JobLauncher:
             return False
         log.info("%s: accepted (channel %s)", job.log_name, interaction.channel_id)
         self.start(job, request)
+        if note is not None:
+            await self._tell_privately(interaction, job, note)
         return True
+
+    async def _with_preferences(
+        self, who: policy.Requester, options: RequestOptions, settings: GuildSettings | None
+    ) -> tuple[Filled, str | None]:
+        """`options` completed from the member's /imagine-settings, and the private note to send
+        with the placeholder (defaults that were skipped), if any."""
+        try:
+            prefs = await self._preferences.get(who.user_id)
+            unreadable = None
+        except Exception as exc:
+            # A member's defaults are a convenience: their request still runs, on the bot's defaults.
+            log.warning("user %s: preferences could not be read: %s", who.user_id, type(exc).__name__)
+            prefs, unreadable = NO_PREFERENCES, PREFERENCES_UNREADABLE
+        completed = fill(options, prefs, self._catalog, default_model=self._default_model, settings=settings)
+        return completed, unreadable or completed.note
+
+    async def _tell_privately(self, interaction: discord.Interaction, job: JobRecord, text: str) -> None:
+        """A private follow-up to the public placeholder; the job runs whether or not it arrives."""
+        try:
+            async with asyncio.timeout(self.placeholder_timeout):
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=render.NO_PINGS)
+        except (discord.HTTPException, TimeoutError) as exc:
+            log.info("%s: the private note could not be sent: %s", job.log_name, type(exc).__name__)
 
     async def _settings_for(self, who: policy.Requester) -> GuildSettings | None:
         """The server's settings (None in direct messages), the blocklist ready for its language."""

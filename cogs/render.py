@@ -77,7 +77,11 @@ def _base_embed(request: ImagineRequest, colour: discord.Colour) -> discord.Embe
     embed.add_field(name="Requested by", value=f"<@{request.requester_id}>")
     if request.reference_count:
         embed.add_field(name="References", value=_references(request), inline=False)
-        embed.set_thumbnail(url=(request.reference_urls or [s.url for s in request.reference_sources])[0])
+        # An embed image cannot be a spoiler: a spoilered job shows no picture outside its attachments.
+        if not request.spoiler:
+            embed.set_thumbnail(url=(request.reference_urls or [s.url for s in request.reference_sources])[0])
+    if request.spoiler:
+        embed.add_field(name="Spoiler", value="🙈 The images are hidden until clicked", inline=False)
     return embed
 
 
@@ -216,10 +220,14 @@ def audit_line(job: JobRecord, request: ImagineRequest) -> str:
         outcome = f"✅ {job.generated_images}/{plural(job.n, 'image')}"
     else:
         outcome = f"❌ failed: {clip(job.error or 'unknown error', 150)}"
+    quoted = f"“{prompt}”"
+    if job.spoiler:
+        # The result is a spoiler, so the words describing it are one too.
+        quoted = "🙈 spoiler · ||" + quoted.replace("|", "¦") + "||"
     parts = [
         f"{outcome} · <@{job.user_id}> in <#{job.channel_id}>",
         request.model.display_name,
-        f"“{prompt}”",
+        quoted,
     ]
     if job.message_id is not None:
         parts.append(f"[message]({message_link(job.guild_id, job.channel_id, job.message_id)})")

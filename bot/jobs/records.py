@@ -173,6 +173,7 @@ class NewJob:
     watermark: bool | None = None  # whether the provider was asked to watermark the images
     speed: str | None = None  # the prompt-optimisation mode sent (None: none)
     layers: bool = False  # the image split into transparent layers (migration 6)
+    spoiler: bool = False  # the images are posted as spoilers (migration 9)
 
 
 _NEW_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(NewJob))
@@ -219,6 +220,7 @@ class JobRecord:
     layers: bool = False
     # Per result URL, its place in a layered result (migration 6); None when the result has no layers.
     result_layers: tuple[ImageLayer | None, ...] | None = None
+    spoiler: bool = False  # the images are posted as spoilers (migration 9)
     # When its personal details were deleted (see `bot.retention`); None while they are kept.
     forgotten_at: float | None = None
 

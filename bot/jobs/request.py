@@ -39,6 +39,7 @@ class ImagineRequest:
     watermark: bool = False  # decided by the operator and the server (`bot.policy.watermark`)
     speed: str | None = None  # the prompt-optimisation mode; None: the model has none (nothing sent)
     layers: bool = False  # ask for the image split into transparent layers (models with supports_layers)
+    spoiler: bool = False  # post the images as spoilers (`bot.preferences.spoiler_wanted`); never sent
 
     @property
     def reference_count(self) -> int:
@@ -89,6 +90,7 @@ class RequestOptions:
     references: tuple[ReferenceSource, ...] = ()  # the member's images, as Discord describes them
     hosted_references: tuple[str, ...] = ()  # copies the image service already holds
     layers: bool = False
+    spoiler: bool = False  # asked for by the job being repeated (a reroll of a spoilered result)
 
 
 def options_for_job(job: JobRecord, **changes: Any) -> RequestOptions:
@@ -106,6 +108,7 @@ def options_for_job(job: JobRecord, **changes: Any) -> RequestOptions:
         speed=job.speed,
         hosted_references=job.reference_urls,
         layers=job.layers,
+        spoiler=job.spoiler,
     )
     return dataclasses.replace(asked, **changes)
 
@@ -266,6 +269,7 @@ def new_job(request: ImagineRequest, origin: JobOrigin) -> NewJob:
         watermark=request.watermark,
         speed=request.speed,
         layers=request.layers,
+        spoiler=request.spoiler,
     )
 
 
@@ -284,4 +288,5 @@ def request_for_job(job: JobRecord, catalog: Catalog) -> ImagineRequest:
         watermark=model.watermark_default if job.watermark is None else job.watermark,
         speed=job.speed,
         layers=job.layers,
+        spoiler=job.spoiler,
     )

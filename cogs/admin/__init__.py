@@ -19,6 +19,7 @@ The package, by subject:
 - `_channels_and_roles`: ban/unban, allowed and denied channels, allowed and admin roles, role quotas;
 - `_allow_lists`: allowed models and resolutions;
 - `_blocklist`: the prompt blocklist and its exceptions;
+- `_spoiler`: every result in the server posted as a spoiler;
 - `_usage`: the usage report and its CSV;
 - `_forget`: deleting a member's job history in the server (`bot.retention`).
 """

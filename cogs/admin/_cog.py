@@ -32,6 +32,7 @@ from cogs.admin._group import (
     qualified_name,
 )
 from cogs.admin._settings import add_number_commands, add_overview_commands, add_watermark_command
+from cogs.admin._spoiler import add_spoiler_command
 from cogs.admin._usage import add_usage_command
 from cogs.members import requester
 from cogs.replies import reply_privately
@@ -163,6 +164,7 @@ def build_admin_group(cog: AdminCog, catalog: Catalog) -> AdminGroup:
     add_ban_pair(group, cog)
     add_number_commands(group, cog)
     add_watermark_command(group, cog)
+    add_spoiler_command(group, cog)
     add_usage_command(group, cog)
     add_forget_command(group, cog)
     group.add_command(channel_group(cog))

@@ -49,6 +49,7 @@ WHEN = r"<t:\d+:R>"
 ADMIN_COMMANDS = {
     "show",
     "watermark",
+    "spoiler",
     "speed allow",
     "speed disallow",
     "speed all",
@@ -951,6 +952,7 @@ async def test_show_lists_every_setting_in_one_message_and_reset_restores_the_de
         ("resolution disallow", {"resolution": "2K"}),
         ("speed disallow", {"speed": "fast"}),
         ("watermark", {"setting": "on"}),
+        ("spoiler", {"setting": "on"}),
         (
             "limits",
             {
@@ -984,6 +986,7 @@ async def test_show_lists_every_setting_in_one_message_and_reset_restores_the_de
         "**Resolutions:** 1K, 3K, 4K",
         "**Speeds:** standard",
         "**Watermark:** on",
+        "**Every result a spoiler:** on",
         "**Images per request (n):** 4",
         "**Reference images per request:** 2",
         "**Cooldown:** 30 s between a member's requests",
@@ -1005,6 +1008,7 @@ async def test_show_lists_every_setting_in_one_message_and_reset_restores_the_de
         allowed_resolutions=("1K", "3K", "4K"),
         allowed_speeds=("standard",),
         watermark=True,
+        spoiler=True,
         max_n=4,
         max_references=2,
         cooldown_seconds=30,

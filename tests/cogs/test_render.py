@@ -144,3 +144,21 @@ def test_details_keeps_a_prompt_that_fits_whole():
         True,
         total(embed),
     )
+
+
+def test_a_spoilered_job_shows_no_picture_on_its_card_and_says_it_is_a_spoiler():
+    spoilered = dataclasses.replace(request(), spoiler=True)
+    embed = render.progress_embed(spoilered, JobProgress(Phase.QUEUED, 0), datetime.fromtimestamp(NOW, UTC))
+    plain = render.progress_embed(request(), JobProgress(Phase.QUEUED, 0), datetime.fromtimestamp(NOW, UTC))
+    fields = {f.name: f.value for f in embed.fields}
+    assert (embed.thumbnail.url, plain.thumbnail.url, "Spoiler" in fields, within_limits(embed)) == (
+        None,
+        REFERENCES[0],
+        True,
+        True,
+    )
+
+
+def test_the_audit_line_of_a_spoilered_job_hides_its_prompt():
+    line = render.audit_line(job(spoiler=True, prompt="a || fox"), request("a || fox"))
+    assert "🙈 spoiler · ||“a ¦¦ fox”||" in line

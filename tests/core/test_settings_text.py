@@ -24,6 +24,7 @@ def test_default_settings_read_as_no_restriction():
         "**Resolutions:** all",
         "**Speeds:** all",
         "**Watermark:** the bot's default (off)",
+        "**Every result a spoiler:** off",
         "**Images per request (n):** no limit",
         "**Reference images per request:** no limit",
         "**Cooldown:** none",
@@ -46,7 +47,7 @@ def test_every_setting_has_a_line():
         "banned_users",
     }
     lines = setting_lines(GuildSettings(), CATALOG)
-    assert fields <= set(lines) and len(lines) == 19
+    assert fields <= set(lines) and len(lines) == 20
 
 
 def test_settings_name_models_and_mention_ids():

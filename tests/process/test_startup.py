@@ -64,6 +64,7 @@ async def test_first_start_registers_imagine_with_exactly_the_documented_options
             ("imagine-forget", 1),
             ("imagine-history", 1),
             ("imagine-quota", 1),
+            ("imagine-settings", 1),
         ],
     )
 

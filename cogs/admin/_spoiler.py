@@ -1,0 +1,36 @@
+"""`/imagine-admin spoiler on|off`: every result in the server posted as a spoiler."""
+
+# No `from __future__ import annotations`: discord.py reads the parameter annotations of the
+# command below at definition time.
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord import app_commands
+
+from cogs.admin._group import AdminGroup
+
+if TYPE_CHECKING:
+    from cogs.admin._cog import AdminCog
+
+
+def add_spoiler_command(group: AdminGroup, cog: "AdminCog") -> None:
+    """Add `spoiler on|off` to `group` (checked like every /imagine-admin subcommand)."""
+
+    @group.command(name="spoiler", description="Post every image made in this server as a spoiler")
+    @app_commands.describe(setting="on: every result hidden until clicked · off: each member decides")
+    async def spoiler(interaction: discord.Interaction, setting: Literal["on", "off"]) -> None:
+        value = setting == "on"
+        await cog.change(
+            interaction,
+            lambda s: s.replace(spoiler=value),
+            lambda old, new: (
+                (
+                    "New results in this server will be posted as spoilers."
+                    if value
+                    else "New results are spoilers only for members who ask for it in /imagine-settings."
+                )
+                + ("" if old.spoiler != new.spoiler else " (It already was.)")
+                + "\n"
+                + cog.line(new, "spoiler")
+            ),
+        )
