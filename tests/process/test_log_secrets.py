@@ -64,8 +64,6 @@ async def test_a_job_at_debug_level_logs_no_token_and_no_key(
         "TOAPIS_BASE_URL": toapis_fake.base_url,
         "DISCORD_API_BASE_URL": discord_fake.api_base,
         "DATABASE_URL": url,
-        "POLL_INTERVAL_QUEUED_SECONDS": "0.05",
-        "POLL_INTERVAL_RUNNING_SECONDS": "0.05",
         "PROGRESS_EDIT_INTERVAL_SECONDS": "0.25",
         "LOG_LEVEL": "DEBUG",
     }
