@@ -276,11 +276,6 @@ class JobRunner:
         self.query_rate_limited = 0
         self.queries_per_job: deque[int] = deque(maxlen=POLLING_FIGURES_KEPT)
         self.detection_lags: deque[float] = deque(maxlen=POLLING_FIGURES_KEPT)
-
-    @property
-    def poll_scheduler(self) -> PollScheduler:
-        """Who grants status-query turns (its `granted`/`waiting` counts are metrics)."""
-        return self._scheduler
         self._delivery_slots = asyncio.Semaphore(DELIVERY_SLOTS)
         # Submissions on the wire, and jobs not yet sent (preparing, waiting for a slot, sending):
         # stopping closes the gate to new submissions and waits for both counts to reach zero.
@@ -289,6 +284,11 @@ class JobRunner:
         self._stopping = False
         self._change = asyncio.Event()
         self._durations = ModelDurations()  # recent task durations per model, for first guesses
+
+    @property
+    def poll_scheduler(self) -> PollScheduler:
+        """Who grants status-query turns (its `granted`/`waiting` counts are metrics)."""
+        return self._scheduler
 
     async def run(
         self, job: JobRecord, request: ImagineRequest, observer: JobObserver, *, resumed: bool = False
@@ -643,7 +643,7 @@ class JobRunner:
                 if published.status in ("completed", "failed"):
                     self._webhook_arrived()
                 return published, False, False
-        else:
+        elif wait > 0:
             await self._sleep(wait)
         if self._clock() >= deadline:
             return None, False, slow
