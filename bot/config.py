@@ -170,8 +170,8 @@ def _poll_floor(env: Mapping[str, str], name: str) -> float:
         if below:
             raise _problem(
                 name,
-                f"must be at least {ADVISED_POLL_FLOOR:g}: the image service asks for {ADVISED_POLL_FLOOR:g} s "
-                f"between status queries of a task, got {raw}",
+                f"must be at least {ADVISED_POLL_FLOOR:g}: the image service asks for "
+                f"{ADVISED_POLL_FLOOR:g} s between status queries of a task, got {raw}",
             )
     return _number(env, name, ADVISED_POLL_FLOOR, ADVISED_POLL_FLOOR, 60)
 

@@ -319,7 +319,9 @@ class PollPlanner:
             return best[1] + self._jitter(0.25)
         return aim
 
-    def _best_probe(self, start: float, end: float, floor: float, margin: float) -> tuple[float, float] | None:
+    def _best_probe(
+        self, start: float, end: float, floor: float, margin: float
+    ) -> tuple[float, float] | None:
         """(worst detection lag after it, moment) of the most telling query in [start, end]."""
         if end < start or not self._region:
             return None

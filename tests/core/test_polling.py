@@ -50,7 +50,11 @@ def follow(
     up to LATENCY each way. `failing`: the chance a query is refused for rate (429, Retry-After 1)."""
     started = rng.uniform(0.001, LATENCY)
     planner = PollPlanner(
-        started=started, rules=rules or PollRules(), typical_duration=typical, rng=rng.random, webhooks=webhooks
+        started=started,
+        rules=rules or PollRules(),
+        typical_duration=typical,
+        rng=rng.random,
+        webhooks=webhooks,
     )
     seen_at: list[float] = []
     while True:
