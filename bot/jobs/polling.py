@@ -21,8 +21,9 @@ with it the earliest and latest possible finish. The planner then either
   (a step boundary), when that promises a smaller lag than aiming now — and, while the finish
   is far, asks only at the slow end of the advice (every 7.5–10 s), saving queries.
 
-Before any progress (a queued task, a model that reports none) the first guess is how long
-recent tasks of the same model took (`ModelDurations`). After a refusal for rate (429) or a
+The first query goes as soon as the advice allows: the progress it shows says more than any
+guess. Without progress (a queued task, a model that reports none) the guess is how long recent
+tasks of the same model took (`ModelDurations`). After a refusal for rate (429) or a
 failed query the gap doubles per failure, and a `Retry-After` is honoured.
 
 Webhook mode: the provider calls webhooks its primary signal, so with webhooks configured a
@@ -225,8 +226,8 @@ class PollPlanner:
             self._hold_until = max(self._hold_until, answered + retry_after)
 
     def _cut(self, look: Look) -> None:
-        if look.queued and self._region is None:
-            return  # nothing to bound before progress starts
+        if self._region is None and (look.queued or look.progress is None):
+            return  # nothing to go by before a progress value
         if self._region is None:
             self._region = self._box()
             for earlier in self._looks[:-1]:
@@ -297,12 +298,14 @@ class PollPlanner:
         slow = self.rules.slow_factor * self.rules.floor(self._queued)
         span = self.finish_range()
         if span is None:
-            # No progress yet: the model's typical duration, else the middle of the advice.
-            if self.typical_duration is not None and self._last is None:
-                aim = self.started + self.typical_duration
-                return min(max(earliest, aim), last + slow) + self._jitter()
             if self._last is None:
-                return earliest + self._jitter()  # the first look: as soon as the advice allows
+                # The first look as soon as the advice allows: the progress it shows says more
+                # than any guess.
+                return earliest + self._jitter()
+            # No progress to go by: the model's typical duration, else the middle of the advice.
+            if self.typical_duration is not None:
+                aim = self.started + self.typical_duration + self.rules.aim_share * self.rules.base
+                return min(max(earliest, aim), last + slow) + self._jitter(0.25)
             return min(earliest + (slow - self.rules.floor(self._queued)) / 2, last + slow) + self._jitter()
         low, high = span
         margin = self.rules.aim_share * self.rules.base

