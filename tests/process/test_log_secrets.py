@@ -67,7 +67,12 @@ async def test_a_job_at_debug_level_logs_no_token_and_no_key(
         "PROGRESS_EDIT_INTERVAL_SECONDS": "0.25",
         "LOG_LEVEL": "DEBUG",
     }
-    toapis_fake.plan = TaskPlan(steps=[("queued", 0)] + [("in_progress", p) for p in range(10, 100, 10)])
+    # Progress in ten steps over 6 s: a few status queries at the production floor (5 s apart).
+    toapis_fake.plan = TaskPlan(
+        steps=[("queued", 0)] + [("in_progress", p) for p in range(10, 100, 10)],
+        advance="time",
+        step_seconds=0.6,
+    )
     process = await BotProcess.start(env, tmp_path)
     processes.append(process)
     await discord_fake.wait_until_connected(timeout=30)
@@ -86,7 +91,7 @@ async def test_a_job_at_debug_level_logs_no_token_and_no_key(
     leaked["interaction token"] = record.token in log
     assert (
         status_of(message)[:1],
-        len(debug_lines) > 10,  # the log is not empty: there was something to leak
+        len(debug_lines) > 2,  # the log is not empty: there was something to leak
         leaked,
     ) == ("✅", True, {"bot token": False, "API key": False, "interaction token": False}), log[-3000:]
 
