@@ -18,7 +18,7 @@ from bot.jobs.news import TaskNews
 from bot.jobs.records import JobState, JobStore
 from bot.jobs.runner import JobRunner, JobTimings
 from bot.toapis import TaskStatus, ToAPIsClient
-from bot.toapis.budget import RateBudget, RateLimits
+from bot.toapis.budget import Allowance, RateBudget, RateLimits
 from tests.core.test_runner import RecordingObserver, new_job
 from tests.fakes.toapis import FakeToAPIs, TaskPlan
 from tests.rig import eventually
@@ -67,6 +67,21 @@ async def test_status_queries_keep_the_floor_and_each_takes_a_token(client, jobs
     assert [job.state for job in finished] == [JobState.DONE] * 5
     assert toapis_fake.queries_sooner_than(FLOOR) == 0
     assert budget.query.taken == status_queries(toapis_fake) == sum(runner.queries_per_job)
+
+
+async def test_turns_delayed_by_a_short_budget_never_shorten_a_task_s_next_gap(client, jobs, toapis_fake):
+    # Three queries a second for five tasks that would each like one every 0.1 s.
+    budget = RateBudget(RateLimits(Allowance(50, 50), Allowance(3, 1)))
+    runner = JobRunner(client, jobs, timings(), budget=budget)
+    toapis_fake.plan = TaskPlan(advance="time", step_seconds=0.3)
+    runs = []
+    for _ in range(5):
+        job, request = await new_job(jobs, n=1)
+        runs.append(runner.run(job, request, RecordingObserver()))
+    finished = await asyncio.gather(*runs)
+    assert [job.state for job in finished] == [JobState.DONE] * 5
+    assert (runner.poll_scheduler.waited > 0, toapis_fake.queries_sooner_than(FLOOR)) == (True, 0)
+    assert (toapis_fake.rate_limited["async_query"], budget.query.taken) == (0, status_queries(toapis_fake))
 
 
 async def test_a_429_on_a_status_query_backs_off_holds_the_bucket_and_never_fails_the_job(

@@ -89,6 +89,7 @@ async def test_a_job_at_debug_level_logs_no_token_and_no_key(
     debug_lines = [line for line in log.splitlines() if " DEBUG " in line]
     leaked = {name: value in log for name, value in (("bot token", BOT_TOKEN), ("API key", API_KEY))}
     leaked["interaction token"] = record.token in log
+    assert toapis_fake.queries_sooner_than(5.0) == 0  # the production floor, in a real process
     assert (
         status_of(message)[:1],
         len(debug_lines) > 2,  # the log is not empty: there was something to leak
