@@ -325,17 +325,17 @@ class PollPlanner:
     def _best_probe(
         self, start: float, end: float, floor: float, margin: float
     ) -> tuple[float, float] | None:
-        """(worst detection lag after it, moment) of the most telling query in [start, end]."""
+        """(expected detection lag after it, moment) of the most telling query in [start, end]."""
         if end < start or not self._region:
             return None
         best: tuple[float, float] | None = None
         count = 1 if end - start < 1e-6 else _CANDIDATES
         for index in range(count):
             at = start + (end - start) * index / max(1, count - 1)
-            worst = self._lag_after(at, floor, margin)
+            lag = self._lag_after(at, floor, margin)
             # Ties go to the later moment: fewer queries for the same knowledge.
-            if best is None or worst <= best[0] + 1e-9:
-                best = (worst, at)
+            if best is None or lag <= best[0] + 1e-9:
+                best = (lag, at)
         return best
 
     def _lag_after(self, at: float, floor: float, margin: float) -> float:
