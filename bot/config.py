@@ -18,6 +18,8 @@ from bot.webhooks.signing import SigningSecret, parse_signing_secret
 DEFAULT_BASE_URL = "https://toapis.com"
 DEFAULT_DATABASE_URL = "sqlite:///data/imagine.db"
 DEFAULT_MODEL = "doubao-seedream-5-0"
+# The provider's polling advice: at least this many seconds between status queries of one task.
+ADVISED_POLL_FLOOR = 5.0
 
 _HINT = "see .env.example"
 
@@ -68,8 +70,8 @@ class Settings:
     model_catalog_file: Path | None = None
     job_timeout_seconds: float = 600.0
     progress_edit_interval: float = 2.0
-    poll_interval_queued: float = 2.5
-    poll_interval_running: float = 4.0
+    poll_interval_queued: float = 5.0
+    poll_interval_running: float = 5.0
     toapis_timeout_seconds: float = 30.0
     discord_api_base_url: str | None = None
     global_daily_image_cap: int | None = None
@@ -123,8 +125,8 @@ class Settings:
             default_model=_text(env, "DEFAULT_MODEL") or DEFAULT_MODEL,
             job_timeout_seconds=_number(env, "JOB_TIMEOUT_SECONDS", 600.0, 1, 24 * 3600),
             progress_edit_interval=_number(env, "PROGRESS_EDIT_INTERVAL_SECONDS", 2.0, 0.05, 300),
-            poll_interval_queued=_number(env, "POLL_INTERVAL_QUEUED_SECONDS", 2.5, 0.01, 60),
-            poll_interval_running=_number(env, "POLL_INTERVAL_RUNNING_SECONDS", 4.0, 0.01, 60),
+            poll_interval_queued=_poll_floor(env, "POLL_INTERVAL_QUEUED_SECONDS"),
+            poll_interval_running=_poll_floor(env, "POLL_INTERVAL_RUNNING_SECONDS"),
             toapis_timeout_seconds=_number(env, "TOAPIS_TIMEOUT_SECONDS", 30.0, 0.1, 600),
             discord_api_base_url=_http_url(env, "DISCORD_API_BASE_URL"),
             owner_ids=_ids(env, "OWNER_IDS") or frozenset(),
@@ -176,6 +178,23 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     if not low <= value <= high:
         raise _problem(name, f"must be between {low:g} and {high:g}, got {raw}")
     return value
+
+
+def _poll_floor(env: Mapping[str, str], name: str) -> float:
+    """Least seconds between two status queries of a task: the provider's 5 s or more."""
+    raw = _text(env, name)
+    if raw is not None:
+        try:
+            below = float(raw) < ADVISED_POLL_FLOOR
+        except ValueError:
+            below = False  # (_number names the problem)
+        if below:
+            raise _problem(
+                name,
+                f"must be at least {ADVISED_POLL_FLOOR:g}: the image service asks for "
+                f"{ADVISED_POLL_FLOOR:g} s between status queries of a task, got {raw}",
+            )
+    return _number(env, name, ADVISED_POLL_FLOOR, ADVISED_POLL_FLOOR, 60)
 
 
 def _whole(env: Mapping[str, str], name: str, what: str, *, low: int = 0) -> int | None:

@@ -271,6 +271,7 @@ class ImagineBot(commands.AutoShardedBot):
             ),
             on_balance_refused=self.balance_watch.refused if self.balance_watch is not None else None,
             news=self.news if self.settings.webhooks_enabled else None,
+            webhooks=self.settings.webhooks_enabled,
             telemetry=self.telemetry,
         )
         self._launcher = JobLauncher(

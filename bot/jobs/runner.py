@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from typing import Protocol
 from bot import toapis
 from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_image
 from bot.jobs.news import TaskNews
-from bot.jobs.polling import ModelDurations, PollAdvice, PollPlanner
+from bot.jobs.polling import ModelDurations, PollPlanner, PollRules, PollScheduler
 from bot.jobs.progress import JobProgress, Phase, ProgressThrottle
 from bot.jobs.records import DeliveredImage, ImageLayer, JobRecord, JobState, JobStore, delivered_column
 from bot.jobs.request import ImagineRequest
@@ -35,6 +37,7 @@ from bot.references import (
 )
 from bot.telemetry import Telemetry
 from bot.text import clip, limit_size, plural
+from bot.toapis.budget import RateBudget
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,12 @@ NOT_POSTED = (
     "this channel, then try again."
 )
 PROVIDER_TEXT_LIMIT = 300
+# Webhook mode gives up on webhooks after this many tasks in a row were found finished by a
+# query at least this many polling floors after they finished, with no event for them.
+MISSED_WEBHOOKS_LIMIT = 3
+WEBHOOK_GRACE_FLOORS = 3
+# How many recent jobs the polling figures (queries per job, detection lag) keep.
+POLLING_FIGURES_KEPT = 1000
 
 
 @dataclass(frozen=True)
@@ -123,11 +132,16 @@ class JobObserver(Protocol):
 
 @dataclass(frozen=True)
 class JobTimings:
-    """How patient a job is and how often it looks."""
+    """How patient a job is and how often it may look.
+
+    `poll_queued` / `poll_running` are the least seconds between two status queries of a task
+    (after a look that showed it queued / running; the first query counts from the submission's
+    answer). Settings never let them below the provider's 5 s; tests may shrink them.
+    """
 
     timeout: float = 600.0
-    poll_queued: float = 2.5
-    poll_running: float = 4.0
+    poll_queued: float = 5.0
+    poll_running: float = 5.0
     progress_interval: float = 2.0
 
 
@@ -232,12 +246,20 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_balance_refused: Callable[[], object] | None = None,
+        budget: RateBudget | None = None,
         news: TaskNews | None = None,
+        webhooks: bool = False,
+        rng: Callable[[], float] = random.random,
         telemetry: Telemetry | None = None,
     ) -> None:
         """`on_balance_refused` is called when a submission is refused for balance or permission
-        (the balance watch reads the balance at once). With `news` (webhooks configured), a job
-        waits between status queries on its task's news, so an event ends the wait at once."""
+        (the balance watch reads the balance at once).
+
+        `budget`: the provider's rate budget; every status query takes a token of `budget.query`
+        through the poll scheduler (None: no budget). `news`: statuses published by webhook
+        events, waited on between queries. `webhooks`: webhooks are configured, so tasks are
+        queried only rarely (until they are found not to arrive). `telemetry`: where
+        figures go for /metrics."""
         self._client = client
         self._news = news
         self._telemetry = telemetry
@@ -248,7 +270,18 @@ class JobRunner:
         self._timings = timings
         self._clock = clock
         self._sleep = sleep
-        self._advice = PollAdvice.around(timings.poll_queued, timings.poll_running)
+        self._rules = PollRules.from_intervals(timings.poll_queued, timings.poll_running)
+        self._budget = budget
+        self._rng = rng
+        self._scheduler = PollScheduler(budget.query if budget is not None else None)
+        # Webhook mode, until queries keep finding tasks finished with no event for them.
+        self.webhooks_active = webhooks
+        self._missed_webhooks = 0
+        # Polling figures, for metrics: provider 429s on status queries, the queries each recent
+        # job made, and how long after the provider's `completed_at` each finish was seen.
+        self.query_rate_limited = 0
+        self.queries_per_job: deque[int] = deque(maxlen=POLLING_FIGURES_KEPT)
+        self.detection_lags: deque[float] = deque(maxlen=POLLING_FIGURES_KEPT)
         self._delivery_slots = asyncio.Semaphore(DELIVERY_SLOTS)
         # Submissions on the wire, and jobs not yet sent (preparing, waiting for a slot, sending):
         # stopping closes the gate to new submissions and waits for both counts to reach zero.
@@ -257,6 +290,11 @@ class JobRunner:
         self._stopping = False
         self._change = asyncio.Event()
         self._durations = ModelDurations()  # recent task durations per model, for first guesses
+
+    @property
+    def poll_scheduler(self) -> PollScheduler:
+        """Who grants status-query turns (its `granted`/`waiting` counts are metrics)."""
+        return self._scheduler
 
     async def run(
         self, job: JobRecord, request: ImagineRequest, observer: JobObserver, *, resumed: bool = False
@@ -527,48 +565,51 @@ class JobRunner:
     async def _poll(
         self, job: JobRecord, status: toapis.TaskStatus | None, throttle: ProgressThrottle, name: str
     ) -> JobRecord:
+        """Follow the task to its end: status queries when its planner and the scheduler say, and
+        statuses published by webhook events (`TaskNews`) exactly like answers to a query."""
         assert job.task_id is not None
-        if self._news is None:
-            return await self._poll_task(job, status, throttle, name)
-        self._news.watch(job.task_id)
-        try:
-            return await self._poll_task(job, status, throttle, name)
-        finally:
-            self._news.forget(job.task_id)
-
-    async def _poll_task(
-        self, job: JobRecord, status: toapis.TaskStatus | None, throttle: ProgressThrottle, name: str
-    ) -> JobRecord:
-        assert job.task_id is not None
-        deadline = job.created_at + self._timings.timeout
+        task_id = job.task_id
+        # The deadline counts from the submission: time spent waiting in line is not the provider's.
+        started = job.submitted_at if job.submitted_at is not None else self._clock()
+        deadline = started + self._timings.timeout
         planner = PollPlanner(
-            started=job.submitted_at or self._clock(),
-            advice=self._advice,
+            started=started,
+            rules=self._rules,
             typical_duration=self._durations.typical(job.model),
+            rng=self._rng,
+            webhooks=self.webhooks_active,
         )
-        polled = False  # the first status may be the submission's own answer
+        if self._news is not None:
+            self._news.watch(task_id)
+        try:
+            return await self._follow(job, task_id, planner, status, deadline, throttle, name)
+        finally:
+            if self._news is not None:
+                self._news.forget(task_id)
+
+    async def _follow(
+        self,
+        job: JobRecord,
+        task_id: str,
+        planner: PollPlanner,
+        status: toapis.TaskStatus | None,
+        deadline: float,
+        throttle: ProgressThrottle,
+        name: str,
+    ) -> JobRecord:
         slow = False
         stored_progress = job.progress
         phase = Phase.QUEUED if not stored_progress else Phase.GENERATING
+        queried = False  # whether `status` answered a query of ours (else: the submission or an event)
         while True:
             if status is None:
-                polled = True
-                try:
-                    status = await self._client.get_task(job.task_id)
-                    slow = False
-                except _TRANSIENT as exc:
-                    # The task is paid for: keep asking until the deadline instead of giving up.
-                    log.warning("%s: polling task %s failed, will retry: %s", name, job.task_id, exc)
-                    slow = True
-                except toapis.ToAPIsError as exc:
-                    raise JobFailedError(failure_message(exc)) from exc
+                status, queried, slow = await self._next_status(task_id, planner, deadline, slow, name)
             now = self._clock()
             if status is not None:
                 if status.status == "completed":
                     # The provider's finish (whole seconds), else now: what completion→final counts from.
                     self._finished_at[job.id] = float(status.completed_at or now)
-                    if job.submitted_at is not None:
-                        self._durations.add(job.model, now - job.submitted_at)
+                    self._note_finished(job, planner, status, now, queried)
                     urls, layers = _result_images(status, job)
                     if not urls:
                         raise JobFailedError("The image service finished but returned no images. Try again.")
@@ -591,25 +632,88 @@ class JobRunner:
                     # Kept in memory only: a write per step of every job would crowd the database
                     # that members' new requests wait on. The record gets 100 on completion.
                     stored_progress = status.progress
-                planner.observe(now, status.status, status.progress, polled=polled)
-            else:
-                # A failed poll still counts against the provider's advice, but showed no status.
-                planner.observe(now, None, None)
+                if not queried and status.status != "queued":
+                    planner.observe(now, now, status.status, status.progress)
             throttle.update(JobProgress(phase, stored_progress, slow))
-
-            remaining = deadline - now
-            if remaining <= 0:
+            if now >= deadline:
                 raise JobFailedError(
                     f"Timed out after {duration_words(self._timings.timeout)} — the image service did not "
                     "finish in time."
                 )
-            pause = min(max(0.0, planner.next_poll_at(now) - now), remaining)
-            if self._news is None:
-                await self._sleep(pause)
-                status = None
-            else:
-                status = await self._news.wait(job.task_id, pause)  # a webhook's status, or None
-                polled = False
+            status = None
+
+    async def _next_status(
+        self, task_id: str, planner: PollPlanner, deadline: float, slow: bool, name: str
+    ) -> tuple[toapis.TaskStatus | None, bool, bool]:
+        """Wait for the planned moment (or an event), then query in the scheduler's turn.
+
+        Returns (status or None, whether it answered a query, whether the service is being slow).
+        """
+        planner.webhooks = self.webhooks_active
+        now = self._clock()
+        due = planner.next_query_at()
+        wait = min(max(0.0, due - now), max(0.0, deadline - now))
+        if self._news is not None:
+            published = await self._news.wait(task_id, wait)
+            if published is not None:
+                if published.status in ("completed", "failed"):
+                    self._webhook_arrived()
+                return published, False, False
+        elif wait > 0:
+            await self._sleep(wait)
+        if self._clock() >= deadline:
+            return None, False, slow
+        expected = planner.expected_finish()
+        await self._scheduler.turn(expected if expected is not None else due)
+        sent = self._clock()
+        try:
+            status = await self._client.get_task(task_id)
+        except toapis.RateLimitedError as exc:
+            answered = self._clock()
+            self.query_rate_limited += 1
+            planner.queried(sent, answered, None, None)
+            planner.refused(answered, exc.retry_after)
+            if self._budget is not None:
+                self._budget.query.hold_off(exc.retry_after if exc.retry_after is not None else 1.0)
+            log.info("%s: status query refused for rate (retry after %s s)", name, exc.retry_after)
+            return None, False, True
+        except _TRANSIENT as exc:
+            # The task is paid for: keep asking until the deadline instead of giving up.
+            planner.queried(sent, self._clock(), None, None)
+            log.warning("%s: polling task %s failed, will retry: %s", name, task_id, exc)
+            return None, False, True
+        except toapis.ToAPIsError as exc:
+            raise JobFailedError(failure_message(exc)) from exc
+        planner.queried(sent, self._clock(), status.status, status.progress)
+        return status, True, False
+
+    def _note_finished(
+        self, job: JobRecord, planner: PollPlanner, status: toapis.TaskStatus, now: float, queried: bool
+    ) -> None:
+        """Learn the model's duration, and what polling cost and how late it saw the finish."""
+        if job.submitted_at is not None:
+            self._durations.add(job.model, now - job.submitted_at)
+        self.queries_per_job.append(planner.queries)
+        if status.completed_at is not None:
+            lag = max(0.0, now - status.completed_at)
+            self.detection_lags.append(lag)
+            if self._telemetry is not None:
+                self._telemetry.observe_detection_lag(lag)
+            if queried and planner.webhooks:
+                self._judge_webhooks(lag)
+
+    def _webhook_arrived(self) -> None:
+        self._missed_webhooks = 0
+
+    def _judge_webhooks(self, lag: float) -> None:
+        """A query, not an event, found the task finished: if it finished well before, its event
+        never came. Enough of those in a row and webhooks are given up for normal polling."""
+        if lag < WEBHOOK_GRACE_FLOORS * self._rules.base:
+            return  # the event may still be on its way
+        self._missed_webhooks += 1
+        if self._missed_webhooks >= MISSED_WEBHOOKS_LIMIT and self.webhooks_active:
+            self.webhooks_active = False
+            log.warning("webhooks configured but not arriving — check the ToAPIs console")
 
     async def _download(self, job: JobRecord, name: str) -> JobOutcome:
         urls = job.result_urls or ()

@@ -76,8 +76,10 @@ class ToAPIsClient:
 
     Submissions are charged up front, so :meth:`submit` is only retried when the request
     provably did not reach the provider or was refused without being accepted (429/503).
-    Reads (:meth:`get_task`, :meth:`download`) are retried with capped exponential backoff
-    and full jitter.
+    Downloads and the balance are retried with capped exponential backoff and full jitter. A
+    status query (:meth:`get_task`) is made once: every status query must have taken a token of
+    the query budget and keep the provider's floor between queries of a task, so retrying is
+    the poller's call.
     """
 
     def __init__(
@@ -244,8 +246,14 @@ class ToAPIsClient:
         return task
 
     async def get_task(self, task_id: str) -> TaskStatus:
-        """Fetch the current status of a task (retried on transient failures)."""
-        answer = await self._get_api(self._task_url(task_id), what="poll")
+        """Fetch the current status of a task, in one request.
+
+        Never retried here: a 429 raises :class:`RateLimitedError` carrying ``Retry-After``
+        (the rate budget's query bucket is held off from the headers), a 5xx
+        :class:`ServerError`, a lost connection :class:`ToAPIsConnectionError`; the poller
+        decides when to ask again.
+        """
+        answer = await self._get_api(self._task_url(task_id), what="poll", attempts=1)
         if not answer.ok:
             raise self._status_error(answer)
         task = parse_task(self._json_or_raise(answer))
@@ -399,7 +407,7 @@ class ToAPIsClient:
             bucket = self._rate_budget.submit if submit else self._rate_budget.query
             bucket.observe(notice)
 
-    async def _get_api(self, url: URL, *, what: str) -> Answer:
+    async def _get_api(self, url: URL, *, what: str, attempts: int | None = None) -> Answer:
         async def send() -> Answer:
             answer = await self._exchange(
                 "GET", url, headers=self._api_headers(), timeout_s=self._request_timeout
@@ -411,7 +419,7 @@ class ToAPIsClient:
         return await self._with_retries(
             send,
             what=what,
-            attempts=self._max_get_attempts,
+            attempts=self._max_get_attempts if attempts is None else attempts,
             retry_status=lambda status: status == 429 or status >= 500,
             retry_transport=_TRANSPORT_ERRORS,
         )
@@ -454,7 +462,8 @@ class ToAPIsClient:
                     raise SubmissionUnconfirmedError() from exc
                 error = _transport_error(exc, api=api)
                 if not retryable or attempt >= attempts:
-                    log.warning("%s failed after %d attempt(s): %s", what, attempt, type(exc).__name__)
+                    if attempts > 1:
+                        log.warning("%s failed after %d attempt(s): %s", what, attempt, type(exc).__name__)
                     raise error from exc
                 delay = self._backoff(attempt)
                 log.warning(
@@ -472,7 +481,8 @@ class ToAPIsClient:
                 return answer
             error = self._status_error(answer, api=api)
             if attempt >= attempts:
-                log.warning("%s got HTTP %d after %d attempt(s); giving up", what, answer.status, attempt)
+                if attempts > 1:  # (a single try is the caller's to report)
+                    log.warning("%s got HTTP %d after %d attempt(s); giving up", what, answer.status, attempt)
                 return answer
             delay = self._backoff(attempt)
             if isinstance(error, RateLimitedError) and error.retry_after is not None:

@@ -163,7 +163,9 @@ async def test_a_failed_result_carries_only_reroll_remix_and_details(start_bot):
 
 async def test_reroll_posts_a_new_public_message_with_its_own_progress_then_sends_the_same_request(start_bot):
     rig = await start_bot()
-    rig.toapis.plans = [TaskPlan(), VISIBLE_PROGRESS]  # the reroll shows progress
+    # The reroll shows progress; the original shows none, so the channel's pacing (3 progress
+    # edits per 5 s) has room for the reroll's.
+    rig.toapis.plans = [TaskPlan(steps=[("queued", 0)]), VISIBLE_PROGRESS]
     original, job = await imagined(
         rig, prompt="a red fox in snow", ratio="16:9", n=2, model="doubao-seedream-5-0", resolution="3K"
     )

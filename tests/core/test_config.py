@@ -277,3 +277,24 @@ def test_every_setting_is_documented_in_env_example_and_the_readme():
         "README.md": [n for n in names if f"| `{n}` |" not in readme],
     }
     assert (len(names) > 20, missing) == (True, {".env.example": [], "README.md": []})
+
+
+def test_polling_floors_default_to_the_providers_five_seconds_and_may_be_raised():
+    defaults = Settings.from_env(REQUIRED)
+    raised = Settings.from_env(
+        {**REQUIRED, "POLL_INTERVAL_QUEUED_SECONDS": "6", "POLL_INTERVAL_RUNNING_SECONDS": "8"}
+    )
+    assert (
+        (defaults.poll_interval_queued, defaults.poll_interval_running),
+        (raised.poll_interval_queued, raised.poll_interval_running),
+    ) == ((5.0, 5.0), (6.0, 8.0))
+
+
+@pytest.mark.parametrize("name", ["POLL_INTERVAL_QUEUED_SECONDS", "POLL_INTERVAL_RUNNING_SECONDS"])
+def test_a_polling_floor_below_five_seconds_is_refused_saying_why(name):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({**REQUIRED, name: "2.5"})
+    assert str(refused.value) == (
+        f"{name} must be at least 5: the image service asks for 5 s between status queries of a task, "
+        "got 2.5 (see .env.example)"
+    )

@@ -287,7 +287,7 @@ async def test_a_running_job_resumed_after_a_restart_is_polled_not_sent_again(
     toapis_fake.plan = TaskPlan(steps=[("queued", 0), ("in_progress", 50)])
     task = await client.submit(model=MODEL, prompt="a red fox in snow", size="1:1", n=2)
     job, request = await new_job(
-        jobs, n=2, state=JobState.RUNNING, task_id=task.id, submitted_at=time.time(), progress=0
+        jobs, n=2, state=JobState.RUNNING, task_id=task.id, submitted_at=time.time() - 1, progress=0
     )
 
     await runner.run(job, request, observer, resumed=True)

@@ -366,44 +366,36 @@ async def test_unreadable_submission_answer_is_unconfirmed(client: ToAPIsClient,
     assert isinstance(info.value, InvalidResponseError)
 
 
-# --------------------------------------------------------------------------- GET retries
+# --------------------------------------------------------------------------- status queries: one request each
 
 
-async def test_get_honours_retry_after_on_429(
+async def test_a_status_query_refused_for_rate_raises_with_retry_after_and_sends_once(
     client: ToAPIsClient, fake: FakeToAPIs, sleeps: RecordingSleep
 ) -> None:
     task = await client.submit(**SUBMIT)
     fake.inject("GET", GENERATIONS, 429, {"error": {"message": "slow down"}}, headers={"Retry-After": "3"})
-    await client.get_task(task.id)
-    assert sleeps.delays[0] >= 3
-
-
-async def test_get_gives_up_when_retry_after_is_too_long(
-    make_client: Callable[..., ToAPIsClient], fake: FakeToAPIs, sleeps: RecordingSleep
-) -> None:
-    client = make_client(max_retry_after=10.0)
-    fake.inject("GET", GENERATIONS, 429, None, headers={"Retry-After": "600"})
     with pytest.raises(RateLimitedError) as info:
-        await client.get_task("task_img_1")
-    assert (info.value.retry_after, sleeps.delays) == (600.0, [])
+        await client.get_task(task.id)
+    assert (info.value.retry_after, sleeps.delays, requests_to(fake, "GET", GENERATIONS)) == (3.0, [], 1)
 
 
-async def test_get_is_retried_on_5xx_then_succeeds(
+async def test_a_status_query_answered_5xx_raises_without_a_retry(
     client: ToAPIsClient, fake: FakeToAPIs, sleeps: RecordingSleep
 ) -> None:
     task = await client.submit(**SUBMIT)
     fake.inject("GET", GENERATIONS, 502, "Bad Gateway", times=2)
-    polled = await client.get_task(task.id)
-    assert (polled.status, len(sleeps.delays)) == ("in_progress", 2)
+    with pytest.raises(ServerError):
+        await client.get_task(task.id)
+    assert (requests_to(fake, "GET", GENERATIONS), sleeps.delays) == (1, [])
 
 
 async def test_get_backoff_is_capped_and_jittered(
     make_client: Callable[..., ToAPIsClient], fake: FakeToAPIs, sleeps: RecordingSleep
 ) -> None:
     client = make_client(max_get_attempts=6, backoff_base=1.0, backoff_cap=4.0, rng=lambda: 0.5)
-    fake.inject("GET", GENERATIONS, 503, times=10)
+    fake.inject("GET", "/v1/balance", 503, times=10)
     with pytest.raises(ServerError):
-        await client.get_task("task_img_1")
+        await client.balance()
     assert sleeps.delays == [0.5, 1.0, 2.0, 2.0, 2.0]
 
 
@@ -411,10 +403,10 @@ async def test_get_gives_up_after_max_attempts(
     make_client: Callable[..., ToAPIsClient], fake: FakeToAPIs
 ) -> None:
     client = make_client(max_get_attempts=3)
-    fake.inject("GET", GENERATIONS, 500, {"error": {"message": "boom"}}, times=10)
+    fake.inject("GET", "/v1/balance", 500, {"error": {"message": "boom"}}, times=10)
     with pytest.raises(ServerError):
-        await client.get_task("task_img_1")
-    assert requests_to(fake, "GET", GENERATIONS) == 3
+        await client.balance()
+    assert requests_to(fake, "GET", "/v1/balance") == 3
 
 
 async def test_get_is_not_retried_on_400(client: ToAPIsClient, fake: FakeToAPIs) -> None:
@@ -423,10 +415,13 @@ async def test_get_is_not_retried_on_400(client: ToAPIsClient, fake: FakeToAPIs)
     assert requests_to(fake, "GET", GENERATIONS) == 1
 
 
-async def test_get_survives_a_dropped_connection(client: ToAPIsClient, fake: FakeToAPIs) -> None:
+async def test_a_status_query_on_a_dropped_connection_raises_connection_error(
+    client: ToAPIsClient, fake: FakeToAPIs
+) -> None:
     task = await client.submit(**SUBMIT)
     fake.inject("GET", GENERATIONS, None, drop=True, times=2)
-    assert (await client.get_task(task.id)).id == task.id
+    with pytest.raises(ToAPIsConnectionError):
+        await client.get_task(task.id)
 
 
 async def test_get_times_out_then_raises_timeout_error(
@@ -436,7 +431,7 @@ async def test_get_times_out_then_raises_timeout_error(
     fake.inject("GET", GENERATIONS, 200, {"id": "late", "status": "queued"}, delay=10, times=2)
     with pytest.raises(ToAPIsTimeoutError):
         await client.get_task("late")
-    assert requests_to(fake, "GET", GENERATIONS) == 2
+    assert requests_to(fake, "GET", GENERATIONS) == 1
 
 
 async def test_get_on_a_closed_port_raises_connection_error(
@@ -445,7 +440,7 @@ async def test_get_on_a_closed_port_raises_connection_error(
     client = make_client(base_url=closed_port_url(), max_get_attempts=3)
     with pytest.raises(ToAPIsConnectionError):
         await client.get_task("task_img_1")
-    assert len(sleeps.delays) == 2
+    assert len(sleeps.delays) == 0
 
 
 # --------------------------------------------------------------------------- submission safety

@@ -870,7 +870,11 @@ class FakeToAPIs:
             return body
 
         if task.completed_at is None:
-            task.completed_at = int(time.time())
+            # When it finished: by its timeline for a task that advances with time, else now.
+            finished_ago = 0.0
+            if plan.advance == "time":
+                finished_ago = max(0.0, self.clock() - (task.created + len(plan.steps) * plan.step_seconds))
+            task.completed_at = int(time.time() - finished_ago)
         urls = [self.url(f"/files/{name}") for name in task.image_names]
         body.update(
             status="completed",

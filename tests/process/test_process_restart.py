@@ -27,8 +27,6 @@ def bot_env(discord_fake: FakeDiscord, toapis_fake: FakeToAPIs, tmp_path: Path) 
         "TOAPIS_BASE_URL": toapis_fake.base_url,
         "DISCORD_API_BASE_URL": discord_fake.api_base,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'imagine.db'}",
-        "POLL_INTERVAL_QUEUED_SECONDS": "0.05",
-        "POLL_INTERVAL_RUNNING_SECONDS": "0.05",
         "PROGRESS_EDIT_INTERVAL_SECONDS": "0.25",
         "JOB_TIMEOUT_SECONDS": "120",
         "LOG_LEVEL": "INFO",

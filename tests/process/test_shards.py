@@ -45,8 +45,6 @@ async def test_two_processes_split_the_shards_and_each_resumes_only_its_own_jobs
         "DISCORD_GATEWAY_URL": discord_fake.gateway_url,
         "DATABASE_URL": database_url,
         "SHARD_COUNT": "2",
-        "POLL_INTERVAL_QUEUED_SECONDS": "0.05",
-        "POLL_INTERVAL_RUNNING_SECONDS": "0.05",
         "PROGRESS_EDIT_INTERVAL_SECONDS": "0.25",
     }
     env = {shard: {**base, "SHARD_IDS": str(shard)} for shard in (0, 1)}
