@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bot.toapis.budget import RATE_GROUPS, Allowance, RateLimits
+
 DEFAULT_BASE_URL = "https://toapis.com"
 DEFAULT_DATABASE_URL = "sqlite:///data/imagine.db"
 DEFAULT_MODEL = "doubao-seedream-5-0"
@@ -81,10 +83,39 @@ class Settings:
     balance_check_minutes: float = 10.0
     low_balance_usd: float | None = None
     operator_channel_id: int | None = None
+    toapis_rate_group: str = "default"
+    toapis_submit_per_second: float | None = None
+    toapis_submit_burst: float | None = None
+    toapis_query_per_second: float | None = None
+    toapis_query_burst: float | None = None
+    max_queued_jobs: int = 500
+    queue_timeout_seconds: float = 900.0
 
     @property
     def sqlalchemy_url(self) -> str:
         return database_url_for_sqlalchemy(self.database_url)
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The account's documented limits for its rate group, with any explicit value in their place."""
+        group = RateLimits.for_group(self.toapis_rate_group)
+        return RateLimits(
+            Allowance(
+                self.toapis_submit_per_second or group.submit.per_second,
+                self.toapis_submit_burst or group.submit.burst,
+            ),
+            Allowance(
+                self.toapis_query_per_second or group.query.per_second,
+                self.toapis_query_burst or group.query.burst,
+            ),
+        )
+
+    @property
+    def shard_share(self) -> float:
+        """The part of the account's rate limits this process may spend: its share of the shards."""
+        if self.shard_count is None or self.shard_ids is None:
+            return 1.0
+        return len(self.shard_ids) / self.shard_count
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -122,6 +153,13 @@ class Settings:
                 _number(env, "LOW_BALANCE_USD", 0.0, 0, 100_000) if _text(env, "LOW_BALANCE_USD") else None
             ),
             operator_channel_id=_whole(env, "OPERATOR_CHANNEL_ID", "a channel id (digits only)"),
+            toapis_rate_group=_rate_group(env, "TOAPIS_RATE_GROUP"),
+            toapis_submit_per_second=_optional_number(env, "TOAPIS_SUBMIT_PER_SECOND", 0.01, 10_000),
+            toapis_submit_burst=_optional_number(env, "TOAPIS_SUBMIT_BURST", 1, 100_000),
+            toapis_query_per_second=_optional_number(env, "TOAPIS_QUERY_PER_SECOND", 0.01, 100_000),
+            toapis_query_burst=_optional_number(env, "TOAPIS_QUERY_BURST", 1, 1_000_000),
+            max_queued_jobs=_whole(env, "MAX_QUEUED_JOBS", "a whole number (1 or more)", low=1) or 500,
+            queue_timeout_seconds=_number(env, "QUEUE_TIMEOUT_SECONDS", 900.0, 10, 24 * 3600),
         )
 
 
@@ -155,6 +193,20 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     if not low <= value <= high:
         raise _problem(name, f"must be between {low:g} and {high:g}, got {raw}")
     return value
+
+
+def _optional_number(env: Mapping[str, str], name: str, low: float, high: float) -> float | None:
+    """A number within [low, high]; None when unset."""
+    return _number(env, name, 0.0, low, high) if _text(env, name) is not None else None
+
+
+def _rate_group(env: Mapping[str, str], name: str) -> str:
+    group = (_text(env, name) or "default").lower()
+    if group not in RATE_GROUPS:
+        raise _problem(
+            name, f"must be one of {', '.join(RATE_GROUPS)} (see your ToAPIs account), got {group!r}"
+        )
+    return group
 
 
 def _whole(env: Mapping[str, str], name: str, what: str, *, low: int = 0) -> int | None:

@@ -26,6 +26,7 @@ from bot.catalog import Catalog
 from bot.config import Settings
 from bot.guild_settings import GuildSettingsStore
 from bot.jobs.pacing import ChannelPacer
+from bot.jobs.queue import SubmitQueue
 from bot.jobs.records import JobRecord, JobStore
 from bot.jobs.runner import INTERNAL_ERROR, JobRunner, JobTimings
 from bot.metrics import LoopLagMonitor
@@ -34,6 +35,7 @@ from bot.quota import QuotaLedger
 from bot.registration import CommandRegistry, fingerprint
 from bot.store import Store
 from bot.toapis import ToAPIsClient, ToAPIsError
+from bot.toapis.budget import RateBudget
 from cogs import render
 from cogs.components import ActionHandler
 from cogs.launcher import JobLauncher
@@ -147,6 +149,7 @@ class ImagineBot(commands.AutoShardedBot):
         self._shutdown: asyncio.Task[None] | None = None  # not in _tasks: close() cancels those
         self._monitor: asyncio.Task[None] | None = None
         self.balance_watch: BalanceWatch | None = None  # only when LOW_BALANCE_USD is set
+        self.budget: RateBudget | None = None  # this process's share of the provider's rate limits
 
     @property
     def runner(self) -> JobRunner:
@@ -185,10 +188,13 @@ class ImagineBot(commands.AutoShardedBot):
         self._jobs = JobStore(self.store)
         self._guild_settings = GuildSettingsStore(self.store)
         self._ledger = QuotaLedger(self.store)
+        # The account's limits are shared by every process: each spends its share of the shards.
+        self.budget = RateBudget(self.settings.rate_limits.with_margin().share(self.settings.shard_share))
         self.toapis = ToAPIsClient(
             self.settings.toapis_base_url,
             self.settings.toapis_api_key,
             request_timeout=self.settings.toapis_timeout_seconds,
+            rate_budget=self.budget,
             # Members' references are Discord attachments: served by Discord's API host when it is a proxy.
             trusted_file_hosts=[url for url in (self.settings.discord_api_base_url,) if url],
         )
@@ -207,6 +213,8 @@ class ImagineBot(commands.AutoShardedBot):
                 progress_interval=self.settings.progress_edit_interval,
             ),
             on_balance_refused=self.balance_watch.refused if self.balance_watch is not None else None,
+            budget=self.budget,
+            submit_queue=SubmitQueue(self.budget.submit, timeout=self.settings.queue_timeout_seconds),
         )
         self._launcher = JobLauncher(
             self,
@@ -220,6 +228,7 @@ class ImagineBot(commands.AutoShardedBot):
             spawn=self.spawn,
             owns=self.owns,
             stopping=lambda: self.stopping,
+            max_queued_jobs=self.settings.max_queued_jobs,
         )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -233,7 +242,10 @@ class ImagineBot(commands.AutoShardedBot):
             self.spawn(self.balance_watch.run(self.settings.balance_check_minutes * 60), name="balance-watch")
         if self.settings.metrics_log_seconds > 0:
             monitor = LoopLagMonitor(
-                self.settings.metrics_log_seconds, jobs_running=lambda: self.launcher.running_count
+                self.settings.metrics_log_seconds,
+                jobs_running=lambda: self.launcher.running_count,
+                queue=self.runner.submit_queue,
+                budget=self.budget,
             )
             self._monitor = asyncio.create_task(monitor.run(), name="metrics")
 
