@@ -42,9 +42,10 @@ def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) 
         assert interaction.guild_id is not None
         settings = await cog.bot.guild_settings.get(interaction.guild_id)
         text = settings_text(settings, catalog, operator_watermark=cog.bot.operator.watermark)
-        # First, so a long settings text shortened to fit one message never cuts it off.
         waiting = waiting_line(cog.bot.launcher.waiting_in(interaction.guild_id))
-        await reply_privately(interaction, clip(f"{waiting}\n{text}", MESSAGE_LIMIT))
+        # A long settings text is shortened to fit one message, never the line about waiting.
+        text = clip(text, MESSAGE_LIMIT - len(waiting) - 1)
+        await reply_privately(interaction, f"{text}\n{waiting}")
 
     @group.command(name="reset", description="Restore every setting of this server to the defaults")
     async def reset(interaction: discord.Interaction) -> None:
