@@ -39,9 +39,10 @@ SUBMIT_SLOTS = 16
 # How often positions are worked out (and waiting too long is checked), in seconds.
 POSITION_REFRESH = 5.0
 QUEUE_TIMEOUT = 900.0
-# The provider's submit limiter is down (503 rate_limit_unavailable): hold off 1 s, 2 s, 4 s, …
-LIMITER_BACKOFF_BASE = 1.0
-LIMITER_BACKOFF_CAP = 30.0
+# The provider's submit limiter is down (503 rate_limit_unavailable) or the service unavailable
+# (503): hold every submission off 1 s, 2 s, 4 s, … at most 30 s.
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 30.0
 
 
 class QueueTimeoutError(Exception):
@@ -243,11 +244,14 @@ class SubmitQueue:
         timeout: float = QUEUE_TIMEOUT,
         slots: int = SUBMIT_SLOTS,
         refresh: float = POSITION_REFRESH,
+        backoff: float = BACKOFF_BASE,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """`bucket` is the submit budget (None: no budget, every turn comes as soon as a slot is free)."""
+        """`bucket` is the submit budget (None: no budget, every turn comes as soon as a slot is free).
+        `backoff` is the first pause after the provider was unavailable; it doubles each time."""
         self.bucket = bucket
+        self._backoff = backoff
         self.timeout = timeout
         self._slots = slots
         self._refresh = refresh
@@ -335,7 +339,11 @@ class SubmitQueue:
             return
         self.limiter_unavailable += 1
         self._limiter_down += 1
-        self.hold_off(min(LIMITER_BACKOFF_CAP, LIMITER_BACKOFF_BASE * 2 ** (self._limiter_down - 1)))
+        self.hold_off(self.backoff(self._limiter_down))
+
+    def backoff(self, times: int) -> float:
+        """The pause after the `times`-th refusal in a row: exponential, capped."""
+        return min(BACKOFF_CAP, self._backoff * 2 ** (times - 1))
 
     def hold_off(self, seconds: float) -> None:
         """No submission for `seconds` (the provider asked for a pause)."""

@@ -254,7 +254,9 @@ class JobRunner:
         do not care). Submissions wait their turn in `submit_queue` (by default a fair queue in
         front of the budget's submit bucket)."""
         self._budget = budget
-        self.submit_queue = submit_queue or SubmitQueue(budget.submit if budget is not None else None)
+        if submit_queue is None:
+            submit_queue = SubmitQueue(budget.submit if budget is not None else None)
+        self.submit_queue = submit_queue
         self._client = client
         self._on_balance_refused = on_balance_refused
         self._jobs = jobs
@@ -521,7 +523,7 @@ class JobRunner:
                     busy += 1
                     if busy >= SERVER_BUSY_ATTEMPTS:
                         raise JobFailedError(failure_message(cause)) from cause
-                    self.submit_queue.hold_off(min(8.0, 0.5 * 2 ** (busy - 1)))
+                    self.submit_queue.hold_off(self.submit_queue.backoff(busy))
                 log.info(
                     "%s: the image service did not take it (%s); back to the head of the line", name, cause
                 )

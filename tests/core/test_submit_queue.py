@@ -147,6 +147,7 @@ async def test_a_refused_job_goes_first_before_its_server_and_member_turns() -> 
     for job_id, guild, user in [(1, 100, 1), (2, 100, 1), (3, 200, 2), (4, 300, 3), (5, 100, 4)]:
         order.add(entry(job_id, guild, user))
     first = order.pop()
+    assert first is not None
     order.add(first, first=True)  # refused for rate: back to the very head of the line
     assert [job.job_id for job in iter(order.pop, None)] == [1, 3, 4, 5, 2]
 
@@ -193,15 +194,15 @@ async def test_random_bursts_are_served_fairly(seed: int) -> None:
             # Who was waiting just before this turn: the servers and members owed a turn.
             servers = frozenset(job.server for job in waiting)
             members = frozenset((job.server, job.user_id) for job in waiting)
-            job = order.pop()
-            if job is None:
+            turn = order.pop()
+            if turn is None:
                 continue
-            waiting.remove(job)
+            waiting.remove(turn)
             if rng.random() < 0.05:  # refused for rate: first again
-                order.add(job, first=True)
-                waiting.insert(0, job)
+                order.add(turn, first=True)
+                waiting.insert(0, turn)
                 continue
-            popped.append((job, servers, members))
+            popped.append((turn, servers, members))
         elif waiting:
             job = rng.choice(waiting)
             assert order.remove(job)
