@@ -254,7 +254,7 @@ class SubmitQueue:
         self._backoff = backoff
         self.timeout = timeout
         self._slots = slots
-        self._refresh = refresh
+        self.refresh_seconds = refresh
         self._clock = clock
         self._sleep = sleep
         self._order = FairOrder()
@@ -408,7 +408,7 @@ class SubmitQueue:
     async def _tick(self) -> None:
         """Every `refresh` seconds: end jobs that waited too long, tell the others where they stand."""
         while len(self._order) and not self._closed:
-            await self._sleep(self._refresh)
+            await self._sleep(self.refresh_seconds)
             self.refresh()
 
     def refresh(self) -> None:
