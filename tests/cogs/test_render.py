@@ -144,3 +144,19 @@ def test_details_keeps_a_prompt_that_fits_whole():
         True,
         total(embed),
     )
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (JobProgress(Phase.WAITING, ahead=0, wait=5.0), "🕒 Waiting in line — 0 ahead, about 5 seconds"),
+        (
+            JobProgress(Phase.WAITING, ahead=1234, wait=240.0),
+            "🕒 Waiting in line — 1,234 ahead, about 4 minutes",
+        ),
+        (JobProgress(Phase.WAITING, ahead=3), "🕒 Waiting in line — 3 ahead"),  # no budget: no estimate
+    ],
+)
+def test_a_waiting_job_says_how_many_are_ahead_and_about_how_long(state, expected):
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    assert render.status_line(state, started) == f"{expected} · started <t:1767225600:R>"
