@@ -51,8 +51,7 @@ async def test_two_processes_together_stay_within_the_accounts_submit_budget_and
             for shard in (0, 1)
         )
     )
-    for record in records:
-        await discord_fake.wait_for(lambda _, record=record: _final(record), timeout=60)
+    await discord_fake.wait_for(lambda _: all(_final(record) for record in records), timeout=60)
 
     prompts = sorted(body["prompt"] for body in toapis_fake.submissions)
     assert (
