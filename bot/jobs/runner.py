@@ -581,8 +581,9 @@ class JobRunner:
         # Logged before it is stored: if the database never takes it, an operator can still find it.
         log.info("%s: submitted as task %s (model %s, n=%d)", name, task.id, request.model.id, request.n)
         # The task is paid for: losing its id loses the images, so the write keeps trying
-        # through database trouble until the job's own deadline, not just the usual while.
-        patience = max(self._jobs.retry.within, job.created_at + self._timings.timeout - self._clock())
+        # through database trouble until the job's own deadline (counted from the submission, as
+        # the job may have waited in line), not just the usual while.
+        patience = max(self._jobs.retry.within, self._timings.timeout)
         try:
             job = await self._jobs.update(
                 job.id,
