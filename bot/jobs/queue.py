@@ -331,11 +331,14 @@ class SubmitQueue:
         """A submission was accepted: the provider's limiter works again."""
         self._limiter_down = 0
 
-    def refused_for_rate(self, *, limiter_down: bool) -> None:
+    def refused_for_rate(self, *, limiter_down: bool, retry_after: float | None = None) -> None:
         """A submission was refused for rate. A 429 already held the bucket off by its Retry-After
-        (the client reads the headers); a limiter that is down gets an exponential backoff."""
+        (the client reads the headers; without one, a short pause here); a limiter that is down
+        gets an exponential backoff."""
         if not limiter_down:
             self.rate_limited += 1
+            if retry_after is None:
+                self.hold_off(self._backoff)
             return
         self.limiter_unavailable += 1
         self._limiter_down += 1

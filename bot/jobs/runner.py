@@ -518,7 +518,9 @@ class JobRunner:
             except _SendAgainError as exc:
                 cause = exc.cause
                 if isinstance(cause, toapis.RateLimitedError):
-                    self.submit_queue.refused_for_rate(limiter_down=cause.status == 503)
+                    self.submit_queue.refused_for_rate(
+                        limiter_down=cause.status == 503, retry_after=cause.retry_after
+                    )
                 else:
                     busy += 1
                     if busy >= SERVER_BUSY_ATTEMPTS:

@@ -417,3 +417,12 @@ async def test_without_a_budget_no_wait_is_estimated() -> None:
     time = VirtualTime()
     queue = make_queue(time, rate=None)
     assert queue.estimated_wait(10) is None
+
+
+async def test_a_429_without_retry_after_still_pauses_submissions_a_moment() -> None:
+    time = VirtualTime()
+    queue = make_queue(time, rate=100.0, burst=100.0)
+    queue.refused_for_rate(limiter_down=False, retry_after=2.0)  # the client held off by the header
+    without_header = queue.bucket.wait_time()
+    queue.refused_for_rate(limiter_down=False)
+    assert (without_header, round(queue.bucket.wait_time(), 3), queue.rate_limited) == (0.0, 1.01, 2)
