@@ -240,8 +240,9 @@ async def test_waiting_jobs_resumed_after_a_restart_are_sent_in_fair_order_and_n
         await new_job(jobs, guild_id=10, user_id=2),
         await new_job(jobs, guild_id=20, user_id=4),
     ]
+    # One submission on the wire at a time: the order they reach the service is the order of turns.
     runner, client = await make_runner(
-        toapis_fake, jobs, limits=RateLimits(Allowance(50, 1), Allowance(1000, 1000))
+        toapis_fake, jobs, limits=RateLimits(Allowance(50, 1), Allowance(1000, 1000)), slots=1
     )
     observers = [RecordingObserver() for _ in made]
     try:
