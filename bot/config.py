@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bot.toapis.budget import RATE_GROUPS, Allowance, RateLimits
 from bot.webhooks.signing import SigningSecret, parse_signing_secret
 
 DEFAULT_BASE_URL = "https://toapis.com"
@@ -92,6 +93,13 @@ class Settings:
     toapis_webhook_secrets: tuple[SigningSecret, ...] = field(default=(), repr=False)
     startup_retry_seconds: float = 60.0
     job_retention_days: int | None = 90  # None: job details are kept until someone asks
+    toapis_rate_group: str = "default"
+    toapis_submit_per_second: float | None = None
+    toapis_submit_burst: float | None = None
+    toapis_query_per_second: float | None = None
+    toapis_query_burst: float | None = None
+    max_queued_jobs: int = 500
+    queue_timeout_seconds: float = 900.0
 
     @property
     def webhooks_enabled(self) -> bool:
@@ -101,6 +109,28 @@ class Settings:
     @property
     def sqlalchemy_url(self) -> str:
         return database_url_for_sqlalchemy(self.database_url)
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The account's documented limits for its rate group, with any explicit value in their place."""
+        group = RateLimits.for_group(self.toapis_rate_group)
+        return RateLimits(
+            Allowance(
+                self.toapis_submit_per_second or group.submit.per_second,
+                self.toapis_submit_burst or group.submit.burst,
+            ),
+            Allowance(
+                self.toapis_query_per_second or group.query.per_second,
+                self.toapis_query_burst or group.query.burst,
+            ),
+        )
+
+    @property
+    def shard_share(self) -> float:
+        """The part of the account's rate limits this process may spend: its share of the shards."""
+        if self.shard_count is None or self.shard_ids is None:
+            return 1.0
+        return len(self.shard_ids) / self.shard_count
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -145,6 +175,13 @@ class Settings:
             toapis_webhook_secrets=_webhook_secrets(env, "TOAPIS_WEBHOOK_SECRETS", callback),
             startup_retry_seconds=_number(env, "STARTUP_RETRY_SECONDS", 60.0, 0, 3600),
             job_retention_days=_retention_days(env, "JOB_RETENTION_DAYS"),
+            toapis_rate_group=_rate_group(env, "TOAPIS_RATE_GROUP"),
+            toapis_submit_per_second=_optional_number(env, "TOAPIS_SUBMIT_PER_SECOND", 0.01, 10_000),
+            toapis_submit_burst=_optional_number(env, "TOAPIS_SUBMIT_BURST", 1, 100_000),
+            toapis_query_per_second=_optional_number(env, "TOAPIS_QUERY_PER_SECOND", 0.01, 100_000),
+            toapis_query_burst=_optional_number(env, "TOAPIS_QUERY_BURST", 1, 1_000_000),
+            max_queued_jobs=_whole(env, "MAX_QUEUED_JOBS", "a whole number (1 or more)", low=1) or 500,
+            queue_timeout_seconds=_number(env, "QUEUE_TIMEOUT_SECONDS", 900.0, 10, 24 * 3600),
         )
 
 
@@ -195,6 +232,20 @@ def _poll_floor(env: Mapping[str, str], name: str) -> float:
                 f"{ADVISED_POLL_FLOOR:g} s between status queries of a task, got {raw}",
             )
     return _number(env, name, ADVISED_POLL_FLOOR, ADVISED_POLL_FLOOR, 60)
+
+
+def _optional_number(env: Mapping[str, str], name: str, low: float, high: float) -> float | None:
+    """A number within [low, high]; None when unset."""
+    return _number(env, name, 0.0, low, high) if _text(env, name) is not None else None
+
+
+def _rate_group(env: Mapping[str, str], name: str) -> str:
+    group = (_text(env, name) or "default").lower()
+    if group not in RATE_GROUPS:
+        raise _problem(
+            name, f"must be one of {', '.join(RATE_GROUPS)} (see your ToAPIs account), got {group!r}"
+        )
+    return group
 
 
 def _whole(env: Mapping[str, str], name: str, what: str, *, low: int = 0) -> int | None:

@@ -3,6 +3,11 @@
 Enabled by METRICS_LOG_SECONDS. The line is stable and easy to parse:
 
     metrics loop_lag_p99_ms=12.3 loop_lag_max_ms=45.6 rss_mb=123.4 peak_rss_mb=130.2 jobs_running=17
+        jobs_waiting=40 submit_budget_used=0.95 query_budget_used=0.12 submit_429s=0
+
+(on one line; the queue and budget figures appear when the bot has them). `jobs_waiting` is the
+submission queue's length, `*_budget_used` how much of each provider bucket's burst is spent
+right now (0–1), `submit_429s` the provider's 429s on submissions since start.
 
 Loop lag is how late a timer fires compared with when it was due (a blocked event
 loop delays every job); the figures are cumulative since start.
@@ -18,6 +23,11 @@ import logging
 import resource
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.jobs.queue import SubmitQueue
+    from bot.toapis.budget import RateBudget
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +74,16 @@ class LoopLagMonitor:
         *,
         jobs_running: Callable[[], int] = lambda: 0,
         observe: Callable[[float], None] | None = None,
+        queue: SubmitQueue | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         """`every` 0 logs nothing (the lag is still measured, e.g. for `observe`, which gets each
         sample in seconds: the Prometheus histogram)."""
         self._every = every
         self._jobs_running = jobs_running
         self._observe = observe
+        self._queue = queue
+        self._budget = budget
         self._counts = [0] * (len(_EDGES) + 1)
         self._samples = 0
         self._max_ms = 0.0
@@ -95,10 +109,20 @@ class LoopLagMonitor:
 
     def line(self) -> str:
         rss, peak = memory_mb()
-        return (
+        text = (
             f"metrics loop_lag_p99_ms={self.percentile(0.99):.1f} loop_lag_max_ms={self._max_ms:.1f} "
             f"rss_mb={rss:.1f} peak_rss_mb={peak:.1f} jobs_running={self._jobs_running()}"
         )
+        if self._queue is not None:
+            text += f" jobs_waiting={len(self._queue)}"
+        if self._budget is not None:
+            text += (
+                f" submit_budget_used={self._budget.submit.in_use():.2f}"
+                f" query_budget_used={self._budget.query.in_use():.2f}"
+            )
+        if self._queue is not None:
+            text += f" submit_429s={self._queue.rate_limited}"
+        return text
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -49,9 +49,17 @@ async def count_jobs_by_state(store: Store) -> dict[str, int]:
 class Telemetry:
     """Every figure `/metrics` shows, and the methods that record them."""
 
-    def __init__(self, *, jobs_by_state: Callable[[], Awaitable[Mapping[str, int]]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        jobs_by_state: Callable[[], Awaitable[Mapping[str, int]]] | None = None,
+        live_figures: Callable[[Telemetry], None] | None = None,
+    ) -> None:
+        """`jobs_by_state` reads the database at each scrape; `live_figures` sets the figures
+        kept in memory elsewhere (the submission queue, the rate budget) at each scrape."""
         self.registry = CollectorRegistry(auto_describe=True)
         self._jobs_by_state = jobs_by_state
+        self._live_figures = live_figures
         r = self.registry
         self.jobs = Gauge("imagine_jobs", "Jobs in the database, by state.", ["state"], registry=r)
         self.queue_length = Gauge(
@@ -158,13 +166,16 @@ class Telemetry:
     # ------------------------------------------------------------ exposition
 
     async def refresh(self) -> None:
-        """Read the figures kept elsewhere: jobs by state (the database), memory (the system).
+        """Read the figures kept elsewhere: jobs by state (the database), memory (the system), the
+        queue and the budget (`live_figures`).
 
         A database that does not answer leaves the last known job counts (and logs why).
         """
         rss, peak = memory_mb()
         self.memory.labels(kind="rss").set(rss * 1024 * 1024)
         self.memory.labels(kind="peak_rss").set(peak * 1024 * 1024)
+        if self._live_figures is not None:
+            self._live_figures(self)
         if self._jobs_by_state is None:
             return
         try:

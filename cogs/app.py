@@ -31,6 +31,7 @@ from bot.guild_settings import GuildSettingsStore
 from bot.http_server import HealthChecks, HttpServer, HttpServerError
 from bot.jobs.news import TaskNews
 from bot.jobs.pacing import ChannelPacer
+from bot.jobs.queue import SubmitQueue
 from bot.jobs.records import JobRecord, JobStore
 from bot.jobs.runner import INTERNAL_ERROR, JobRunner, JobTimings
 from bot.metrics import LoopLagMonitor
@@ -53,6 +54,7 @@ from bot.startup import (
 from bot.store import Store
 from bot.telemetry import Telemetry, count_jobs_by_state
 from bot.toapis import ToAPIsClient, ToAPIsError
+from bot.toapis.budget import RateBudget
 from bot.webhooks.inbox import WebhookInbox
 from bot.webhooks.setup import check_http_port, check_webhook_setup
 from cogs import render
@@ -155,7 +157,7 @@ class ImagineBot(commands.AutoShardedBot):
         if settings.shard_ids is not None:
             options.setdefault("shard_ids", list(settings.shard_ids))
         # Built first: discord.py's HTTP session counts Discord's 429s into it.
-        self.telemetry = Telemetry(jobs_by_state=self._count_jobs)
+        self.telemetry = Telemetry(jobs_by_state=self._count_jobs, live_figures=self._live_figures)
         options.setdefault("http_trace", self.telemetry.discord_trace())
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -193,6 +195,7 @@ class ImagineBot(commands.AutoShardedBot):
         # Task statuses learned from webhook events, for the jobs waiting on them (one per process).
         self.news = TaskNews()
         self.http_server: HttpServer | None = None  # only when HTTP_PORT is set
+        self.budget: RateBudget | None = None  # this process's share of the provider's rate limits
 
     @property
     def runner(self) -> JobRunner:
@@ -247,10 +250,13 @@ class ImagineBot(commands.AutoShardedBot):
         self._preferences = PreferencesStore(self.store)
         self._ledger = QuotaLedger(self.store)
         self._retention = JobRetention(self.store, retention_days=self.settings.job_retention_days)
+        # The account's limits are shared by every process: each spends its share of the shards.
+        self.budget = RateBudget(self.settings.rate_limits.with_margin().share(self.settings.shard_share))
         self.toapis = ToAPIsClient(
             self.settings.toapis_base_url,
             self.settings.toapis_api_key,
             request_timeout=self.settings.toapis_timeout_seconds,
+            rate_budget=self.budget,
             # Members' references are Discord attachments: served by Discord's API host when it is a proxy.
             trusted_file_hosts=[url for url in (self.settings.discord_api_base_url,) if url],
             callback_url=self.settings.toapis_callback_url,
@@ -273,6 +279,8 @@ class ImagineBot(commands.AutoShardedBot):
             news=self.news if self.settings.webhooks_enabled else None,
             webhooks=self.settings.webhooks_enabled,
             telemetry=self.telemetry,
+            budget=self.budget,
+            submit_queue=SubmitQueue(self.budget.submit, timeout=self.settings.queue_timeout_seconds),
         )
         self._launcher = JobLauncher(
             self,
@@ -287,6 +295,7 @@ class ImagineBot(commands.AutoShardedBot):
             spawn=self.spawn,
             owns=self.owns,
             stopping=lambda: self.stopping,
+            max_queued_jobs=self.settings.max_queued_jobs,
         )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -306,6 +315,8 @@ class ImagineBot(commands.AutoShardedBot):
                 self.settings.metrics_log_seconds,
                 jobs_running=lambda: self.launcher.running_count,
                 observe=self.telemetry.observe_loop_lag,
+                queue=self.runner.submit_queue,
+                budget=self.budget,
             )
             self._monitor = asyncio.create_task(monitor.run(), name="metrics")
 
@@ -336,6 +347,14 @@ class ImagineBot(commands.AutoShardedBot):
         if self.is_closed() or not self.is_ready():
             return False
         return all(not shard.is_closed() for shard in self.shards.values())
+
+    def _live_figures(self, telemetry: Telemetry) -> None:
+        """The submission queue's length and how much of each rate-limit bucket is in use."""
+        if self._runner is not None:
+            telemetry.set_queue_length(len(self._runner.submit_queue))
+        if self.budget is not None:
+            telemetry.set_budget_in_use("submit", self.budget.submit.in_use())
+            telemetry.set_budget_in_use("query", self.budget.query.in_use())
 
     async def _count_jobs(self) -> dict[str, int]:
         if self.store is None:

@@ -48,6 +48,8 @@ from cogs.replies import reply_privately
 log = logging.getLogger(__name__)
 
 RESTARTING = "The bot is restarting — try again in a minute."
+# Beyond MAX_QUEUED_JOBS waiting to be sent, new requests are refused before anything is charged.
+VERY_BUSY = "The bot is very busy — {waiting} requests are waiting; try again in a few minutes."
 PLACEHOLDER_FAILED = (
     "Discord did not accept the bot's reply, so your request was not started and nothing was charged. "
     "Run the command again."
@@ -120,7 +122,10 @@ class JobLauncher:
         spawn: Callable[..., asyncio.Task[Any]],
         owns: Callable[[JobRecord], bool],
         stopping: Callable[[], bool],
+        max_queued_jobs: int | None = None,
     ) -> None:
+        """`max_queued_jobs`: beyond this many jobs waiting to be sent, new requests are refused
+        (None: no limit)."""
         self._client = client
         self._catalog = catalog
         self._default_model = default_model
@@ -136,6 +141,10 @@ class JobLauncher:
         self._stopping = stopping
         self.placeholder_timeout = PLACEHOLDER_TIMEOUT
         self._live_jobs: dict[int, asyncio.Task[Any]] = {}
+        self.max_queued_jobs = max_queued_jobs
+        # Launches admitted past the busy check whose runner has not taken them yet: counted as
+        # waiting, so a burst arriving at once cannot slip past MAX_QUEUED_JOBS together.
+        self._launching = 0
 
     # -- a member's new job ----------------------------------------------------------------
 
@@ -146,6 +155,30 @@ class JobLauncher:
         if self._stopping():
             await reply_privately(interaction, RESTARTING)
             return False
+        waiting = self.waiting_count
+        if self.max_queued_jobs is not None and waiting >= self.max_queued_jobs:
+            log.info("refused a request: %d job(s) are waiting to be sent", waiting)
+            await reply_privately(interaction, VERY_BUSY.format(waiting=f"{waiting:,}"))
+            return False
+        self._launching += 1
+        started = False
+        try:
+            started = await self._launch(interaction, options)
+        finally:
+            if not started:
+                self._launching -= 1
+        return started
+
+    @property
+    def waiting_count(self) -> int:
+        """Jobs of this process not sent to the image service yet (waiting in line, preparing, launching)."""
+        return self._runner.unsent_count + self._launching
+
+    def waiting_in(self, guild_id: int) -> int:
+        """How many of one server's jobs are waiting in line to be sent."""
+        return self._runner.submit_queue.waiting_in(guild_id)
+
+    async def _launch(self, interaction: discord.Interaction, options: RequestOptions) -> bool:
         who = requester(interaction)
         try:
             settings = await self._settings_for(who)
@@ -189,10 +222,10 @@ class JobLauncher:
                 raise
             return False
         log.info("%s: accepted (channel %s)", job.log_name, interaction.channel_id)
-        self.start(job, request)
+        launched = self.start(job, request, launched=True)
         if note is not None:
             await self._tell_privately(interaction, job, note)
-        return True
+        return launched
 
     async def _with_preferences(
         self, who: policy.Requester, options: RequestOptions, settings: GuildSettings | None
@@ -291,16 +324,19 @@ class JobLauncher:
 
     # -- running and resuming ----------------------------------------------------------------
 
-    def start(self, job: JobRecord, request: ImagineRequest, *, resumed: bool = False) -> bool:
+    def start(
+        self, job: JobRecord, request: ImagineRequest, *, resumed: bool = False, launched: bool = False
+    ) -> bool:
         """Run a stored job in the background, delivering into its Discord message.
 
-        False (and nothing started) if the job already has a runner in this process.
+        False (and nothing started) if the job already has a runner in this process. `launched`:
+        the job is counted in `_launching` until its runner takes it.
         """
         if job.id in self._live_jobs:
             log.warning("%s: already running in this process; not starting it twice", job.log_name)
             return False
         messenger = JobMessenger(self._client, job, request, self._jobs, self._pacer)
-        task = self._spawn(self._run(job, request, messenger, resumed), name=f"job-{job.id}")
+        task = self._spawn(self._run(job, request, messenger, resumed, launched), name=f"job-{job.id}")
         self._live_jobs[job.id] = task
         task.add_done_callback(lambda done: self._forget(job.id, done))
         return True
@@ -354,8 +390,12 @@ class JobLauncher:
         return len(stranded)
 
     async def _run(
-        self, job: JobRecord, request: ImagineRequest, messenger: JobMessenger, resumed: bool
+        self, job: JobRecord, request: ImagineRequest, messenger: JobMessenger, resumed: bool, launched: bool
     ) -> None:
+        if launched:
+            # No await between this and the runner counting the job as unsent: never counted twice
+            # or not at all.
+            self._launching -= 1
         final = await self._runner.run(job, request, messenger, resumed=resumed)
         await self.audit(final, request)
 

@@ -104,6 +104,8 @@ def status_line(state: JobProgress, started: datetime, references: int = 0) -> s
     """`Generating ▰▰▰▰▱▱▱▱▱▱ 42% · started 12 seconds ago`."""
     if state.phase is Phase.PREPARING:
         text = f"📎 Preparing {plural(references, 'reference image')}…"
+    elif state.phase is Phase.WAITING:
+        text = waiting_in_line(state.ahead or 0, state.wait)
     elif state.phase is Phase.QUEUED:
         text = "⏳ Queued"
     else:
@@ -111,6 +113,14 @@ def status_line(state: JobProgress, started: datetime, references: int = 0) -> s
     text += f" · started {_since(started)}"
     if state.slow:
         text += "\nStill working — the image service is slow to answer."
+    return text
+
+
+def waiting_in_line(ahead: int, wait: float | None) -> str:
+    """`Waiting in line — 12 ahead, about 5 seconds` (the provider takes only so many requests a second)."""
+    text = f"🕒 Waiting in line — {ahead:,} ahead"
+    if wait is not None:
+        text += f", about {duration_words(wait)}"
     return text
 
 

@@ -23,6 +23,7 @@ class Phase(enum.Enum):
     """Where a job is, as a member would describe it."""
 
     PREPARING = "preparing"  # downloading, converting and uploading reference images
+    WAITING = "waiting"  # in line for its turn to be sent (the provider's submit rate)
     QUEUED = "queued"
     GENERATING = "generating"
 
@@ -34,6 +35,8 @@ class JobProgress:
     phase: Phase
     percent: int | None = None
     slow: bool = False  # the image service is answering with errors; we keep trying
+    ahead: int | None = None  # WAITING: how many jobs go before this one
+    wait: float | None = None  # WAITING: about how many seconds until it is sent (None: unknown)
 
 
 def progress_bar(percent: int | None, cells: int = BAR_CELLS) -> str:

@@ -27,6 +27,7 @@ from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_im
 from bot.jobs.news import TaskNews
 from bot.jobs.polling import ModelDurations, PollPlanner, PollRules, PollScheduler
 from bot.jobs.progress import JobProgress, Phase, ProgressThrottle
+from bot.jobs.queue import QueueClosedError, QueuePosition, QueueTimeoutError, SubmitQueue, SubmitTicket
 from bot.jobs.records import DeliveredImage, ImageLayer, JobRecord, JobState, JobStore, delivered_column
 from bot.jobs.request import ImagineRequest
 from bot.references import (
@@ -47,9 +48,9 @@ BUDGET_USED_UP = "The bot's image budget is used up — the bot's operator has b
 # How many jobs may hold their downloaded images at once (bounds memory under load).
 DELIVERY_SLOTS = 8
 DOWNLOADS_PER_JOB = 4
-# How many submissions may be under way at once: a burst of new jobs then starts in waves,
-# leaving the event loop free to answer the members still waiting for their placeholder.
-SUBMIT_SLOTS = 16
+# A plain 503 on a submission (the service is unavailable; it accepted nothing): how many times
+# in all the job is sent before it fails as busy. Refusals for rate never fail a job.
+SERVER_BUSY_ATTEMPTS = 3
 INTERRUPTED_BEFORE_SENDING = (
     "The bot was interrupted (a restart or a database outage) before your request reached the image "
     "service, so you were not charged. "
@@ -59,6 +60,10 @@ INTERRUPTED_WHILE_SENDING = (
     "The bot was interrupted (a restart or a database outage) while sending your request and the image "
     "service never confirmed it. "
     "It was not sent again, so you are not charged twice — run the command again if no images arrive."
+)
+WAITED_TOO_LONG = (
+    "The bot was too busy to send your request to the image service within {wait}, so it was not "
+    "sent and nothing was charged. Try again in a few minutes."
 )
 RESULTS_EXPIRED = (
     "The images were made, but they expired before the bot could deliver them "
@@ -151,6 +156,14 @@ class JobFailedError(Exception):
 
 class SubmissionsStoppedError(Exception):
     """The bot is stopping: this job was not sent and waits, `accepted`, for the next start."""
+
+
+class _SendAgainError(Exception):
+    """The provider did not accept the submission (rate, or unavailable): it is sent again later."""
+
+    def __init__(self, cause: toapis.ToAPIsError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def first_progress(request: ImagineRequest) -> JobProgress:
@@ -251,6 +264,7 @@ class JobRunner:
         webhooks: bool = False,
         rng: Callable[[], float] = random.random,
         telemetry: Telemetry | None = None,
+        submit_queue: SubmitQueue | None = None,
     ) -> None:
         """`on_balance_refused` is called when a submission is refused for balance or permission
         (the balance watch reads the balance at once).
@@ -259,7 +273,14 @@ class JobRunner:
         through the poll scheduler (None: no budget). `news`: statuses published by webhook
         events, waited on between queries. `webhooks`: webhooks are configured, so tasks are
         queried only rarely (until they are found not to arrive). `telemetry`: where
-        figures go for /metrics."""
+        figures go for /metrics.
+
+        Submissions wait their turn in `submit_queue` (by default a fair queue in front of the
+        budget's submit bucket)."""
+        self._budget = budget
+        if submit_queue is None:
+            submit_queue = SubmitQueue(budget.submit if budget is not None else None)
+        self.submit_queue = submit_queue
         self._client = client
         self._news = news
         self._telemetry = telemetry
@@ -271,7 +292,6 @@ class JobRunner:
         self._clock = clock
         self._sleep = sleep
         self._rules = PollRules.from_intervals(timings.poll_queued, timings.poll_running)
-        self._budget = budget
         self._rng = rng
         self._scheduler = PollScheduler(budget.query if budget is not None else None)
         # Webhook mode, until queries keep finding tasks finished with no event for them.
@@ -375,9 +395,15 @@ class JobRunner:
             raise JobFailedError(NOT_POSTED)
         return delivered
 
+    @property
+    def unsent_count(self) -> int:
+        """Jobs of this process not sent yet: waiting in line, preparing references or being sent."""
+        return self._unsent
+
     def stop_submitting(self) -> None:
         """From now on no submission starts: jobs not yet sent are held for the next start."""
         self._stopping = True
+        self.submit_queue.close()
         self._changed()
 
     async def drain_submissions(self, within: float) -> bool:
@@ -444,7 +470,7 @@ class JobRunner:
                 if request.reference_sources:
                     job, request = await self._prepare_references(job, request, name)
                     observer.references_ready(request.reference_urls)
-                job, first = await self._submit(job, request, name)
+                job, first = await self._submit(job, request, name, throttle)
             except SubmissionsStoppedError:
                 await throttle.close()
                 try:
@@ -507,17 +533,72 @@ class JobRunner:
         return job, dataclasses.replace(request, reference_urls=hosted, reference_sources=())
 
     async def _submit(
-        self, job: JobRecord, request: ImagineRequest, name: str
+        self, job: JobRecord, request: ImagineRequest, name: str, throttle: ProgressThrottle
     ) -> tuple[JobRecord, toapis.TaskStatus]:
-        """Send the job when a submit slot is free; raise SubmissionsStoppedError once stopping."""
-        await self._until(lambda: self._stopping or self._sending < SUBMIT_SLOTS)
+        """Send the job when its turn in the queue comes; raise SubmissionsStoppedError once stopping.
+
+        A submission the provider did not accept for rate (429, its limiter down) goes back to
+        the head of the line and is sent again: it was never charged, so this never pays twice.
+        """
         if self._stopping:
             raise SubmissionsStoppedError
+
+        def show_place(place: QueuePosition) -> None:
+            throttle.update(JobProgress(Phase.WAITING, ahead=place.ahead, wait=place.wait))
+
+        try:
+            ticket = self.submit_queue.join(job.id, job.guild_id, job.user_id, on_position=show_place)
+        except QueueClosedError:
+            raise SubmissionsStoppedError from None
+        busy = 0  # plain 503s so far
+        while True:
+            try:
+                await ticket.turn()
+            except QueueClosedError:
+                raise SubmissionsStoppedError from None
+            except QueueTimeoutError:
+                log.warning("%s: waited in line longer than %.0fs; not sent", name, self.submit_queue.timeout)
+                raise JobFailedError(
+                    WAITED_TOO_LONG.format(wait=duration_words(self.submit_queue.timeout))
+                ) from None
+            if self._stopping:
+                ticket.sent()
+                raise SubmissionsStoppedError
+            try:
+                job, status = await self._send(job, request, name, ticket)
+            except _SendAgainError as exc:
+                cause = exc.cause
+                if isinstance(cause, toapis.RateLimitedError):
+                    self.submit_queue.refused_for_rate(
+                        limiter_down=cause.status == 503, retry_after=cause.retry_after
+                    )
+                else:
+                    busy += 1
+                    if busy >= SERVER_BUSY_ATTEMPTS:
+                        raise JobFailedError(failure_message(cause)) from cause
+                    self.submit_queue.hold_off(self.submit_queue.backoff(busy))
+                log.info(
+                    "%s: the image service did not take it (%s); back to the head of the line", name, cause
+                )
+                ticket.again()
+                continue
+            self.submit_queue.accepted()
+            return job, status
+
+    async def _send(
+        self, job: JobRecord, request: ImagineRequest, name: str, ticket: SubmitTicket
+    ) -> tuple[JobRecord, toapis.TaskStatus]:
+        """Submit now (the job's turn came), keeping the stored state honest for a restart."""
         # Counted before the first await, so the drain cannot miss a submission just starting.
         self._sending += 1
         # Shielded: once sent, the answer's task id must be stored even if shutdown cancels the job.
         task = asyncio.create_task(self._submit_and_record(job, request, name), name=f"{name}-submit")
-        task.add_done_callback(self._submission_done)
+
+        def done(finished: asyncio.Task[tuple[JobRecord, toapis.TaskStatus]]) -> None:
+            ticket.sent()
+            self._submission_done(finished)
+
+        task.add_done_callback(done)
         return await asyncio.shield(task)
 
     def _note_refusal(self, exc: toapis.ToAPIsError) -> None:
@@ -535,6 +616,13 @@ class JobRunner:
         job = await self._jobs.update(job.id, state=JobState.SUBMITTING)
         try:
             task = await self._client.submit(**request.submit_kwargs())
+        except (toapis.RateLimitedError, toapis.ServerError) as exc:
+            if not isinstance(exc, toapis.RateLimitedError) and exc.status != 503:
+                log.warning("%s: submission failed: %s", name, exc)
+                raise JobFailedError(failure_message(exc)) from exc
+            # Not accepted: the job waits again, and a restart meanwhile sends it (not "unconfirmed").
+            await self._jobs.update(job.id, state=JobState.ACCEPTED)
+            raise _SendAgainError(exc) from exc
         except toapis.ToAPIsError as exc:
             log.warning("%s: submission failed: %s", name, exc)
             if isinstance(exc, toapis.AuthenticationError | toapis.InsufficientBalanceError):
@@ -546,8 +634,9 @@ class JobRunner:
         # Logged before it is stored: if the database never takes it, an operator can still find it.
         log.info("%s: submitted as task %s (model %s, n=%d)", name, task.id, request.model.id, request.n)
         # The task is paid for: losing its id loses the images, so the write keeps trying
-        # through database trouble until the job's own deadline, not just the usual while.
-        patience = max(self._jobs.retry.within, job.created_at + self._timings.timeout - self._clock())
+        # through database trouble until the job's own deadline (counted from the submission, as
+        # the job may have waited in line), not just the usual while.
+        patience = max(self._jobs.retry.within, self._timings.timeout)
         try:
             job = await self._jobs.update(
                 job.id,

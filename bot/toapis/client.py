@@ -75,11 +75,11 @@ class ToAPIsClient:
     """Talks to ToAPIs over one shared :class:`aiohttp.ClientSession`.
 
     Submissions are charged up front, so :meth:`submit` is only retried when the request
-    provably did not reach the provider or was refused without being accepted (429/503).
-    Downloads and the balance are retried with capped exponential backoff and full jitter. A
-    status query (:meth:`get_task`) is made once: every status query must have taken a token of
-    the query budget and keep the provider's floor between queries of a task, so retrying is
-    the poller's call.
+    provably did not reach the provider; a refusal (429/503) goes back to the caller, who
+    sends it again within the submit budget. Downloads and the balance are retried with capped
+    exponential backoff and full jitter. A status query (:meth:`get_task`) is made once: every
+    status query must have taken a token of the query budget and keep the provider's floor
+    between queries of a task, so retrying is the poller's call.
     """
 
     def __init__(
@@ -174,8 +174,11 @@ class ToAPIsClient:
         "3K"}}``), deep-merged into the body; they may not replace the core fields.
 
         Never re-sent once it may have reached the provider: a lost answer raises
-        :class:`SubmissionUnconfirmedError`. Retried only when the connection could not be
-        established, or on 429/503 (the provider did not accept it).
+        :class:`SubmissionUnconfirmedError`. Retried here only when the connection could not be
+        established. A 429, or a 503 (``rate_limit_unavailable`` raises
+        :class:`RateLimitedError` with status 503, any other 503 :class:`ServerError`), is not
+        retried here: the provider accepted nothing, and the caller — the submission queue,
+        which takes a token of the submit budget before every attempt — sends it again in turn.
         """
         if isinstance(n, bool) or not isinstance(n, int):
             raise TypeError("n must be an int")
@@ -212,7 +215,7 @@ class ToAPIsClient:
                 send,
                 what="submit",
                 attempts=self._max_submit_attempts,
-                retry_status=lambda status: status in (429, 503),
+                retry_status=lambda _: False,
                 retry_transport=_NOT_SENT_ERRORS,
                 unconfirmed_on_loss=True,
             )
@@ -526,6 +529,13 @@ class ToAPIsClient:
             retry_after = parse_retry_after(answer.headers.get("Retry-After"))
             name = "The image service" if api else "The image host"
             return RateLimitedError(f"{name} is rate limiting requests (HTTP 429).", retry_after=retry_after)
+        if status == 503 and api and extract_error_code(body) == "rate_limit_unavailable":
+            # The provider's submit limiter itself is down: a refusal for rate, not a failure.
+            return RateLimitedError(
+                "The image service's rate limiter is unavailable (HTTP 503).",
+                status=503,
+                retry_after=parse_retry_after(answer.headers.get("Retry-After")),
+            )
         if status >= 500:
             name = "The image service" if api else "The image host"
             return ServerError(f"{name} had a server error (HTTP {status}).", status=status)

@@ -67,7 +67,9 @@ class BadRequestError(ToAPIsError):
 
 
 class RateLimitedError(ToAPIsError):
-    """Too many requests (HTTP 429); ``retry_after`` is the advised wait in seconds, if any."""
+    """Too many requests (HTTP 429), or the provider's submit limiter is unavailable (HTTP 503
+    ``rate_limit_unavailable``, ``status`` 503); ``retry_after`` is the advised wait in seconds,
+    if any. Either way nothing was accepted or charged."""
 
     default_message = "The image service is rate limiting requests."
 

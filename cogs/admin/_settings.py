@@ -11,6 +11,7 @@ from discord import app_commands
 from bot.catalog import Catalog
 from bot.guild_settings import DEFAULTS, GuildSettings
 from bot.settings_text import setting_lines, settings_text
+from bot.text import MESSAGE_LIMIT, clip
 from cogs import render
 from cogs.admin._channels_and_roles import AuditPlace
 from cogs.admin._group import AdminGroup, may_change_admins
@@ -22,6 +23,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def waiting_line(waiting: int) -> str:
+    """How many of the server's requests wait in line for the image service right now."""
+    if not waiting:
+        return "**Waiting in line:** none of this server's requests right now."
+    requests = "request is" if waiting == 1 else "requests are"
+    return (
+        f"**Waiting in line:** {waiting:,} of this server's {requests} waiting for their turn to be sent "
+        "(the image service takes only so many a second; servers take turns)."
+    )
+
+
 def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) -> None:
     """Add `show`, `reset`, `enable` and `disable` to `group`."""
 
@@ -29,9 +41,11 @@ def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) 
     async def show(interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         settings = await cog.bot.guild_settings.get(interaction.guild_id)
-        await reply_privately(
-            interaction, settings_text(settings, catalog, operator_watermark=cog.bot.operator.watermark)
-        )
+        text = settings_text(settings, catalog, operator_watermark=cog.bot.operator.watermark)
+        waiting = waiting_line(cog.bot.launcher.waiting_in(interaction.guild_id))
+        # A long settings text is shortened to fit one message, never the line about waiting.
+        text = clip(text, MESSAGE_LIMIT - len(waiting) - 1)
+        await reply_privately(interaction, f"{text}\n{waiting}")
 
     @group.command(name="reset", description="Restore every setting of this server to the defaults")
     async def reset(interaction: discord.Interaction) -> None:

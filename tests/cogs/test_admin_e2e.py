@@ -996,6 +996,7 @@ async def test_show_lists_every_setting_in_one_message_and_reset_restores_the_de
         "**Server images:** per day 100 · per month 1000",
         "**Prompt blocklist:** 1 entry: `word: hate`",
         f"**Audit channel:** <#{audit}>",
+        "**Waiting in line:** none of this server's requests right now.",
     ]
     expected = GuildSettings(
         enabled=False,

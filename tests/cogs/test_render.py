@@ -162,3 +162,19 @@ def test_a_spoilered_job_shows_no_picture_on_its_card_and_says_it_is_a_spoiler()
 def test_the_audit_line_of_a_spoilered_job_hides_its_prompt():
     line = render.audit_line(job(spoiler=True, prompt="a || fox"), request("a || fox"))
     assert "🙈 spoiler · ||“a ¦¦ fox”||" in line
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (JobProgress(Phase.WAITING, ahead=0, wait=5.0), "🕒 Waiting in line — 0 ahead, about 5 seconds"),
+        (
+            JobProgress(Phase.WAITING, ahead=1234, wait=240.0),
+            "🕒 Waiting in line — 1,234 ahead, about 4 minutes",
+        ),
+        (JobProgress(Phase.WAITING, ahead=3), "🕒 Waiting in line — 3 ahead"),  # no budget: no estimate
+    ],
+)
+def test_a_waiting_job_says_how_many_are_ahead_and_about_how_long(state, expected):
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    assert render.status_line(state, started) == f"{expected} · started <t:1767225600:R>"

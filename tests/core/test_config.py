@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, Settings, database_url_for_sqlalchemy
+from bot.toapis.budget import Allowance, RateLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {"DISCORD_TOKEN": "discord-secret", "TOAPIS_API_KEY": "toapis-secret"}
@@ -298,3 +299,68 @@ def test_a_polling_floor_below_five_seconds_is_refused_saying_why(name):
         f"{name} must be at least 5: the image service asks for 5 s between status queries of a task, "
         "got 2.5 (see .env.example)"
     )
+
+
+def test_rate_limits_default_to_the_default_group_and_the_queue_to_500_jobs_and_15_minutes():
+    settings = Settings.from_env(REQUIRED)
+    assert (
+        settings.rate_limits,
+        settings.max_queued_jobs,
+        settings.queue_timeout_seconds,
+        settings.shard_share,
+    ) == (
+        RateLimits(Allowance(5, 50), Allowance(50, 500)),
+        500,
+        900.0,
+        1.0,
+    )
+
+
+def test_a_rate_group_sets_both_buckets_and_explicit_values_override_it():
+    settings = Settings.from_env(
+        {
+            **REQUIRED,
+            "TOAPIS_RATE_GROUP": " VIP ",
+            "TOAPIS_SUBMIT_PER_SECOND": "2",
+            "TOAPIS_QUERY_BURST": "40",
+        }
+    )
+    assert settings.rate_limits == RateLimits(Allowance(2, 167), Allowance(10_000 / 60, 40))
+
+
+def test_queue_settings_and_the_shard_share_are_read():
+    settings = Settings.from_env(
+        {
+            **REQUIRED,
+            "MAX_QUEUED_JOBS": "20",
+            "QUEUE_TIMEOUT_SECONDS": "60",
+            "SHARD_COUNT": "4",
+            "SHARD_IDS": "1,3,2",
+        }
+    )
+    assert (settings.max_queued_jobs, settings.queue_timeout_seconds, settings.shard_share) == (
+        20,
+        60.0,
+        0.75,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TOAPIS_RATE_GROUP": "gold"}, r"^TOAPIS_RATE_GROUP must be one of default, vip, svip .*got 'gold'"),
+        (
+            {"TOAPIS_SUBMIT_PER_SECOND": "0"},
+            r"^TOAPIS_SUBMIT_PER_SECOND must be between 0.01 and 10000, got 0",
+        ),
+        ({"TOAPIS_SUBMIT_BURST": "0.5"}, r"^TOAPIS_SUBMIT_BURST must be between 1 and 100000, got 0.5"),
+        ({"TOAPIS_QUERY_PER_SECOND": "fast"}, r"^TOAPIS_QUERY_PER_SECOND must be a number, got 'fast'"),
+        ({"TOAPIS_QUERY_BURST": "-3"}, r"^TOAPIS_QUERY_BURST must be between 1 and 1e\+06, got -3"),
+        ({"MAX_QUEUED_JOBS": "0"}, r"^MAX_QUEUED_JOBS must be a whole number \(1 or more\), got '0'"),
+        ({"MAX_QUEUED_JOBS": "many"}, r"^MAX_QUEUED_JOBS must be a whole number"),
+        ({"QUEUE_TIMEOUT_SECONDS": "5"}, r"^QUEUE_TIMEOUT_SECONDS must be between 10 and 86400, got 5"),
+    ],
+)
+def test_invalid_rate_and_queue_settings_name_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({**REQUIRED, **env})

@@ -453,20 +453,52 @@ async def test_submit_is_not_retried_on_500(client: ToAPIsClient, fake: FakeToAP
     assert fake.submit_attempts == 1
 
 
-async def test_submit_is_retried_on_429_and_503_and_creates_one_task(
+async def test_a_429_on_submit_reaches_the_caller_at_once_with_its_retry_after(
     client: ToAPIsClient, fake: FakeToAPIs, sleeps: RecordingSleep
 ) -> None:
-    fake.inject("POST", GENERATIONS, 429, {"error": {"message": "rate"}}, headers={"Retry-After": "2"})
-    fake.inject("POST", GENERATIONS, 503, {"success": False, "message": "overloaded"})
-    await client.submit(**SUBMIT)
-    assert (fake.submit_attempts, len(fake.submissions), sleeps.delays[0] >= 2) == (3, 1, True)
-
-
-async def test_submit_gives_up_on_429_with_rate_limited_error(client: ToAPIsClient, fake: FakeToAPIs) -> None:
+    # The caller (the submission queue) takes a submit token before every attempt: the client
+    # must not send a second request on its own.
     fake.inject("POST", GENERATIONS, 429, None, headers={"Retry-After": "1"}, times=10)
     with pytest.raises(RateLimitedError) as info:
         await client.submit(**SUBMIT)
-    assert (info.value.retry_after, fake.submit_attempts, fake.submissions) == (1.0, 3, [])
+    assert (
+        info.value.retry_after,
+        info.value.status,
+        fake.submit_attempts,
+        fake.submissions,
+        sleeps.delays,
+    ) == (
+        1.0,
+        429,
+        1,
+        [],
+        [],
+    )
+
+
+async def test_a_503_rate_limit_unavailable_on_submit_is_a_refusal_for_rate(
+    client: ToAPIsClient, fake: FakeToAPIs
+) -> None:
+    body = {
+        "error": {
+            "message": "Rate limiter unavailable",
+            "type": "rate_limit_error",
+            "code": "rate_limit_unavailable",
+        }
+    }
+    fake.inject("POST", GENERATIONS, 503, body)
+    with pytest.raises(RateLimitedError) as info:
+        await client.submit(**SUBMIT)
+    assert (info.value.status, fake.submit_attempts, fake.submissions) == (503, 1, [])
+
+
+async def test_another_503_on_submit_is_a_server_error_sent_once(
+    client: ToAPIsClient, fake: FakeToAPIs
+) -> None:
+    fake.inject("POST", GENERATIONS, 503, {"success": False, "message": "overloaded"})
+    with pytest.raises(ServerError) as info:
+        await client.submit(**SUBMIT)
+    assert (type(info.value), info.value.status, fake.submit_attempts) == (ServerError, 503, 1)
 
 
 async def test_submit_read_timeout_is_unconfirmed_and_sent_once(

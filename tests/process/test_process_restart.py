@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.jobs.runner import INTERRUPTED_WHILE_SENDING, SUBMIT_SLOTS
+from bot.jobs.queue import SUBMIT_SLOTS
+from bot.jobs.runner import INTERRUPTED_WHILE_SENDING
 from cogs.render import WAITING_FOR_RESTART
 from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionRecord
 from tests.fakes.toapis import FakeToAPIs, TaskPlan
