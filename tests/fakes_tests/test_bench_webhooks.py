@@ -315,3 +315,13 @@ async def test_a_bot_that_delivers_nothing_and_polls_a_lot_gets_fail_rows_beside
     document = combined.to_json()
     assert document["twin"]["scenario"] == "webhooks" and document["result"] == FAIL
     assert {entry["event"]["sent"] for entry in document["jobs"]} == {"once", "twice", "never"}
+
+
+def test_the_webhooks_scenario_spreads_its_jobs_within_the_providers_submission_rate_unless_told() -> None:
+    pool = [make_image(32, 32)]
+    paced = ScenarioRun(SCENARIOS["webhooks"], parse_args(["webhooks"]), pool, with_webhooks=True)
+    burst = ScenarioRun(SCENARIOS["webhooks"], parse_args(["webhooks", "--fire-seconds", "0"]), pool)
+    budget_run = ScenarioRun(SCENARIOS["budget"], parse_args(["budget"]), pool)
+    assert (len(paced.plans), paced.channel_count) == (250, 25)
+    assert len(paced.plans) / paced.fire_seconds < 5  # the default group's 5 submissions a second
+    assert (burst.fire_seconds, budget_run.fire_seconds) == (0, 0)
