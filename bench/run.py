@@ -1363,6 +1363,9 @@ def _event_rows(run: ScenarioRun) -> list[PairRow]:
     never = sorted(job for job in submitted if plans[job].never)
     sent = len({event["id"] for event in fake.events})
     refused = [d for d in fake.deliveries if d.status is None or not 200 <= d.status < 300]
+    answers = Counter("no answer" if d.status is None else str(d.status) for d in refused)
+    took = [d.answered_at - d.sent_at for d in fake.deliveries if d.status is not None]
+    took50, took95 = percentile(took, 50), percentile(took, 95)
     delivered = run.delivered_jobs()
     safety_net = [job for job in never if job in delivered]
     return [
@@ -1380,9 +1383,20 @@ def _event_rows(run: ScenarioRun) -> list[PairRow]:
             "deliveries_refused",
             "deliveries the bot did not answer 2xx",
             len(refused),
-            f"{len(refused)} of {len(fake.deliveries)}",
+            f"{len(refused)} of {len(fake.deliveries)}"
+            + (f"  ({', '.join(f'{v} {k}' for k, v in answers.most_common())})" if refused else ""),
             equals(0),
-            {"first": [(d.event_id, d.task_id, d.status) for d in refused[:10]]},
+            {"by_answer": dict(answers), "first": [(d.event_id, d.task_id, d.status) for d in refused[:10]]},
+            None,
+            "—",
+        ),
+        PairRow(
+            "delivery_answer_p50",
+            "deliveries answered within p50 · p95",
+            took50,
+            f"{seconds(took50)} · {seconds(took95)}",
+            None,
+            {"p95": took95, "answered": len(took)},
             None,
             "—",
         ),
@@ -1403,11 +1417,18 @@ def _event_detail(run: ScenarioRun, job: int, events: dict[int, EventPlan]) -> d
     """For the JSON file: the job's planned event and how its completion was first known."""
     plan = events[job]
     timeline = run._first_timeline(job)
-    return {
+    detail: dict[str, Any] = {
         "delay": round(plan.delay, 3),
         "sent": "never" if plan.never else "twice" if plan.twice else "once",
         "detected_by": timeline.detected_by if timeline is not None else None,
     }
+    if timeline is not None:  # each POST: seconds after the completion, seconds to the answer, status
+        detail["deliveries"] = [
+            [round(d.sent_at - timeline.completed_at, 3), round(d.answered_at - d.sent_at, 3), d.status]
+            for d in run.toapis.webhooks.deliveries
+            if d.task_id == timeline.task_id
+        ]
+    return detail
 
 
 # --------------------------------------------------------------------------- the command

@@ -309,12 +309,16 @@ async def test_a_bot_that_delivers_nothing_and_polls_a_lot_gets_fail_rows_beside
     assert detection.ratio is not None and detection.ratio < 1
     assert rows["detected_by"].shown == "9 · 0"  # the lost event's task was never queried again
     assert rows["events"].shown == "9 · 1 · 1" and rows["deliveries_refused"].verdict == PASS
+    answered = rows["delivery_answer_p50"].value
+    assert answered is not None and answered < 0.1  # the receiver answers at once
     assert rows["lost_events_delivered"].shown == "0 of 1" and rows["lost_events_delivered"].verdict == FAIL
     table = render_pairs(combined.title, list(rows.values()), ("polling only", "webhooks"))
     assert table.splitlines()[-1].endswith(": FAIL")
     document = combined.to_json()
     assert document["twin"]["scenario"] == "webhooks" and document["result"] == FAIL
     assert {entry["event"]["sent"] for entry in document["jobs"]} == {"once", "twice", "never"}
+    twice = next(entry["event"] for entry in document["jobs"] if entry["event"]["sent"] == "twice")
+    assert [status for _, _, status in twice["deliveries"]] == [200, 200]
 
 
 def test_the_webhooks_scenario_spreads_its_jobs_within_the_providers_submission_rate_unless_told() -> None:
@@ -325,3 +329,26 @@ def test_the_webhooks_scenario_spreads_its_jobs_within_the_providers_submission_
     assert (len(paced.plans), paced.channel_count) == (250, 25)
     assert len(paced.plans) / paced.fire_seconds < 5  # the default group's 5 submissions a second
     assert (burst.fire_seconds, budget_run.fire_seconds) == (0, 0)
+
+
+async def test_deliveries_the_bot_left_unanswered_are_counted_by_answer(
+    receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    opts = parse_args(["webhooks", "--jobs", "3", "--min-seconds", "0.1", "--max-seconds", "0.1"])
+    run = ScenarioRun(SCENARIOS["webhooks"], opts, [make_image(32, 32)], with_webhooks=True)
+    run._webhook_env()  # the fake delivers to a port nobody listens on: no answer
+    run.toapis.webhooks.retry_scale = 1000
+    await run.toapis.start()
+    try:
+        for job in run.plans:
+            assert await submit(session, run.toapis, job) == 200
+        await asyncio.sleep(0.6)
+        rows = {
+            row.key: row for row in compare_with_twin(run, Outcome(run.sc, {}), run, Outcome(run.sc, {})).rows
+        }
+    finally:
+        await run.toapis.close()
+    sent = len(run.toapis.webhooks.events)
+    assert sent >= 1 and rows["deliveries_refused"].verdict == FAIL
+    assert rows["deliveries_refused"].shown == f"{sent} of {sent}  ({sent} no answer)"
+    assert rows["delivery_answer_p50"].value is None
