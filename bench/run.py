@@ -1539,6 +1539,11 @@ def header(opts: Options) -> str:
     )
 
 
+async def _run_one(run: ScenarioRun) -> Outcome:
+    print(f"  [{run.name}] starting: {run.jobs} job(s) in {run.channel_count} channel(s)", file=sys.stderr)
+    return await run.run()
+
+
 async def run_all(opts: Options) -> list[Outcome]:
     # SIGTERM stops the run like Ctrl-C does: the scenario's `finally` kills the bot and cleans up.
     main_task = asyncio.current_task()
@@ -1568,27 +1573,16 @@ async def run_all(opts: Options) -> list[Outcome]:
                 file=sys.stderr,
                 flush=True,
             )
+        twin = twin_outcome = None
+        if scenario.webhooks:  # first the polling-only twin, over the same tasks
+            twin = ScenarioRun(scenario, opts, pools[key], reference)
+            twin_outcome = await _run_one(twin)
         run = ScenarioRun(scenario, opts, pools[key], reference, with_webhooks=scenario.webhooks)
-        twin = ScenarioRun(scenario, opts, pools[key], reference) if scenario.webhooks else None
-        twin_outcome = None
-        for each in (twin, run):
-            if each is None:
-                continue
-            print(
-                f"  [{each.name}] starting: {each.jobs} job(s) in {each.channel_count} channel(s)",
-                file=sys.stderr,
-            )
-            if each is twin:
-                twin_outcome = await each.run()
-            else:
-                outcome = await each.run()
+        outcome = await _run_one(run)
         if twin is not None and twin_outcome is not None:
             outcome = compare_with_twin(twin, twin_outcome, run, outcome)
-            if outcome.rows:
-                rows = [row for row in outcome.rows if isinstance(row, PairRow)]
-                print(
-                    render_pairs(outcome.title, rows, ("polling only", "webhooks"), outcome.notes), flush=True
-                )
+            rows = [row for row in outcome.rows if isinstance(row, PairRow)]
+            print(render_pairs(outcome.title, rows, ("polling only", "webhooks"), outcome.notes), flush=True)
         elif outcome.rows:
             print(render_table(outcome.title, outcome.rows, outcome.notes), flush=True)
         if outcome.error:
