@@ -5,7 +5,11 @@
   ``created + duration`` by the fake's clock) and whose result files come from a small pool of
   pre-made JPEGs held in memory. It enforces the account's documented rate limits like its
   parent (default group), records every poll, every status query and submission it refused
-  with 429 (per job), and the first poll that showed ``completed``.
+  with 429 (per job), and when the bot first knew of the completion (a poll that showed
+  ``completed``, or its answer to the completion's webhook event).
+* :class:`BenchWebhooks` — the fake's webhook side for the ``webhooks`` scenario: a job's signed
+  event goes out its :class:`EventPlan`'s delay after the task's planned completion, sent twice or
+  never as planned, and every delivery is recorded with when the bot answered it.
 * :class:`BenchDiscord` — :class:`tests.fakes.discord.FakeDiscord` with
   :class:`DiscordRateLimits` (Discord's per-channel message limit and the global limit),
   optional request-body validation, uploads kept as sizes only (not bytes), and a record of
@@ -18,6 +22,7 @@ Times are ``time.monotonic()`` of the benchmark process, shared by both fakes.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
 import hashlib
@@ -42,7 +47,7 @@ from tests.fakes.discord import (
     RecordedRequest,
     UploadedFile,
 )
-from tests.fakes.toapis import GENERATIONS_PATH, FakeToAPIs, TaskPlan
+from tests.fakes.toapis import GENERATIONS_PATH, FakeTask, FakeToAPIs, FakeWebhooks, TaskPlan
 
 PROMPT = re.compile(r"bench (\d+)")
 
@@ -164,7 +169,10 @@ class TaskTimeline:
     starts: tuple[float, ...]  # offset at which STEPS[k] begins; the last entry is completion
     polls: list[tuple[float, str]] = field(default_factory=list)  # (time, status shown)
     refused: list[float] = field(default_factory=list)  # status queries answered 429 (time)
-    detected_at: float | None = None  # first poll that answered "completed"
+    # When the bot first knew of the completion: the first poll that answered "completed", or the
+    # bot's 2xx answer to the completion's webhook event if that came first.
+    detected_at: float | None = None
+    detected_by: str | None = None  # "status query" or "event"
 
     @property
     def queries(self) -> list[float]:
@@ -192,6 +200,8 @@ class BenchToAPIs(FakeToAPIs):
     ``refused_submissions[job]`` and each timeline's ``refused`` status queries.
     """
 
+    webhooks: BenchWebhooks
+
     def __init__(self, pool: Sequence[bytes], plans: dict[int, JobPlan], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pool = list(pool)
@@ -202,6 +212,9 @@ class BenchToAPIs(FakeToAPIs):
         self.unplanned_submissions = 0
         self.refused_submissions: Counter[int | None] = Counter()  # by job (None: not a bench prompt)
         self.status_queries = 0  # every GET of a task that reached the buckets, answered or not
+        # The console's webhook: off (as in the parent) until the scenario configures it.
+        self.webhooks = BenchWebhooks(plans, self.timelines, lambda: self.clock())
+        self.webhooks.result_urls = lambda task: self.image_urls(task.id)
 
     async def _authorised(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -258,8 +271,92 @@ class BenchToAPIs(FakeToAPIs):
         body = self._task_body(task, index)
         timeline.polls.append((now, body["status"]))
         if body["status"] == "completed" and timeline.detected_at is None:
-            timeline.detected_at = now
+            timeline.detected_at, timeline.detected_by = now, "status query"
         return web.json_response(body)
+
+
+# --------------------------------------------------------------------------- ToAPIs webhooks
+
+
+@dataclass(frozen=True)
+class EventPlan:
+    """How the provider delivers one job's completion event."""
+
+    delay: float  # seconds after the task's completion the event is sent
+    twice: bool = False  # delivered twice (at least once: the same event id again)
+    never: bool = False  # never sent: only a status query can find the completion
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One POST of an event to the bot (through the stand-in for the operator's proxy)."""
+
+    event_id: str
+    task_id: str | None
+    sent_at: float
+    answered_at: float
+    status: int | None  # None: no answer (connection refused, timeout)
+
+
+class BenchWebhooks(FakeWebhooks):
+    """The console's webhook for the benchmark: each job's event at its planned moment.
+
+    Once configured, the event of a job's task goes out at the task's completion by the job's
+    :class:`JobPlan` (``created + duration``, the moment its status turns ``completed``) plus the
+    job's :class:`EventPlan` delay, twice or never as planned; a task no plan names gets none.
+    Signing, retries and the proxy's forwarding are the parent's. Every delivery is kept in
+    ``deliveries``; the first 2xx for a task whose completion no poll had seen yet marks its
+    timeline detected by the event at the moment of that answer (the bot has stored the event by
+    then and hands it to the job at once).
+    """
+
+    def __init__(
+        self,
+        plans: dict[int, JobPlan],
+        timelines: dict[str, TaskTimeline],
+        clock: Callable[[], float],
+    ) -> None:
+        super().__init__()
+        self.delay = 0.0  # the planned delay is part of the moment the event is scheduled for
+        self.job_plans = plans
+        self.timelines = timelines
+        self.clock = clock
+        self.event_plans: dict[int, EventPlan] = {}
+        self.deliveries: list[Delivery] = []
+        self.duplicate = lambda task: self._event_plan(task).twice
+        self.lose = lambda task: self._event_plan(task).never
+
+    def _event_plan(self, task: FakeTask) -> EventPlan:
+        job = job_of_prompt(task.prompt)
+        return self.event_plans.get(job, EventPlan(0.0)) if job is not None else EventPlan(0.0)
+
+    def submitted(self, task: FakeTask, callback_url: str | None) -> None:
+        url = callback_url or self.callback_url
+        job = job_of_prompt(task.prompt)
+        plan = self.job_plans.get(job) if job is not None else None
+        if url is None or plan is None:
+            return
+        self._task_urls[task.id] = url
+        self._spawn(self._end_at(task, task.created + plan.duration + self._event_plan(task).delay))
+
+    async def _end_at(self, task: FakeTask, at: float) -> None:
+        await asyncio.sleep(max(0.0, at - self.clock()))
+        self._end(task)
+
+    async def post(self, event: dict[str, Any], **kwargs: Any) -> tuple[int, dict[str, Any] | None]:
+        task_id = (event.get("data") or {}).get("task_id")
+        sent = self.clock()
+        try:
+            status, answer = await super().post(event, **kwargs)
+        except BaseException:
+            self.deliveries.append(Delivery(event["id"], task_id, sent, self.clock(), None))
+            raise
+        answered = self.clock()
+        self.deliveries.append(Delivery(event["id"], task_id, sent, answered, status))
+        timeline = self.timelines.get(task_id) if task_id is not None else None
+        if 200 <= status < 300 and timeline is not None and timeline.detected_at is None:
+            timeline.detected_at, timeline.detected_by = answered, "event"
+        return status, answer
 
 
 # --------------------------------------------------------------------------- Discord rate limits

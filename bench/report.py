@@ -82,6 +82,13 @@ def render_table(title: str, rows: Sequence[Row], notes: Sequence[str] = ()) -> 
 
     out = [f"== {title} ==", fmt(header), fmt(["-" * w for w in widths])]
     out += [fmt(line) for line in lines_data]
+    out.append(_summary(rows))
+    out += [f"   note: {n}" for n in notes]
+    return "\n".join(out)
+
+
+def _summary(rows: Sequence[Row]) -> str:
+    """The last line of a table: how many targets were met, and the verdict."""
     verdicts = [r.verdict for r in rows if r.verdict]
     failed = verdicts.count(FAIL)
     unmeasured = verdicts.count(NA)
@@ -90,7 +97,68 @@ def render_table(title: str, rows: Sequence[Row], notes: Sequence[str] = ()) -> 
         summary += f", {failed} FAILED"
     if unmeasured:
         summary += f", {unmeasured} not measured"
-    out.append(f"-> {summary}: {'FAIL' if failed else 'PASS' if not unmeasured else 'INCOMPLETE'}")
+    return f"-> {summary}: {'FAIL' if failed else 'PASS' if not unmeasured else 'INCOMPLETE'}"
+
+
+@dataclass
+class PairRow(Row):
+    """One line of a side-by-side table: a figure of one run beside the same figure of its twin.
+
+    ``value``/``shown`` are the run's, ``twin_value``/``twin_shown`` its twin's, ``ratio`` the
+    run's over the twin's (None: not shown). The target judges the run's value, and also the
+    twin's when ``judge_twin`` (a limit every bot must keep, like 0 jobs lost).
+    """
+
+    twin_value: Any = None
+    twin_shown: str = "—"
+    ratio: float | None = None
+    judge_twin: bool = False
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return ""
+        verdicts = [self.target.verdict(self.value)]
+        if self.judge_twin:
+            verdicts.append(self.target.verdict(self.twin_value))
+        if FAIL in verdicts:
+            return FAIL
+        return NA if NA in verdicts else PASS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **super().to_json(),
+            "twin_value": self.twin_value,
+            "twin_shown": self.twin_shown,
+            "ratio": self.ratio,
+            "target_judges_twin": self.judge_twin,
+        }
+
+
+def render_pairs(
+    title: str, rows: Sequence[PairRow], columns: tuple[str, str], notes: Sequence[str] = ()
+) -> str:
+    """A plain-text table with the twin's column, the run's, and the run's ÷ the twin's."""
+    header = ("figure", *columns, "ratio", "target", "result")
+    lines_data = [
+        (
+            r.label,
+            r.twin_shown,
+            r.shown,
+            "" if r.ratio is None else f"{r.ratio:.2f}",
+            (r.target.text + (" (both)" if r.judge_twin else "")) if r.target else "—",
+            r.verdict,
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(line[i]) for line in lines_data)) for i, h in enumerate(header)]
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out = [f"== {title} ==", fmt(header), fmt(["-" * w for w in widths])]
+    out += [fmt(line) for line in lines_data]
+    out.append(_summary(rows))
     out += [f"   note: {n}" for n in notes]
     return "\n".join(out)
 

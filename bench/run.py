@@ -19,21 +19,34 @@ import random
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import budget
-from bench.fakes import BenchDiscord, BenchToAPIs, JobPlan, TaskTimeline, flat_png, jpeg_pool
+from bench import budget, webhooks
+from bench.fakes import BenchDiscord, BenchToAPIs, EventPlan, JobPlan, TaskTimeline, flat_png, jpeg_pool
 from bench.process import BotProcess, StopResult, cpu_seconds, proc_status, reset_peak_rss
-from bench.report import FAIL, Row, Target, at_most, equals, overall, percentile, render_table, seconds
+from bench.report import (
+    FAIL,
+    PairRow,
+    Row,
+    Target,
+    at_most,
+    equals,
+    overall,
+    percentile,
+    render_pairs,
+    render_table,
+    seconds,
+)
 from tests.process_launcher import ROOT
 
 MB = 1024 * 1024
@@ -67,6 +80,10 @@ class Scenario:
     quiet_server: bool = False
     # Settings this scenario needs beyond the production defaults (shown under its table).
     bot_env: tuple[tuple[str, str], ...] = ()
+    # Run twice over the same tasks: polling only, then with signed webhooks; compared side by side.
+    webhooks: bool = False
+    # Seconds the jobs are spread over unless --fire-seconds says otherwise (0: all at once).
+    fire_seconds: float = 0.0
 
 
 SIZES_2K = (1.0, 1.3, 1.6, 1.9, 2.1, 2.4, 2.7, 3.0)
@@ -149,6 +166,23 @@ SCENARIOS: dict[str, Scenario] = {
         # The whole burst may wait in line: the default (500) would refuse half of it privately.
         bot_env=(("MAX_QUEUED_JOBS", "2000"),),
     ),
+    "webhooks": Scenario(
+        "webhooks",
+        250,
+        25,
+        1,
+        4,
+        None,
+        2048,
+        SIZES_2K,
+        frozenset({"invariants", "no_429", "loop_lag", "peak_rss"}),
+        "signed webhooks beside the polling-only twin, over the same tasks",
+        webhooks=True,
+        # 4.2 jobs a second: within the provider's 5 submissions a second, so every job reaches it
+        # and the figures are about learning of completions (`budget` measures submitting under
+        # pressure).
+        fire_seconds=60.0,
+    ),
 }
 DEFAULT_SCENARIOS = ("load", "latency", "big")
 
@@ -165,7 +199,7 @@ class Options:
     validate: str
     grace: float
     log_dir: Path | None
-    fire_seconds: float
+    fire_seconds: float | None  # None: the scenario's own
     bot_env: dict[str, str]
     command: str
 
@@ -180,6 +214,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    twin: Outcome | None = None  # `webhooks`: the polling-only run over the same tasks
 
     @property
     def title(self) -> str:
@@ -191,6 +226,8 @@ class Outcome:
             where += f" in {len(burst)} servers ({' + '.join(str(count) for count in burst)} jobs)"
             if s["quiet_server_job"]:
                 where += ", + 1 job from a quiet server in the middle of the burst"
+        if s.get("fire_seconds"):
+            where += f", fired over {s['fire_seconds']:g} s"
         return (
             f"{self.scenario.name}: {s['jobs']} job(s), {where}, n {s['n']}, "
             f"tasks {s['min_seconds']:g}–{s['max_seconds']:g} s — {self.scenario.about}"
@@ -205,6 +242,7 @@ class Outcome:
             "figures": {r.key: r.to_json() for r in self.rows},
             "notes": self.notes,
             "jobs": self.jobs,
+            **({"twin": self.twin.to_json()} if self.twin is not None else {}),
         }
 
 
@@ -286,6 +324,14 @@ def make_pool(sizes_mb: Sequence[float], side: int) -> list[bytes]:
     return jpeg_pool(side, [round(s * 1_000_000) for s in sizes_mb])
 
 
+def free_port() -> int:
+    """A port of 127.0.0.1 nobody listens on now, for the bot's HTTP server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 # --------------------------------------------------------------------------- one scenario
 
 
@@ -293,10 +339,21 @@ class ScenarioRun:
     """Fakes + bot process + jobs for one scenario, and the figures it yields."""
 
     def __init__(
-        self, scenario: Scenario, opts: Options, pool: list[bytes], reference: bytes | None = None
+        self,
+        scenario: Scenario,
+        opts: Options,
+        pool: list[bytes],
+        reference: bytes | None = None,
+        *,
+        with_webhooks: bool = False,
     ) -> None:
         self.sc = scenario
         self.opts = opts
+        # `webhooks`: this run's bot gets the console's webhook; its twin (False) polls only.
+        self.with_webhooks = with_webhooks
+        self.name = (
+            scenario.name if with_webhooks or not scenario.webhooks else f"{scenario.name}-polling-only"
+        )
         self.pool = pool
         self.reference = reference  # the PNG every job attaches, if the scenario has one
         self.jobs = scenario.jobs if scenario.name == "big" or opts.jobs is None else opts.jobs
@@ -320,7 +377,10 @@ class ScenarioRun:
             self.plans[job] = JobPlan(job, channel_id, n, duration, queued, images, guild_id, server)
             self.discord.expected_images[job] = n
         self.fire_order = self._fire_order()
+        self.fire_seconds = scenario.fire_seconds if opts.fire_seconds is None else opts.fire_seconds
         self.toapis = BenchToAPIs(pool, self.plans)
+        if with_webhooks:
+            self.toapis.webhooks.event_plans = webhooks.event_plans(list(self.plans), opts.seed)
         self.records: dict[int, Any] = {}
         self.fire_started = self.fire_ended = 0.0
         self.settled_at = 0.0
@@ -397,6 +457,7 @@ class ScenarioRun:
             "min_seconds": self.opts.min_seconds,
             "max_seconds": self.opts.max_seconds,
             "seed": self.opts.seed,
+            "fire_seconds": self.fire_seconds,
             "validation": self.validate,
         }
 
@@ -404,7 +465,7 @@ class ScenarioRun:
 
     async def run(self) -> Outcome:
         outcome = Outcome(self.sc, self.settings)
-        workdir = Path(tempfile.mkdtemp(prefix=f"imagine-bench-{self.sc.name}-"))
+        workdir = Path(tempfile.mkdtemp(prefix=f"imagine-bench-{self.name}-"))
         try:
             await self.toapis.start()
             await self.discord.start()
@@ -425,7 +486,7 @@ class ScenarioRun:
                 if self.opts.log_dir is not None:
                     self.opts.log_dir.mkdir(parents=True, exist_ok=True)
                     with contextlib.suppress(OSError):
-                        shutil.copy(self.bot.log_path, self.opts.log_dir / f"{self.sc.name}-bot.log")
+                        shutil.copy(self.bot.log_path, self.opts.log_dir / f"{self.name}-bot.log")
             await self.lag.stop()
             await self.discord.close()
             await self.toapis.close()
@@ -442,7 +503,25 @@ class ScenarioRun:
             "LOG_LEVEL": "INFO",
             "METRICS_LOG_SECONDS": "2",
             **dict(self.sc.bot_env),
+            **self._webhook_env(),
             **self.opts.bot_env,
+        }
+
+    def _webhook_env(self) -> dict[str, str]:
+        """With webhooks: the console's webhook set up in the fake, and the bot's settings for it.
+
+        The bot is given the public HTTPS address an operator would configure; the fake delivers
+        what it sends there to the bot's loopback port, as the operator's reverse proxy would. The
+        secret is the console's, fresh for this run, and is shown nowhere.
+        """
+        if not self.with_webhooks:
+            return {}
+        port = free_port()
+        self.toapis.webhooks.configure(webhooks.CALLBACK_URL, deliver_to=f"http://127.0.0.1:{port}")
+        return {
+            "HTTP_PORT": str(port),
+            "TOAPIS_CALLBACK_URL": webhooks.CALLBACK_URL,
+            "TOAPIS_WEBHOOK_SECRETS": self.toapis.webhooks.secret,
         }
 
     def _died(self, what: str) -> BotDiedError:
@@ -490,7 +569,7 @@ class ScenarioRun:
     async def _fire(self) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        pace = self.opts.fire_seconds / len(self.fire_order)
+        pace = self.fire_seconds / len(self.fire_order)
         for index, job in enumerate(self.fire_order):
             if pace > 0:  # --fire-seconds: the index-th job goes out index × pace after the first
                 await asyncio.sleep(max(0.0, started + index * pace - loop.time()))
@@ -554,7 +633,7 @@ class ScenarioRun:
                 delivered = sum(1 for t in self.discord.tracks.values() if t.delivered_at is not None)
                 elapsed = now - self.fire_started
                 print(
-                    f"  [{self.sc.name}] {elapsed:6.1f} s: {settled}/{len(self.plans)} settled, "
+                    f"  [{self.name}] {elapsed:6.1f} s: {settled}/{len(self.plans)} settled, "
                     f"{delivered} delivered, {len(self.discord.limits.rejections)} Discord 429s",
                     file=sys.stderr,
                     flush=True,
@@ -569,6 +648,25 @@ class ScenarioRun:
 
     def _job_timelines(self, job: int) -> list[TaskTimeline]:
         return [self.toapis.timelines[task] for task in self.toapis.tasks_by_job.get(job, [])]
+
+    def delivered_jobs(self) -> set[int]:
+        """Jobs whose every image is shown."""
+        return {job for job, track in self.discord.tracks.items() if track.delivered}
+
+    def detection(self) -> tuple[list[float], list[int], Counter[str]]:
+        """Per submitted job: completion→detected lags (of those detected), status queries (refused
+        ones included), and how many completions were first known by a query or by an event."""
+        lags, queries, known_by = [], [], Counter[str]()
+        for job in self.plans:
+            timelines = self._job_timelines(job)
+            if not timelines:
+                continue
+            first = timelines[0]
+            queries.append(sum(len(t.queries) for t in timelines))
+            if first.detected_at is not None:
+                lags.append(first.detected_at - first.completed_at)
+                known_by[first.detected_by or "status query"] += 1
+        return lags, queries, known_by
 
     def _polling_rows(self, judged: bool) -> list[Row]:
         """Status queries against today's advice, detection lag, and the literal-advice baseline
@@ -1096,6 +1194,243 @@ def _mb(kb: int | None) -> str:
     return "n/a" if not kb else f"{kb / 1024:.1f} MB"
 
 
+# --------------------------------------------------------------------------- webhooks beside polling
+
+
+def _figures_of(outcome: Outcome) -> dict[str, Row]:
+    return {row.key: row for row in outcome.rows}
+
+
+def compare_with_twin(
+    twin: ScenarioRun, twin_outcome: Outcome, run: ScenarioRun, outcome: Outcome
+) -> Outcome:
+    """The `webhooks` scenario's one table: each figure of the polling-only twin beside the webhooks
+    run's, with the ratio where it means something. The usual targets (every job delivered, none
+    lost, Discord's limits, loop lag, memory …) judge both runs; the webhook targets (completion→
+    detected p50, status queries per job, the lost events' jobs delivered, no delivery refused)
+    judge the webhooks run."""
+    mine, theirs = _figures_of(outcome), _figures_of(twin_outcome)
+    rows: list[PairRow] = []
+
+    def usual(
+        key: str,
+        *,
+        compare: bool = False,
+        target: Target | None = None,
+        brief: Callable[[Row], str] | None = None,
+    ) -> None:
+        """The run's figure beside its twin's, as the scenario's own table has it (`brief`: a
+        shorter text for a side-by-side column)."""
+        row, twin_row = mine.get(key), theirs.get(key)
+        if row is None and twin_row is None:
+            return
+        value = row.value if row is not None else None
+        twin_value = twin_row.value if twin_row is not None else None
+        template = row or twin_row
+        assert template is not None
+        rows.append(
+            PairRow(
+                key,
+                template.label,
+                value,
+                _brief(row, brief),
+                target or template.target,
+                {},
+                twin_value,
+                _brief(twin_row, brief),
+                webhooks.ratio(value, twin_value) if compare else None,
+                judge_twin=True,
+            )
+        )
+
+    usual("jobs")
+    usual("delivered")
+    usual("failed")
+    usual("lost")
+    usual("duplicate_submissions")
+
+    lags, queries, known_by = run.detection()
+    twin_lags, twin_queries, twin_known_by = twin.detection()
+    p50, twin_p50 = percentile(lags, 50), percentile(twin_lags, 50)
+    p95, twin_p95 = percentile(lags, 95), percentile(twin_lags, 95)
+    rows.append(
+        PairRow(
+            "detection_lag_p50",
+            "completion→detected p50",
+            p50,
+            seconds(p50),
+            at_most(webhooks.DETECTION_P50_TARGET, " s"),
+            {"tasks": len(lags)},
+            twin_p50,
+            seconds(twin_p50),
+            webhooks.ratio(p50, twin_p50),
+        )
+    )
+    rows.append(
+        PairRow(
+            "detection_lag_p95",
+            "completion→detected p95",
+            p95,
+            seconds(p95),
+            None,
+            {},
+            twin_p95,
+            seconds(twin_p95),
+            webhooks.ratio(p95, twin_p95),
+        )
+    )
+    mean, twin_mean = _mean(queries), _mean(twin_queries)
+    rows.append(
+        PairRow(
+            "queries_per_job",
+            "status queries / job (mean · max)",
+            mean,
+            "n/a" if mean is None else f"{mean:.2f} · {max(queries)}",
+            at_most(webhooks.QUERIES_PER_JOB_TARGET),
+            {"total": sum(queries)},
+            twin_mean,
+            "n/a" if twin_mean is None else f"{twin_mean:.2f} · {max(twin_queries)}",
+            webhooks.ratio(mean, twin_mean),
+        )
+    )
+    rows.append(
+        PairRow(
+            "detected_by",
+            "completions first known by: event · status query",
+            known_by["event"],
+            f"{known_by['event']} · {known_by['status query']}",
+            None,
+            dict(known_by),
+            twin_known_by["event"],
+            f"{twin_known_by['event']} · {twin_known_by['status query']}",
+        )
+    )
+    rows += _event_rows(run)
+    usual("queries_under_5s", target=equals(0), brief=lambda r: f"{r.value} of {r.detail.get('queries')}")
+    usual("provider_429_share", brief=lambda r: f"{r.value:.2f} %")
+    usual("final_lag_p50", compare=True)
+    usual("final_lag_p95", compare=True)
+    usual("discord_requests_per_job", compare=True, brief=lambda r: f"{r.value:.1f}")
+    usual("discord_429s")
+    usual("late_callbacks")
+    usual("loop_lag_p99_ms", compare=True)
+    usual("peak_rss_mb", compare=True)
+    usual("bot_cpu_ms_per_job", compare=True)
+    usual("stop_seconds")
+    usual("fakes_loop_lag_p99_ms")
+    usual("run_seconds", brief=lambda r: f"{r.value:.1f} s")
+
+    notes = [f"polling only: {note}" for note in twin_outcome.notes]
+    notes += [f"webhooks: {note}" for note in outcome.notes]
+    notes.append(
+        f"the webhooks run's bot has HTTP_PORT, TOAPIS_CALLBACK_URL={webhooks.CALLBACK_URL} (the fake "
+        "delivers there through the bot's loopback port, as a reverse proxy would) and "
+        "TOAPIS_WEBHOOK_SECRETS (the fake console's secret, fresh per run); events "
+        f"{webhooks.EVENT_DELAY[0] * 1000:.0f}–{webhooks.EVENT_DELAY[1] * 1000:.0f} ms after completion"
+    )
+    errors = [
+        f"{name}: {o.error}" for name, o in (("polling only", twin_outcome), ("webhooks", outcome)) if o.error
+    ]
+    events = run.toapis.webhooks.event_plans
+    jobs = [
+        {**entry, "event": _event_detail(run, entry["job"], events)} if entry["job"] in events else entry
+        for entry in outcome.jobs
+    ]
+    return Outcome(
+        run.sc,
+        {**outcome.settings, "event_delay": webhooks.EVENT_DELAY},
+        list(rows),
+        notes,
+        "\n".join(errors) or None,
+        jobs,
+        twin_outcome,
+    )
+
+
+def _brief(row: Row | None, brief: Callable[[Row], str] | None) -> str:
+    if row is None:
+        return "n/a"
+    return brief(row) if brief is not None and row.value is not None else row.shown
+
+
+def _event_rows(run: ScenarioRun) -> list[PairRow]:
+    """What the provider sent and how the bot answered, and whether the jobs whose event was never
+    sent were still delivered (by the status queries that stay as the safety net)."""
+    fake = run.toapis.webhooks
+    plans = fake.event_plans
+    submitted = {job for job in plans if run.toapis.tasks_by_job.get(job)}
+    twice = sorted(job for job in submitted if plans[job].twice)
+    never = sorted(job for job in submitted if plans[job].never)
+    sent = len({event["id"] for event in fake.events})
+    refused = [d for d in fake.deliveries if d.status is None or not 200 <= d.status < 300]
+    answers = Counter("no answer" if d.status is None else str(d.status) for d in refused)
+    took = [d.answered_at - d.sent_at for d in fake.deliveries if d.status is not None]
+    took50, took95 = percentile(took, 50), percentile(took, 95)
+    delivered = run.delivered_jobs()
+    safety_net = [job for job in never if job in delivered]
+    return [
+        PairRow(
+            "events",
+            "events sent · of them twice · never sent",
+            sent,
+            f"{sent} · {len(twice)} · {len(never)}",
+            None,
+            {"twice": twice, "never": never},
+            None,
+            "—",
+        ),
+        PairRow(
+            "deliveries_refused",
+            "deliveries the bot did not answer 2xx",
+            len(refused),
+            f"{len(refused)} of {len(fake.deliveries)}"
+            + (f"  ({', '.join(f'{v} {k}' for k, v in answers.most_common())})" if refused else ""),
+            equals(0),
+            {"by_answer": dict(answers), "first": [(d.event_id, d.task_id, d.status) for d in refused[:10]]},
+            None,
+            "—",
+        ),
+        PairRow(
+            "delivery_answer_p50",
+            "deliveries answered within p50 · p95",
+            took50,
+            f"{seconds(took50)} · {seconds(took95)}",
+            None,
+            {"p95": took95, "answered": len(took)},
+            None,
+            "—",
+        ),
+        PairRow(
+            "lost_events_delivered",
+            "jobs whose event was never sent: delivered",
+            len(safety_net),
+            f"{len(safety_net)} of {len(never)}",
+            Target(f"all {len(never)}", lambda v: v == len(never)),
+            {"jobs": never},
+            None,
+            "—",
+        ),
+    ]
+
+
+def _event_detail(run: ScenarioRun, job: int, events: dict[int, EventPlan]) -> dict[str, Any]:
+    """For the JSON file: the job's planned event and how its completion was first known."""
+    plan = events[job]
+    timeline = run._first_timeline(job)
+    detail: dict[str, Any] = {
+        "delay": round(plan.delay, 3),
+        "sent": "never" if plan.never else "twice" if plan.twice else "once",
+        "detected_by": timeline.detected_by if timeline is not None else None,
+    }
+    if timeline is not None:  # each POST: seconds after the completion, seconds to the answer, status
+        detail["deliveries"] = [
+            [round(d.sent_at - timeline.completed_at, 3), round(d.answered_at - d.sent_at, 3), d.status]
+            for d in run.toapis.webhooks.deliveries
+            if d.task_id == timeline.task_id
+        ]
+    return detail
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -1114,12 +1449,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--jobs",
         type=int,
-        help="jobs per scenario (load 1000, latency 50, polling 100, budget 1000 over its servers)",
+        help="jobs per scenario (load 1000, latency 50, polling 100, budget 1000 over its servers, "
+        "webhooks 250 in each of its two runs)",
     )
     parser.add_argument(
         "--channels",
         type=int,
-        help="channels per scenario (load 20, latency 50, polling 20, budget 20 over its servers)",
+        help="channels per scenario (load 20, latency 50, polling 20, budget 20 over its servers, "
+        "webhooks 25)",
     )
     parser.add_argument("--min-seconds", type=float, default=8.0, help="shortest task duration (8)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="longest task duration (60)")
@@ -1141,9 +1478,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--fire-seconds",
         type=float,
-        default=0.0,
         help="spread the jobs evenly over this many seconds (0: all at once, as fast as the gateway "
-        "carries them); for a machine too busy to answer a burst within Discord's 3 s",
+        "carries them; default 0, webhooks 60); for a machine too busy to answer a burst within "
+        "Discord's 3 s",
     )
     parser.add_argument(
         "--bot-env",
@@ -1164,7 +1501,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         parser.error("need 0 < --min-seconds <= --max-seconds")
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
-    if not 0 <= args.fire_seconds <= 600:
+    if args.fire_seconds is not None and not 0 <= args.fire_seconds <= 600:
         parser.error("--fire-seconds must be between 0 and 600")
     if args.channels is not None and args.channels < 1:
         parser.error("--channels must be at least 1")
@@ -1202,6 +1539,11 @@ def header(opts: Options) -> str:
     )
 
 
+async def _run_one(run: ScenarioRun) -> Outcome:
+    print(f"  [{run.name}] starting: {run.jobs} job(s) in {run.channel_count} channel(s)", file=sys.stderr)
+    return await run.run()
+
+
 async def run_all(opts: Options) -> list[Outcome]:
     # SIGTERM stops the run like Ctrl-C does: the scenario's `finally` kills the bot and cleans up.
     main_task = asyncio.current_task()
@@ -1231,10 +1573,17 @@ async def run_all(opts: Options) -> list[Outcome]:
                 file=sys.stderr,
                 flush=True,
             )
-        run = ScenarioRun(scenario, opts, pools[key], reference)
-        print(f"  [{name}] starting: {run.jobs} job(s) in {run.channel_count} channel(s)", file=sys.stderr)
-        outcome = await run.run()
-        if outcome.rows:
+        twin = twin_outcome = None
+        if scenario.webhooks:  # first the polling-only twin, over the same tasks
+            twin = ScenarioRun(scenario, opts, pools[key], reference)
+            twin_outcome = await _run_one(twin)
+        run = ScenarioRun(scenario, opts, pools[key], reference, with_webhooks=scenario.webhooks)
+        outcome = await _run_one(run)
+        if twin is not None and twin_outcome is not None:
+            outcome = compare_with_twin(twin, twin_outcome, run, outcome)
+            rows = [row for row in outcome.rows if isinstance(row, PairRow)]
+            print(render_pairs(outcome.title, rows, ("polling only", "webhooks"), outcome.notes), flush=True)
+        elif outcome.rows:
             print(render_table(outcome.title, outcome.rows, outcome.notes), flush=True)
         if outcome.error:
             print(f"!! {name} FAILED TO RUN: {outcome.error}", flush=True)
