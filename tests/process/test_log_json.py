@@ -21,8 +21,6 @@ async def test_a_job_logged_as_json_lines_with_its_ids(
         "TOAPIS_BASE_URL": toapis_fake.base_url,
         "DISCORD_API_BASE_URL": discord_fake.api_base,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'imagine.db'}",
-        "POLL_INTERVAL_QUEUED_SECONDS": "0.05",
-        "POLL_INTERVAL_RUNNING_SECONDS": "0.05",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "DEBUG",
     }

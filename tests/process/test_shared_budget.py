@@ -27,8 +27,6 @@ async def test_two_processes_together_stay_within_the_accounts_submit_budget_and
         # The account: 2 submissions a second, a burst of 4 — each process spends half of it.
         "TOAPIS_SUBMIT_PER_SECOND": "2",
         "TOAPIS_SUBMIT_BURST": "4",
-        "POLL_INTERVAL_QUEUED_SECONDS": "0.05",
-        "POLL_INTERVAL_RUNNING_SECONDS": "0.05",
         "PROGRESS_EDIT_INTERVAL_SECONDS": "0.25",
     }
     toapis_fake.rate_limits = ProviderRateLimits.group(submit=(2, 4), query=(1000, 1000))
