@@ -165,6 +165,12 @@ def forget_confirmation(retention_days: int | None) -> str:
 
 
 FORGET_CANCELLED = "Nothing was deleted."
+# The database did not answer (past its retries): jobs are forgotten a batch per transaction, so
+# what was deleted stays deleted, and pressing the button again finishes the rest.
+FORGET_FAILED = (
+    "The bot could not finish deleting your history: its database did not answer. What was already "
+    "deleted stays deleted; press **Delete my history** again in a minute."
+)
 
 
 def forget_done(result: ForgetResult, *, member: str | None = None) -> str:

@@ -5,9 +5,10 @@ several bots, or tests, can each have theirs. Whoever knows a figure records it 
 method named for it; `GET /metrics` (`bot.http_server`) refreshes the figures read from
 elsewhere (jobs by state from the database, memory) and renders the text exposition.
 
-Recorded today: jobs by state, Discord 429s (through discord.py's HTTP trace), event-loop lag,
-memory, webhook events by outcome, completion→final message (the job runner). Ready for their
-callers: queue length, provider budget in use, provider 429s, detection lag.
+Recorded today: jobs by state, Discord 429s (through discord.py's HTTP trace), provider 429s
+(the ToAPIs client's `on_rate_limited`), event-loop lag, memory, webhook events by outcome,
+completion→final message (the job runner). Ready for their callers: queue length, provider
+budget in use, detection lag.
 """
 
 from __future__ import annotations

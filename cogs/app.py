@@ -260,6 +260,7 @@ class ImagineBot(commands.AutoShardedBot):
             # Members' references are Discord attachments: served by Discord's API host when it is a proxy.
             trusted_file_hosts=[url for url in (self.settings.discord_api_base_url,) if url],
             callback_url=self.settings.toapis_callback_url,
+            on_rate_limited=self.telemetry.record_provider_rate_limited,
         )
         # One process watches the balance (the account is shared), so a crossing is posted once.
         if self.settings.low_balance_usd is not None and self.registers_commands:

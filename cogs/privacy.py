@@ -15,7 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.retention import FORGET_CANCELLED, forget_confirmation, forget_done
+from bot.retention import FORGET_CANCELLED, FORGET_FAILED, forget_confirmation, forget_done
 from cogs.replies import reply_privately
 
 if TYPE_CHECKING:
@@ -63,7 +63,18 @@ class ForgetButton(
             return
         bot: ImagineBot = interaction.client  # type: ignore[assignment]
         await interaction.response.defer()  # the deletion may take a moment on a long history
-        result = await bot.retention.forget_member(self.user_id)
+        try:
+            result = await bot.retention.forget_member(self.user_id)
+        except Exception:
+            # The member must not be left looking at buttons that silently did nothing: say so,
+            # and keep the buttons so that one more press finishes the job.
+            log.exception(
+                "user %s: deleting their job history failed", self.user_id, extra={"user_id": self.user_id}
+            )
+            await interaction.edit_original_response(
+                content=FORGET_FAILED, view=confirmation_view(self.user_id)
+            )
+            return
         log.info(
             "user %s deleted their job history: %d job(s) forgotten, %d still running",
             self.user_id,

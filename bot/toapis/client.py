@@ -101,9 +101,12 @@ class ToAPIsClient:
         trusted_file_hosts: Sequence[str] = (),
         rate_budget: RateBudget | None = None,
         callback_url: str | None = None,
+        on_rate_limited: Callable[[str], None] | None = None,
     ) -> None:
         """`rate_budget` is corrected from the rate-limit headers of every submission and status
         answer (taking its tokens is the callers' part: they decide who goes first).
+        `on_rate_limited(bucket)` hears of every 429 the provider answers, retried or not, with
+        the bucket it came from (`"submit"` or `"query"`): what the operator's metrics count.
 
         `trusted_file_hosts` are URLs (or host names) whose host may serve downloads over
         plain HTTP and from a private address, like the API base's host (a local proxy, the
@@ -132,6 +135,7 @@ class ToAPIsClient:
         self._sleep = sleep
         self._rate_budget = rate_budget
         self._callback_url = callback_url
+        self._on_rate_limited = on_rate_limited
 
     def __repr__(self) -> str:  # never show the key
         return f"ToAPIsClient(base_url={self._base_url!r})"
@@ -402,7 +406,10 @@ class ToAPIsClient:
             return Answer(response.status, response.reason or "", response.headers, body)
 
     def _note_rate_limits(self, answer: Answer, *, submit: bool) -> None:
-        """Correct the rate budget's bucket from what this answer's headers say about it."""
+        """Correct the rate budget's bucket from what this answer's headers say about it, and
+        report a 429 to `on_rate_limited`."""
+        if answer.status == 429 and self._on_rate_limited is not None:
+            self._on_rate_limited("submit" if submit else "query")
         if self._rate_budget is None:
             return
         notice = RateLimitNotice.from_headers(answer.headers)

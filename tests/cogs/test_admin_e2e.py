@@ -860,7 +860,8 @@ async def test_a_regex_that_froze_the_bot_is_accepted_and_checked_at_once(server
     answer = await server.admin("blocklist add", {"kind": "regex", "pattern": "(a|aa)+$"})
     assert answer.startswith("Added `regex: /(a|aa)+$/`")
     await server.accepted(await server.imagine("a" * 40 + "!"))
-    assert await server.refused(await server.imagine("a red fox, aaaa")) == BLOCKED
+    await server.submitted(1)  # the accepted job is sent in the background: wait for it, then count
+    assert await server.refused_after(1, await server.imagine("a red fox, aaaa")) == BLOCKED
 
 
 async def imagine_in_locale(server: Server, prompt: str, locale: str) -> InteractionRecord:

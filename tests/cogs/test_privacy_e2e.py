@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.jobs.records import DeliveredImage, JobRecord, JobState, JobStore, NewJob, delivered_column
-from bot.retention import DAY, FORGET_CANCELLED
+from bot.retention import DAY, FORGET_CANCELLED, FORGET_FAILED
 from bot.schema import jobs_table
 from bot.store import Store
 from cogs.actions import GONE
@@ -160,6 +160,34 @@ async def test_confirming_deletes_the_members_history_and_their_buttons_say_it_i
         ("a fox", False),
         GONE,
         "You have no images here yet. Try /imagine.",
+    )
+
+
+async def test_a_database_that_fails_the_deletion_is_said_plainly_and_a_second_press_finishes(start_bot):
+    rig = await start_bot()
+    member = rig.discord.snowflake()
+    job = await imagined(rig, "my cat Whiskers", user_id=member)
+    confirmation = await forget_command(rig, member)
+    assert rig.bot.store is not None
+    failures = {"left": 1}
+
+    def broken(conn, cursor, statement, parameters, context, executemany) -> None:
+        # What a damaged database file answers: an error no retry gets past.
+        if failures["left"] and statement.startswith("UPDATE jobs"):
+            failures["left"] -= 1
+            raise conn.dialect.dbapi.DatabaseError("database disk image is malformed")
+
+    sa.event.listen(rig.bot.store.engine.sync_engine, "before_cursor_execute", broken)
+    await click(rig, confirmation, f"imagine:forget:yes:{member}", user_id=member)
+    failed = await confirmation_reads(rig, confirmation, FORGET_FAILED)
+    failed_view, kept = list(failed.custom_ids), (await stored(rig, job)).prompt
+    await click(rig, failed, f"imagine:forget:yes:{member}", user_id=member)
+    done = await confirmation_reads(rig, confirmation, "Deleted")
+    assert (failed_view, kept, done.content, (await stored(rig, job)).prompt) == (
+        [f"imagine:forget:yes:{member}", f"imagine:forget:no:{member}"],
+        "my cat Whiskers",
+        "Deleted the details of your 1 finished job.",
+        "",
     )
 
 

@@ -167,6 +167,19 @@ async def test_metrics_count_jobs_by_state_and_discords_429s(
     ) == (True, 1.0, 0.0, True, True, 1.0, 404)
 
 
+async def test_metrics_count_the_providers_429s_by_bucket(start_bot, toapis_fake, http) -> None:
+    rig = await start_bot(http_port=0, poll_interval_queued=0.05, poll_interval_running=0.05)
+    toapis_fake.inject("POST", "/v1/images/generations", 429, None, headers={"Retry-After": "0"})
+    toapis_fake.inject("GET", "/v1/images/generations/", 429, None, headers={"Retry-After": "0"}, times=2)
+    message = await rig.finished(await rig.imagine(prompt="a red fox in snow"), timeout=15)
+    text = await metrics_once(http, rig, lambda t: metric(t, "imagine_jobs", state="done") == 1)
+    assert (
+        status_of(message).startswith("✅"),
+        metric(text, "imagine_provider_rate_limited_total", bucket="submit"),
+        metric(text, "imagine_provider_rate_limited_total", bucket="query"),
+    ) == (True, 1.0, 2.0)
+
+
 async def test_a_webhook_for_another_application_is_answered_2xx_and_ignored(start_bot, toapis_fake) -> None:
     await webhook_bot(start_bot, toapis_fake)
     status, answer = await toapis_fake.webhooks.post(

@@ -886,3 +886,16 @@ async def test_a_429s_headers_correct_the_rate_budget(
     with pytest.raises(RateLimitedError):
         await make_client(rate_budget=budget, max_get_attempts=1).get_task(task.id)
     assert budget.query.wait_time() >= 1.0
+
+
+async def test_every_provider_429_is_reported_with_its_bucket(
+    make_client: Callable[..., ToAPIsClient], fake: FakeToAPIs
+) -> None:
+    heard: list[str] = []
+    client = make_client(on_rate_limited=heard.append)
+    fake.inject("POST", GENERATIONS, 429, {"error": {"message": "rate"}}, headers={"Retry-After": "0"})
+    task = await client.submit(**SUBMIT)  # refused once, then accepted: the refusal still counts
+    fake.inject("GET", GENERATIONS, 429, None, headers={"Retry-After": "0"}, times=2)
+    await client.get_task(task.id)
+    await client.balance()  # not a rate-limit bucket: never reported
+    assert heard == ["submit", "query", "query"]
