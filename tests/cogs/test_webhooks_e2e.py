@@ -167,6 +167,21 @@ async def test_metrics_count_jobs_by_state_and_discords_429s(
     ) == (True, 1.0, 0.0, True, True, 1.0, 404)
 
 
+async def test_metrics_show_the_queue_the_budget_in_use_and_the_detection_lag(start_bot, http) -> None:
+    # A submit budget of one request, refilled every 100 s or so: the second job waits in line.
+    rig = await start_bot(http_port=0, toapis_submit_per_second=0.01, toapis_submit_burst=1)
+    first = await rig.finished(await rig.imagine(prompt="a red fox in snow"), timeout=15)
+    await rig.imagine(prompt="a grey wolf in snow")
+    text = await metrics_once(http, rig, lambda t: metric(t, "imagine_submission_queue_length") == 1)
+    assert (
+        status_of(first).startswith("✅"),
+        metric(text, "imagine_submission_queue_length"),
+        metric(text, "imagine_provider_budget_in_use_ratio", bucket="submit") > 0.9,
+        0 <= metric(text, "imagine_provider_budget_in_use_ratio", bucket="query") < 0.5,
+        metric(text, "imagine_detection_lag_seconds_count"),
+    ) == (True, 1.0, True, True, 1.0)
+
+
 async def test_metrics_count_the_providers_429s_by_bucket(start_bot, toapis_fake, http) -> None:
     rig = await start_bot(http_port=0, poll_interval_queued=0.05, poll_interval_running=0.05)
     toapis_fake.inject("POST", "/v1/images/generations", 429, None, headers={"Retry-After": "0"})
