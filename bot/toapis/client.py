@@ -232,11 +232,12 @@ class ToAPIsClient:
                 )
                 self._callback_url = None
                 del payload["callback_url"]
+                # (Once per process, and without a token of its own: the refused request spent one.)
                 answer = await self._with_retries(
                     send,
                     what="submit",
                     attempts=self._max_submit_attempts,
-                    retry_status=lambda status: status in (429, 503),
+                    retry_status=lambda _: False,  # a refusal goes back to the caller, as above
                     retry_transport=_NOT_SENT_ERRORS,
                     unconfirmed_on_loss=True,
                 )

@@ -188,9 +188,10 @@ async def test_a_job_waiting_longer_than_the_queue_timeout_ends_with_its_quota_b
 
 async def test_a_waiting_job_shows_its_place_in_line_then_runs(toapis_fake, jobs):
     runner, client = await make_runner(toapis_fake, jobs, limits=GENEROUS, refresh=0.02)
-    runner.submit_queue.hold_off(0.5)
     first_job, first_request = await new_job(jobs, user_id=1)
     second_job, second_request = await new_job(jobs, user_id=2)
+    # Held off once both records exist (their writes may take a while), so both jobs join the line.
+    runner.submit_queue.hold_off(1.0)
     observers = [RecordingObserver(), RecordingObserver()]
     try:
         finished = await asyncio.gather(

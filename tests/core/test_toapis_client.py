@@ -894,8 +894,13 @@ async def test_every_provider_429_is_reported_with_its_bucket(
     heard: list[str] = []
     client = make_client(on_rate_limited=heard.append)
     fake.inject("POST", GENERATIONS, 429, {"error": {"message": "rate"}}, headers={"Retry-After": "0"})
-    task = await client.submit(**SUBMIT)  # refused once, then accepted: the refusal still counts
+    with pytest.raises(RateLimitedError):  # the caller sends it again from the head of the line
+        await client.submit(**SUBMIT)
+    task = await client.submit(**SUBMIT)
     fake.inject("GET", GENERATIONS, 429, None, headers={"Retry-After": "0"}, times=2)
+    for _ in range(2):  # a status query is one request: the poller decides when to ask again
+        with pytest.raises(RateLimitedError):
+            await client.get_task(task.id)
     await client.get_task(task.id)
     await client.balance()  # not a rate-limit bucket: never reported
     assert heard == ["submit", "query", "query"]
