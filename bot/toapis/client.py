@@ -214,8 +214,11 @@ class ToAPIsClient:
         log.debug(
             "submitting a %s task (n=%d, size=%s, %d reference images)", model, n, size, len(image_urls)
         )
-        try:
-            answer = await self._with_retries(
+
+        async def send_once() -> Answer:
+            # Re-sent only when it never reached the provider; a refusal (429/503) goes back to
+            # the caller, who sends it again within the submit budget.
+            return await self._with_retries(
                 send,
                 what="submit",
                 attempts=self._max_submit_attempts,
@@ -223,6 +226,9 @@ class ToAPIsClient:
                 retry_transport=_NOT_SENT_ERRORS,
                 unconfirmed_on_loss=True,
             )
+
+        try:
+            answer = await send_once()
             if "callback_url" in payload and _webhook_not_configured(answer):
                 # Refused before anything was created or charged: safe to send again, without it.
                 log.error(
@@ -233,14 +239,7 @@ class ToAPIsClient:
                 self._callback_url = None
                 del payload["callback_url"]
                 # (Once per process, and without a token of its own: the refused request spent one.)
-                answer = await self._with_retries(
-                    send,
-                    what="submit",
-                    attempts=self._max_submit_attempts,
-                    retry_status=lambda _: False,  # a refusal goes back to the caller, as above
-                    retry_transport=_NOT_SENT_ERRORS,
-                    unconfirmed_on_loss=True,
-                )
+                answer = await send_once()
             if not answer.ok:
                 raise self._status_error(answer)
             task = parse_task(self._json_or_raise(answer))
