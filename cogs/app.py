@@ -61,6 +61,7 @@ from cogs import render
 from cogs.components import ActionHandler
 from cogs.launcher import JobLauncher
 from cogs.replies import reply_privately
+from cogs.translator import CatalogTranslator
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +299,7 @@ class ImagineBot(commands.AutoShardedBot):
             stopping=lambda: self.stopping,
             max_queued_jobs=self.settings.max_queued_jobs,
         )
+        await self.tree.set_translator(CatalogTranslator())
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.settings.http_port is not None:
@@ -423,7 +425,14 @@ class ImagineBot(commands.AutoShardedBot):
         guild = discord.Object(guild_id) if guild_id is not None else None
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
-        definitions = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+        # The localisations are part of what is registered: a changed translation re-registers.
+        translator = self.tree.translator
+        definitions = [
+            await command.get_translated_payload(self.tree, translator)
+            if translator is not None
+            else command.to_dict(self.tree)
+            for command in self.tree.get_commands(guild=guild)
+        ]
         digest = fingerprint(definitions)
         registry = CommandRegistry(self.store)
         if await registry.is_current(self.application_id, guild_id, digest):
