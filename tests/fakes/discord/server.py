@@ -83,6 +83,8 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
         self.guild_id = self.guild_ids[0] if self.guild_ids else self.snowflake()
         self.channel_id = self.snowflake()  # default text channel
         self.user_id = self.snowflake()  # default invoking member
+        # Each server's language (its "community" locale, sent as `guild_locale`); en-US unless set.
+        self.guild_locales: dict[int, str] = {}
         self.bot_user: dict[str, Any] = {
             "id": str(self.bot_user_id),
             "username": bot_name,
@@ -219,6 +221,10 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
         now = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
         self._last_snowflake = max(now, self._last_snowflake + 1)
         return self._last_snowflake
+
+    def guild_locale(self, guild_id: int) -> str:
+        """The language a server set in its settings, as interactions from it carry it."""
+        return self.guild_locales.get(guild_id, "en-US")
 
     def channel(self, channel_id: int | None = None, *, guild_id: int | None = None) -> dict[str, Any]:
         """The (auto-created) guild text channel object for ``channel_id``.
@@ -391,7 +397,7 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
             "mfa_level": 0,
             "nsfw_level": 0,
             "premium_tier": 0,
-            "preferred_locale": "en-US",
+            "preferred_locale": self.guild_locale(guild_id),
             "features": [],
             "roles": [
                 {
