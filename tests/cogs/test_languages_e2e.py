@@ -11,6 +11,11 @@ from tests.rig import RunningBot, StartBot
 TRANSLATED_LOCALES = ("zh-CN", "zh-TW", "ja", "ko", "es-ES", "es-419", "pt-BR", "fr", "de", "ru")
 
 
+def _localised(definition: dict[str, Any], key: str, locale: str) -> str | None:
+    """The localisation Discord received; None where the language keeps the English word."""
+    return definition.get(key, {}).get(locale)
+
+
 def _registered(rig: RunningBot, name: str) -> dict[str, Any]:
     _scope, body = rig.discord.command_syncs[-1]
     return next(c for c in body if c["name"] == name)
