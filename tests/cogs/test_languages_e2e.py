@@ -36,7 +36,8 @@ async def test_commands_are_registered_with_every_languages_names_and_descriptio
         assert prompt["description_localizations"][locale] == translate_command_string(
             prompt["description"], locale, "option description"
         )
-        assert prompt["name_localizations"][locale] == translate_command_string(
+        # Some languages keep a word ("prompt"): then Discord gets no localisation and shows English.
+        assert _localised(prompt, "name_localizations", locale) == translate_command_string(
             "prompt", locale, "option name"
         )
         assert menu["name_localizations"][locale] == translate_command_string(
