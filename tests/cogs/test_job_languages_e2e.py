@@ -22,7 +22,7 @@ from bot.jobs.records import JobRecord, JobState
 from bot.jobs.runner import duration_words
 from tests.cogs.test_durable_e2e import STALLED, final_job_of, job_of, job_store, let_tasks_finish, until
 from tests.fakes.discord import FakeMessage, InteractionRecord
-from tests.fakes.toapis import TaskPlan
+from tests.fakes.toapis import TaskPlan, make_image
 from tests.rig import RunningBot, embed_fields
 
 pytestmark = pytest.mark.asyncio
@@ -181,6 +181,26 @@ async def test_a_reroll_speaks_the_language_of_the_member_who_pressed_it(start_b
         True,
         [translated(label, JA) for label in DONE_BUTTONS],
         JA,
+    )
+
+
+async def test_a_reference_image_refused_when_asked_is_explained_in_the_members_language(start_bot):
+    rig = await start_bot()
+    tiny = rig.discord.make_attachment("tiny.png", make_image(10, 10, "PNG"))
+    record = await imagine(rig, locale=JA, prompt="like this", image1=tiny)
+    await rig.discord.wait_for(lambda _fake: record.acknowledged)
+
+    rule = _(
+        "{filename} is {size} pixels; reference images must be more than "
+        "{least} pixels wide and tall — use a larger image.",
+        filename="`tiny.png`",
+        size="10×10",
+        least="14",
+    )
+    assert (record.ephemeral, record.callback["data"]["content"], rig.toapis.submit_attempts) == (
+        True,
+        translated(rule, JA),
+        0,
     )
 
 
