@@ -87,6 +87,10 @@ jobs_table = sa.Table(
     sa.Column("forgotten_at", sa.Float, nullable=True),
     # The images are posted as spoilers (migration 9): the member's or the server's choice when asked.
     sa.Column("spoiler", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The languages its messages are written in, long after the interaction (migration 11): the
+    # member's Discord locale, and the server's for its audit line. NULL (older jobs): English.
+    sa.Column("locale", sa.String(16), nullable=True),
+    sa.Column("guild_locale", sa.String(16), nullable=True),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_guild_user", "guild_id", "user_id"),
     # A webhook event names its task: finding the job by it must not scan the table (migration 7).
@@ -222,6 +226,10 @@ async def _m009_member_preferences_and_spoilers(conn: AsyncConnection) -> None:
     await _add_missing_columns(conn, jobs_table, ("spoiler",))
 
 
+async def _m011_job_locales(conn: AsyncConnection) -> None:
+    await _add_missing_columns(conn, jobs_table, ("locale", "guild_locale"))
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -234,4 +242,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m007_webhook_events,
     _m008_forgotten_jobs,
     _m009_member_preferences_and_spoilers,
+    _m011_job_locales,
 )

@@ -9,7 +9,9 @@ restart is delivered exactly like a fresh one. How it reaches the message:
 3. if the message is gone (deleted) or cannot be edited, the *result* is posted as a new
    message that mentions the requester — they paid for it. Progress is never re-posted.
 
-A Discord error never ends the job; discord.py waits out rate limits itself.
+A Discord error never ends the job; discord.py waits out rate limits itself. Everything it
+writes reads in the language of the member who asked (the job's recorded `locale`), however
+long after the interaction.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any, TypeVar
 
 import discord
 
+from bot import i18n
+from bot.i18n import Readable, _
 from bot.images import FittedImage
 from bot.jobs.pacing import ChannelPacer
 from bot.jobs.progress import JobProgress
@@ -133,6 +137,9 @@ class JobMessenger:
         self._message_gone = job.message_id is None
         self._uploads = _Uploads(spoiler=request.spoiler)
         self._label = job.log_name  # built once: every log line names the job, server and member
+        self._locale = job.locale  # the asking member's language (None: a job from before, English)
+        # Why the job failed, once it did, as the member read it (the audit line reuses it).
+        self.failure: Readable | None = None
 
     @property
     def _channel(self) -> discord.PartialMessageable:
@@ -195,7 +202,9 @@ class JobMessenger:
                 self._job.channel_id,
                 self._job.id,
                 lambda: self._edit(
-                    lambda: MessageBody(embed=render.progress_embed(self._request, state, self._started))
+                    lambda: MessageBody(
+                        embed=render.progress_embed(self._request, state, self._started, self._locale)
+                    )
                 ),
             )
         except MessageGoneError:
@@ -221,7 +230,7 @@ class JobMessenger:
         upload_limit = self._job.upload_limit
         main_id = await self._show_final(
             lambda: MessageBody(
-                embed=render.result_embed(self._request, outcome, upload_limit),
+                embed=render.result_embed(self._request, outcome, upload_limit, self._locale),
                 attachments=self._uploads.files(first),
                 view=result_view(self._job, done=True),
             )
@@ -231,14 +240,15 @@ class JobMessenger:
         for start in range(0, len(rest), per_message):
             chunk = rest[start : start + per_message]
             first_no = per_message + start + 1
-            text = render.overflow_text(first_no, first_no + len(chunk) - 1, total)
+            text = render.overflow_text(first_no, first_no + len(chunk) - 1, total, self._locale)
             posted += [await self._send_overflow(text, chunk, reply_to=main_id)] * len(chunk)
         return posted
 
-    async def fail(self, message: str, elapsed: float) -> None:
+    async def fail(self, message: Readable, elapsed: float) -> None:
+        self.failure = message
         await self._show_final(
             lambda: MessageBody(
-                embed=render.failure_embed(self._request, message, elapsed),
+                embed=render.failure_embed(self._request, message, elapsed, self._locale),
                 attachments=(),
                 view=result_view(self._job, done=False),
             )
@@ -249,7 +259,9 @@ class JobMessenger:
             # Paced like a result: it is the last thing this run says about the job.
             await self._write(
                 lambda: self._edit(
-                    lambda: MessageBody(embed=render.waiting_embed(self._request, self._started))
+                    lambda: MessageBody(
+                        embed=render.waiting_embed(self._request, self._started, self._locale)
+                    )
                 )
             )
         except MessageGoneError:
@@ -275,7 +287,10 @@ class JobMessenger:
         mention = discord.AllowedMentions(
             everyone=False, roles=False, users=[discord.Object(self._job.user_id)]
         )
-        content = f"<@{self._job.user_id}> here is the result of your /imagine request."
+        content = i18n.render(
+            _("{member} here is the result of your /imagine request.", member=f"<@{self._job.user_id}>"),
+            self._locale,
+        )
 
         def make_reply() -> MessageBody:
             return dataclasses.replace(make_body(), content=content)

@@ -16,7 +16,6 @@ from bot.catalog import AUTO_RATIO, DOCUMENTED_RATIOS, MAX_TOTAL_IMAGES, SPEED_M
 from bot.jobs.request import DEFAULT_RATIO, RequestOptions
 from bot.preferences import NO_PREFERENCES, fill
 from bot.references import MAX_REFERENCES, ReferenceRejectedError, ReferenceSource, check_sources
-from cogs import render
 from cogs.components import source_from_attachment
 from cogs.forms import (
     EXPIRED,
@@ -171,9 +170,7 @@ class ImagineCog(commands.Cog):
             # Only what Discord told us about the files: a bad one is refused before any typing.
             check_sources(references, n=1, max_references=MAX_REFERENCES, model_name="The bot")
         except ReferenceRejectedError as exc:
-            await interaction.response.send_message(
-                str(exc), ephemeral=True, allowed_mentions=render.NO_PINGS
-            )
+            await reply_privately(interaction, exc.text)
             return
         form = MenuForm(message.channel.id, message.id)
         self.open_menu_forms.remember(form, references)

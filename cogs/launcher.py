@@ -10,6 +10,11 @@ finished job gets one line in its server's audit channel.
 
 Reading order: a command (`cogs.imagine`, `cogs.actions`) → this launcher → the core runner
 (`bot.jobs.runner`) → the messenger that shows the job (`cogs.delivery`).
+
+A job's messages are written long after its interaction, so the job records the languages
+they are written in: the asking member's Discord locale (the placeholder, progress, result,
+failure and buttons) and the server's (the audit line). Reroll, Vary and Remix start a job
+like any other, in the language of the member who pressed the button.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from typing import Any
 
 import discord
 
-from bot import policy
+from bot import i18n, policy
 from bot.catalog import Catalog
 from bot.guild_settings import GuildSettings, GuildSettingsStore
+from bot.i18n import Readable, _, _n
 from bot.jobs.pacing import ChannelPacer
 from bot.jobs.records import JobOrigin, JobRecord, JobState, JobStore
 from bot.jobs.request import (
@@ -43,18 +49,16 @@ from bot.quota import QuotaExceededError, QuotaPlan
 from cogs import render
 from cogs.delivery import JobMessenger
 from cogs.members import requester
-from cogs.replies import reply_privately
+from cogs.replies import member_locale, reply_privately
 
 log = logging.getLogger(__name__)
 
-RESTARTING = "The bot is restarting — try again in a minute."
-# Beyond MAX_QUEUED_JOBS waiting to be sent, new requests are refused before anything is charged.
-VERY_BUSY = "The bot is very busy — {waiting} requests are waiting; try again in a few minutes."
-PLACEHOLDER_FAILED = (
+RESTARTING = _("The bot is restarting — try again in a minute.")
+PLACEHOLDER_FAILED = _(
     "Discord did not accept the bot's reply, so your request was not started and nothing was charged. "
     "Run the command again."
 )
-PREFERENCES_UNREADABLE = (
+PREFERENCES_UNREADABLE = _(
     "Your /imagine-settings could not be read just now, so this request used the bot's defaults."
 )
 # How long the public placeholder may take before its job is given up: Discord takes the first answer
@@ -88,18 +92,41 @@ def missing_permissions(interaction: discord.Interaction) -> list[str]:
     return [label for flag, label in needed.items() if not getattr(have, flag)]
 
 
-def missing_permissions_text(missing: list[str]) -> str:
-    """The private refusal when the bot lacks channel permissions, naming them."""
-    names = (
-        " and ".join(f"**{m}**" for m in missing)
-        if len(missing) <= 2
-        else (", ".join(f"**{m}**" for m in missing[:-1]) + f" and **{missing[-1]}**")
+def very_busy(waiting: int) -> Readable:
+    """The refusal beyond MAX_QUEUED_JOBS waiting to be sent, before anything is charged."""
+    return _(
+        "The bot is very busy — {waiting} requests are waiting; try again in a few minutes.",
+        waiting=f"{waiting:,}",
     )
-    plural = "permission" if len(missing) == 1 else "permissions"
-    return (
-        f"I can't post images in this channel: I'm missing the {names} {plural} here. "
-        "Ask a server admin to grant them, or use /imagine in another channel. Nothing was charged."
+
+
+def missing_permissions_text(missing: list[str]) -> Readable:
+    """The private refusal when the bot lacks channel permissions, naming them.
+
+    The permissions' names are Discord's own English ones (what the server's settings list)."""
+    bold = [f"**{m}**" for m in missing]
+    if len(bold) == 1:
+        names: Readable = bold[0]
+    else:
+        # Translators: permission names, e.g. "**View Channel**, **Embed Links** and **Attach Files**".
+        names = _("{names} and {last}", names=", ".join(bold[:-1]), last=bold[-1])
+    return _n(
+        "I can't post images in this channel: I'm missing the {names} permission here. "
+        "Ask a server admin to grant them, or use /imagine in another channel. Nothing was charged.",
+        "I can't post images in this channel: I'm missing the {names} permissions here. "
+        "Ask a server admin to grant them, or use /imagine in another channel. Nothing was charged.",
+        len(missing),
+        names=names,
     )
+
+
+def _refusal_text(exc: Exception) -> Readable:
+    """What a refusal of the request or the policy says to the member: its text when it carries
+    one (``exc.text``), else its English."""
+    for text in (getattr(exc, "text", None), *exc.args[:1]):
+        if isinstance(text, i18n.Text | i18n.Joined):
+            return text
+    return str(exc)
 
 
 class JobLauncher:
@@ -158,7 +185,7 @@ class JobLauncher:
         waiting = self.waiting_count
         if self.max_queued_jobs is not None and waiting >= self.max_queued_jobs:
             log.info("refused a request: %d job(s) are waiting to be sent", waiting)
-            await reply_privately(interaction, VERY_BUSY.format(waiting=f"{waiting:,}"))
+            await reply_privately(interaction, very_busy(waiting))
             return False
         self._launching += 1
         started = False
@@ -194,7 +221,7 @@ class JobLauncher:
                 request, watermark=policy.watermark(settings, self._operator), spoiler=completed.spoiler
             )
         except (RequestError, policy.RefusedError) as exc:
-            await reply_privately(interaction, str(exc))
+            await reply_privately(interaction, _refusal_text(exc))
             return False
 
         missing = missing_permissions(interaction)
@@ -210,7 +237,7 @@ class JobLauncher:
             # Bounded: discord.py retries a 5xx for half a minute, long after Discord's 3 s window.
             async with asyncio.timeout(self.placeholder_timeout):
                 response = await interaction.response.send_message(
-                    embed=render.progress_embed(request, first_progress(request), started),
+                    embed=render.progress_embed(request, first_progress(request), started, job.locale),
                     allowed_mentions=render.NO_PINGS,
                 )
             if response.message_id is not None:  # always set for a message Discord posted
@@ -229,7 +256,7 @@ class JobLauncher:
 
     async def _with_preferences(
         self, who: policy.Requester, options: RequestOptions, settings: GuildSettings | None
-    ) -> tuple[Filled, str | None]:
+    ) -> tuple[Filled, Readable | None]:
         """`options` completed from the member's /imagine-settings, and the private note to send
         with the placeholder (defaults that were skipped), if any."""
         try:
@@ -242,11 +269,15 @@ class JobLauncher:
         completed = fill(options, prefs, self._catalog, default_model=self._default_model, settings=settings)
         return completed, unreadable or completed.note
 
-    async def _tell_privately(self, interaction: discord.Interaction, job: JobRecord, text: str) -> None:
+    async def _tell_privately(self, interaction: discord.Interaction, job: JobRecord, text: Readable) -> None:
         """A private follow-up to the public placeholder; the job runs whether or not it arrives."""
         try:
             async with asyncio.timeout(self.placeholder_timeout):
-                await interaction.followup.send(text, ephemeral=True, allowed_mentions=render.NO_PINGS)
+                await interaction.followup.send(
+                    i18n.render(text, member_locale(interaction)),
+                    ephemeral=True,
+                    allowed_mentions=render.NO_PINGS,
+                )
         except (discord.HTTPException, TimeoutError) as exc:
             log.info("%s: the private note could not be sent: %s", job.log_name, type(exc).__name__)
 
@@ -278,6 +309,8 @@ class JobLauncher:
                 interaction_token=interaction.token,
                 token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_LIFETIME,
                 upload_limit=interaction.filesize_limit,
+                locale=member_locale(interaction),
+                guild_locale=interaction.guild_locale.value if interaction.guild_locale else None,
             )
             return await self._jobs.create(new_job(request, origin), quota=plan)
         except QuotaExceededError as exc:
@@ -297,19 +330,24 @@ class JobLauncher:
             getattr(exc, "status", ""),
         )
         try:
-            await self._jobs.finish(job.id, JobState.FAILED, delivered_images=0, error=PLACEHOLDER_FAILED)
+            await self._jobs.finish(
+                job.id, JobState.FAILED, delivered_images=0, error=str(PLACEHOLDER_FAILED)
+            )
         except Exception:
             log.exception("%s: could not be ended after its placeholder failed", job.log_name)
         try:
             async with asyncio.timeout(self.placeholder_timeout):
                 if interaction.response.is_done():
                     # The placeholder is up but the job behind it ended: it must not say "Queued".
+                    elapsed = time.time() - job.created_at
                     await interaction.edit_original_response(
-                        embed=render.failure_embed(request, PLACEHOLDER_FAILED, time.time() - job.created_at),
+                        embed=render.failure_embed(request, PLACEHOLDER_FAILED, elapsed, job.locale),
                         allowed_mentions=render.NO_PINGS,
                     )
                     await interaction.followup.send(
-                        PLACEHOLDER_FAILED, ephemeral=True, allowed_mentions=render.NO_PINGS
+                        i18n.render(PLACEHOLDER_FAILED, job.locale),
+                        ephemeral=True,
+                        allowed_mentions=render.NO_PINGS,
                     )
                 else:
                     await reply_privately(interaction, PLACEHOLDER_FAILED)
@@ -397,12 +435,13 @@ class JobLauncher:
             # or not at all.
             self._launching -= 1
         final = await self._runner.run(job, request, messenger, resumed=resumed)
-        await self.audit(final, request)
+        await self.audit(final, request, messenger.failure)
 
     # -- the audit channel -------------------------------------------------------------------
 
-    async def audit(self, job: JobRecord, request: ImagineRequest) -> None:
-        """One compact line per finished job in the server's audit channel, if it has one."""
+    async def audit(self, job: JobRecord, request: ImagineRequest, failure: Readable | None = None) -> None:
+        """One compact line per finished job in the server's audit channel, if it has one, in the
+        server's language (recorded with the job). `failure`: why it failed, as the member was told."""
         if job.guild_id is None or job.state not in (JobState.DONE, JobState.FAILED):
             return
         settings = await self._guild_settings.get(job.guild_id)
@@ -410,7 +449,7 @@ class JobLauncher:
             return
         channel = self._client.get_partial_messageable(settings.audit_channel_id, guild_id=job.guild_id)
         try:
-            line = render.audit_line(job, request)
+            line = render.audit_line(job, request, failure, job.guild_locale)
             await self._pacer.final(
                 settings.audit_channel_id, lambda: channel.send(line, allowed_mentions=render.NO_PINGS)
             )

@@ -148,6 +148,8 @@ class JobOrigin:
     interaction_token: str | None = field(repr=False)
     token_expires_at: float | None
     upload_limit: int  # the most bytes one message may upload there
+    locale: str | None = None  # the asking member's Discord locale: the language of the job's messages
+    guild_locale: str | None = None  # the server's locale (None outside servers): its audit line's
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,8 @@ class NewJob:
     speed: str | None = None  # the prompt-optimisation mode sent (None: none)
     layers: bool = False  # the image split into transparent layers (migration 6)
     spoiler: bool = False  # the images are posted as spoilers (migration 9)
+    locale: str | None = None  # the language of the job's messages (migration 11)
+    guild_locale: str | None = None  # the language of its audit line (migration 11)
 
 
 _NEW_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(NewJob))
@@ -221,6 +225,10 @@ class JobRecord:
     # Per result URL, its place in a layered result (migration 6); None when the result has no layers.
     result_layers: tuple[ImageLayer | None, ...] | None = None
     spoiler: bool = False  # the images are posted as spoilers (migration 9)
+    # The languages of its messages (migration 11): the asking member's Discord locale, and the
+    # server's for the audit line. None (jobs recorded before): English.
+    locale: str | None = None
+    guild_locale: str | None = None
     # When its personal details were deleted (see `bot.retention`); None while they are kept.
     forgotten_at: float | None = None
 

@@ -208,7 +208,7 @@ def build_request(
                 counted, n=count, max_references=model.max_reference_images, model_name=model.display_name
             )
         except ReferenceRejectedError as exc:
-            raise RequestError(str(exc)) from None
+            raise RequestError(exc.text) from None
 
     return ImagineRequest(
         prompt=text,
@@ -270,6 +270,8 @@ def new_job(request: ImagineRequest, origin: JobOrigin) -> NewJob:
         speed=request.speed,
         layers=request.layers,
         spoiler=request.spoiler,
+        locale=origin.locale,
+        guild_locale=origin.guild_locale,
     )
 
 

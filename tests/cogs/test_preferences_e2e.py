@@ -277,7 +277,7 @@ async def test_a_member_whose_defaults_cannot_be_read_still_gets_the_image_and_i
     note = await note_of(server, record)
     message = await finished(server, record)
     assert (note, status_of(message)[:1], server.rig.toapis.submissions[-1]["n"]) == (
-        PREFERENCES_UNREADABLE,
+        str(PREFERENCES_UNREADABLE),
         "✅",
         1,
     )
