@@ -60,11 +60,11 @@ def test_settings_name_models_and_mention_ids():
     )
     lines = setting_lines(settings, CATALOG)
     assert (
-        lines["allowed_models"],
-        lines["role_quotas"],
-        lines["blocklist"],
-        lines["audit_channel_id"],
-        lines["cooldown_seconds"],
+        str(lines["allowed_models"]),
+        str(lines["role_quotas"]),
+        str(lines["blocklist"]),
+        str(lines["audit_channel_id"]),
+        str(lines["cooldown_seconds"]),
     ) == (
         "**Models:** Seedream 4.0, gone-model",
         "**Daily images by role:** <@&5>: 30, <@&6>: 40",
@@ -76,7 +76,7 @@ def test_settings_name_models_and_mention_ids():
 
 def test_the_blocklist_line_names_its_exceptions():
     settings = GuildSettings(blocklist=(BlockEntry("word", "hate"),), blocklist_exceptions=("j'ai hâte",))
-    assert setting_lines(settings, CATALOG)["blocklist"] == (
+    assert str(setting_lines(settings, CATALOG)["blocklist"]) == (
         "**Prompt blocklist:** 1 entry: `word: hate` · never matched: `j'ai hâte`"
     )
 
