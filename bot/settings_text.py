@@ -123,17 +123,17 @@ def setting_lines(
         watermark = _on_off(s.watermark)
     # Translators: "all" of a list of models, resolutions or speeds (none is left out).
     everything = _("all")
+    # (Texts nested in a call inside another text's values are missed by the extraction: kept apart.)
+    all_channels, everyone, managers_only = _("all channels"), _("everyone"), _("none (Manage Server only)")
+    # Translators: an empty list or no setting, as in "Denied channels: none".
+    none = _("none")
     return {
         "enabled": _("**Generation:** {value}", value=_on_off(s.enabled)),
-        "allowed_channels": _(
-            "**Allowed channels:** {value}", value=_listed(channels, most, _("all channels"))
-        ),
-        "denied_channels": _("**Denied channels:** {value}", value=_listed(denied, most, _("none"))),
-        "allowed_roles": _("**Allowed roles:** {value}", value=_listed(roles, most, _("everyone"))),
-        "admin_roles": _(
-            "**Admin roles:** {value}", value=_listed(admins, most, _("none (Manage Server only)"))
-        ),
-        "banned_users": _("**Banned members:** {value}", value=_listed(banned, most, _("none"))),
+        "allowed_channels": _("**Allowed channels:** {value}", value=_listed(channels, most, all_channels)),
+        "denied_channels": _("**Denied channels:** {value}", value=_listed(denied, most, none)),
+        "allowed_roles": _("**Allowed roles:** {value}", value=_listed(roles, most, everyone)),
+        "admin_roles": _("**Admin roles:** {value}", value=_listed(admins, most, managers_only)),
+        "banned_users": _("**Banned members:** {value}", value=_listed(banned, most, none)),
         "allowed_models": _(
             "**Models:** {value}", value=_listed(model_names(s.allowed_models, catalog), most, everything)
         ),
@@ -157,7 +157,7 @@ def setting_lines(
         "daily_member_quota": _(
             "**Daily images per member:** {value}", value=limit_words(s.daily_member_quota)
         ),
-        "role_quotas": _("**Daily images by role:** {value}", value=_listed(role_quotas, most, _("none"))),
+        "role_quotas": _("**Daily images by role:** {value}", value=_listed(role_quotas, most, none)),
         "server_quota": _(
             "**Server images:** {value}",
             value=_(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.blocklist import BlockEntry
 from bot.catalog import builtin_catalog
 from bot.guild_settings import GuildSettings
-from bot.settings_text import setting_lines, settings_text
+from bot.settings_text import setting_lines, setting_value, settings_text
 from bot.text import MESSAGE_LIMIT
 
 CATALOG = builtin_catalog()
@@ -95,3 +95,25 @@ def test_a_huge_configuration_still_fits_in_one_message():
     text = settings_text(settings, CATALOG)
     assert len(text) <= MESSAGE_LIMIT
     assert "and 195 more" in text and text.endswith("**Audit channel:** off")
+
+
+def test_the_summary_fits_in_the_readers_language_even_when_it_reads_longer():
+    many = tuple(range(10**17, 10**17 + 200))
+    settings = GuildSettings(allowed_channels=many, denied_channels=many, banned_users=many)
+
+    def longer(text: object) -> str:
+        # A language whose every sentence reads three times as long as the English.
+        return "\n".join(line * 3 for line in str(text).splitlines())
+
+    english, other = settings_text(settings, CATALOG), settings_text(settings, CATALOG, read=longer)
+    fits = len(other) <= MESSAGE_LIMIT
+    assert (fits, "and 190 more" in english, "and 198 more" in other) == (True, True, True)
+
+
+def test_setting_lines_are_texts_to_translate_with_their_value_apart():
+    line = setting_lines(GuildSettings(max_n=4), CATALOG)["max_n"]
+    assert (line.message, str(setting_value(line)), str(line)) == (
+        "**Images per request (n):** {value}",
+        "4",
+        "**Images per request (n):** 4",
+    )
