@@ -570,3 +570,14 @@ def test_an_exception_is_stored_trimmed_and_too_many_are_refused():
     assert validate_exception("  j'ai   hâte ") == "j'ai hâte"
     with pytest.raises(BlocklistError, match=f"at most {MAX_EXCEPTIONS} exceptions"):
         Blocklist([], [f"word{i}" for i in range(MAX_EXCEPTIONS + 1)])
+
+
+def test_a_refusal_carries_a_text_to_translate_whose_english_is_the_message():
+    with pytest.raises(BlocklistError) as excinfo:
+        validate_entry("regex", "(?=a)")
+    text = excinfo.value.text
+    assert (text.message, str(text), str(excinfo.value)) == (
+        "{pattern} can't be used as a regular expression: {reason}.",
+        "`(?=a)` can't be used as a regular expression: look-aheads like `(?=…)` aren't supported.",
+        "`(?=a)` can't be used as a regular expression: look-aheads like `(?=…)` aren't supported.",
+    )
