@@ -130,8 +130,13 @@ class ImagineTree(app_commands.CommandTree):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         command = interaction.command.name if interaction.command else "?"
         if isinstance(error, app_commands.CheckFailure) and str(error):
-            # A refusal meant for the member (e.g. /imagine-admin without the permission): say why.
-            await reply_privately(interaction, str(error))
+            # A refusal meant for the member (e.g. /imagine-admin without the permission): say why,
+            # in the member's own language when the refusal is a text to translate.
+            # (A translatable text has `render`; any other message is shown as it is.)
+            reason = (
+                error.args[0] if len(error.args) == 1 and hasattr(error.args[0], "render") else str(error)
+            )
+            await reply_privately(interaction, reason)
             return
         log.error(
             "command %s failed (guild %s, user %s)",

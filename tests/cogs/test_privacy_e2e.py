@@ -280,7 +280,7 @@ async def test_admin_forget_deletes_a_members_history_in_this_server_with_an_aud
         line.content,
         line.pings,
     ) == (
-        NOT_ADMIN,
+        str(NOT_ADMIN),
         False,
         f"Deleted the details of <@{member}>'s 1 finished job in this server.",
         True,
