@@ -141,7 +141,7 @@ def test_english_is_the_fallback_for_a_message_no_catalog_has() -> None:
     assert text.render(None) == str(text)
 
 
-def _marked_texts() -> Iterator[tuple[str, int, str | None, str]]:
+def _marked_texts() -> Iterator[tuple[str, int, object, object]]:
     """Every ``_``/``_n``/``_p`` call in the code, as (file, line, context, message) — read with ``ast``.
 
     Babel's extractor silently skips a marker nested in some other call's arguments; this walk does
