@@ -271,7 +271,10 @@ class ImagineBot(commands.AutoShardedBot):
         # One process watches the balance (the account is shared), so a crossing is posted once.
         if self.settings.low_balance_usd is not None and self.registers_commands:
             self.balance_watch = BalanceWatch(
-                self.toapis.balance, self._tell_operator, low_usd=self.settings.low_balance_usd
+                self.toapis.balance,
+                self._tell_operator,
+                low_usd=self.settings.low_balance_usd,
+                language=self._operator_channel_language,
             )
         self._runner = JobRunner(
             self.toapis,
@@ -398,6 +401,14 @@ class ImagineBot(commands.AutoShardedBot):
             except Exception:
                 # The database may be down right now; the next round tries again.
                 log.exception("housekeeping failed; trying again in %.0fs", self.sweep_interval)
+
+    def _operator_channel_language(self) -> str | None:
+        """The language of the server `OPERATOR_CHANNEL_ID` is in; None (English) when unknown."""
+        if self.settings.operator_channel_id is None:
+            return None
+        channel = self.get_channel(self.settings.operator_channel_id)
+        guild = getattr(channel, "guild", None)
+        return guild.preferred_locale.value if guild is not None else None
 
     async def _tell_operator(self, line: str) -> None:
         """Post one line to `OPERATOR_CHANNEL_ID` with the bot token (no pings); nothing if unset."""

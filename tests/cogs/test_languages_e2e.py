@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+import discord
+import pytest
+
+from bot.i18n import _
 from cogs.translator import translate_command_string
-from tests.rig import RunningBot, StartBot
+from tests.fakes.discord import FakeDiscord
+from tests.rig import RunningBot, StartBot, eventually
+
+GUILD = 1_212_121_212_121_212_121
 
 # Discord's locale codes for our nine translated languages (es-419 reads the es-ES catalog).
 TRANSLATED_LOCALES = ("zh-CN", "zh-TW", "ja", "ko", "es-ES", "es-419", "pt-BR", "fr", "de", "ru")
+
+
+@pytest.fixture
+async def discord_fake() -> AsyncIterator[FakeDiscord]:
+    """The rig's fake, with the server announced (GUILD_CREATE): the bot knows its language."""
+    original_base = discord.http.Route.BASE
+    fake = FakeDiscord(guild_ids=[GUILD])
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+        discord.http.Route.BASE = original_base
 
 
 def _localised(definition: dict[str, Any], key: str, locale: str) -> str | None:
@@ -56,3 +77,22 @@ async def test_the_japanese_description_is_japanese(start_bot: StartBot) -> None
     japanese = imagine["description_localizations"]["ja"]
     assert japanese != imagine["description"]
     assert any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in japanese)
+
+
+async def test_the_low_balance_alert_reads_in_the_operator_channels_server_language(
+    start_bot: StartBot, discord_fake: FakeDiscord
+) -> None:
+    operator = discord_fake.channel_id  # a channel of the bot's server
+    discord_fake.guild_locales[GUILD] = "de"  # the server's language, set before the bot connects
+    rig = await start_bot(low_balance_usd=5.0, operator_channel_id=operator, balance_check_minutes=0.001)
+    await eventually(lambda: rig.bot.get_channel(operator) is not None, what="the operator channel")
+    rig.toapis.balance.update(remain_balance=3.5, remain_credits=700)
+    line = await rig.discord.wait_for_message(lambda m: m.channel_id == operator)
+    alert = _(
+        "⚠️ The ToAPIs balance is low: {balance}, below LOW_BALANCE_USD ({threshold}). "
+        "Top up the account, or image requests will start failing.",
+        balance="$3.50 left (700 credits)",
+        threshold="$5.00",
+    )
+    assert alert.render("de") != str(alert)
+    assert line.content == alert.render("de")
