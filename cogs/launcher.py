@@ -24,7 +24,7 @@ from typing import Any
 
 import discord
 
-from bot import policy
+from bot import i18n, policy
 from bot.catalog import Catalog
 from bot.guild_settings import GuildSettings, GuildSettingsStore
 from bot.jobs.pacing import ChannelPacer
@@ -43,7 +43,7 @@ from bot.quota import QuotaExceededError, QuotaPlan
 from cogs import render
 from cogs.delivery import JobMessenger
 from cogs.members import requester
-from cogs.replies import reply_privately
+from cogs.replies import member_locale, reply_privately
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class JobLauncher:
                 request, watermark=policy.watermark(settings, self._operator), spoiler=completed.spoiler
             )
         except (RequestError, policy.RefusedError) as exc:
-            await reply_privately(interaction, str(exc))
+            await reply_privately(interaction, exc.text)
             return False
 
         missing = missing_permissions(interaction)
@@ -229,7 +229,7 @@ class JobLauncher:
 
     async def _with_preferences(
         self, who: policy.Requester, options: RequestOptions, settings: GuildSettings | None
-    ) -> tuple[Filled, str | None]:
+    ) -> tuple[Filled, i18n.Readable | None]:
         """`options` completed from the member's /imagine-settings, and the private note to send
         with the placeholder (defaults that were skipped), if any."""
         try:
@@ -242,11 +242,15 @@ class JobLauncher:
         completed = fill(options, prefs, self._catalog, default_model=self._default_model, settings=settings)
         return completed, unreadable or completed.note
 
-    async def _tell_privately(self, interaction: discord.Interaction, job: JobRecord, text: str) -> None:
-        """A private follow-up to the public placeholder; the job runs whether or not it arrives."""
+    async def _tell_privately(
+        self, interaction: discord.Interaction, job: JobRecord, text: i18n.Readable
+    ) -> None:
+        """A private follow-up to the public placeholder, in the member's language; the job runs
+        whether or not it arrives."""
+        content = i18n.render(text, member_locale(interaction))
         try:
             async with asyncio.timeout(self.placeholder_timeout):
-                await interaction.followup.send(text, ephemeral=True, allowed_mentions=render.NO_PINGS)
+                await interaction.followup.send(content, ephemeral=True, allowed_mentions=render.NO_PINGS)
         except (discord.HTTPException, TimeoutError) as exc:
             log.info("%s: the private note could not be sent: %s", job.log_name, type(exc).__name__)
 

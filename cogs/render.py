@@ -256,7 +256,7 @@ def _when(timestamp: float | None) -> str:
     return discord.utils.format_dt(datetime.fromtimestamp(timestamp, UTC), "f") if timestamp else "—"
 
 
-def details_embed(job: JobRecord, request: ImagineRequest) -> discord.Embed:
+def details_embed(job: JobRecord, request: ImagineRequest, locale: str | None = None) -> discord.Embed:
     """Everything about one job, for the Details button (private); always within Discord's embed limits."""
     embed = discord.Embed(title=f"Job {job.id}")
     embed.add_field(name="Model", value=f"{request.model.display_name} (`{request.model.id}`)")
@@ -289,7 +289,7 @@ def details_embed(job: JobRecord, request: ImagineRequest) -> discord.Embed:
     return _with_prompt(embed, request.prompt)
 
 
-def history_text(jobs: Sequence[JobRecord]) -> str:
+def history_text(jobs: Sequence[JobRecord], locale: str | None = None) -> str:
     """A member's recent jobs, one line each, newest first (for /imagine-history)."""
     lines: list[str] = []
     for job in jobs:
