@@ -40,6 +40,7 @@ class ForgetButton(
             (_("Delete my history"), discord.ButtonStyle.danger)
             if choice == "yes"
             else (
+                # Translators: the button that leaves the history as it is (nothing is deleted).
                 _("Cancel"),
                 discord.ButtonStyle.secondary,
             )
