@@ -238,6 +238,8 @@ def preferences_text(prefs: MemberPreferences, catalog: Catalog, *, default_mode
         return f"`{chosen}`" if chosen is not None else bot_default
 
     model_default = _("the model's default")
+    # Translators: the state of the "spoiler my images" setting.
+    spoiler = _p("setting", "on") if prefs.spoiler else _p("setting", "off")
     return _(
         "**Your /imagine defaults** (everywhere you use the bot; a server's rules still apply)\n"
         "**Model:** {model}\n"
@@ -251,8 +253,7 @@ def preferences_text(prefs: MemberPreferences, catalog: Catalog, *, default_mode
         resolution=value("resolution", model_default),
         n=value("n", _("the bot default (1)")),
         speed=value("speed", model_default),
-        # Translators: the state of the "spoiler my images" setting.
-        spoiler=_p("setting", "on") if prefs.spoiler else _p("setting", "off"),
+        spoiler=spoiler,
     )
 
 
