@@ -9,6 +9,7 @@ A locale without a catalog (Indonesian) reads English.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -20,7 +21,14 @@ from bot.i18n import _, _p
 from bot.jobs.records import JobRecord
 from bot.jobs.request import RequestOptions, request_for_job
 from bot.policy import quota_refusal
-from bot.preferences import NO_PREFERENCES, MemberPreferences, fill, preferences_text
+from bot.preferences import (
+    NO_PREFERENCES,
+    MemberPreferences,
+    PreferenceError,
+    change_preferences,
+    fill,
+    preferences_text,
+)
 from bot.quota import Limit, QuotaExceededError, next_day
 from bot.retention import forget_confirmation
 from bot.schema import jobs_table
@@ -79,15 +87,20 @@ async def job_count(rig: RunningBot) -> int:
 
 
 async def finished_job(server: Server, record: InteractionRecord) -> tuple[FakeMessage, JobRecord]:
-    """The final message and job record of an accepted /imagine."""
+    """The final message and the final job record of an accepted /imagine (the message may show
+    the result a moment before the record is marked final)."""
     message = await server.rig.finished(record)
     rig = server.rig
     assert rig.bot.store is not None
     async with rig.bot.store.engine.connect() as conn:
         query = sa.select(jobs_table.c.id).where(jobs_table.c.interaction_id == record.id)
         job_id = (await conn.execute(query)).scalar_one()
-    job = await rig.bot.jobs.get(job_id)
-    assert job is not None and job.is_final
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while (job := await rig.bot.jobs.get(job_id)) is None or not job.is_final:
+        assert loop.time() < deadline, f"job {job_id} is not final"
+        await asyncio.sleep(0.02)
     return message, job
 
 
@@ -196,8 +209,19 @@ async def test_a_japanese_member_reads_imagine_settings_in_japanese(server: Serv
         i18n.join([_("Saved."), preferences_text(prefs, catalog, default_model=default_model)]), JA
     )
     assert saved.splitlines()[0] == in_language(_("Saved."), JA)
-    # The refusal ends by saying nothing was changed, in Japanese too; the stored ratio stays.
-    assert (refused.endswith(in_language(_("Nothing was changed."), JA)), prefs.ratio) == (True, "16:9")
+    with pytest.raises(PreferenceError) as why:
+        change_preferences(
+            prefs,
+            catalog,
+            default_model=default_model,
+            changes={"model": "doubao-seedream-5-0", "ratio": "auto"},
+        )
+    # The refusal says why and that nothing was changed, in Japanese; the stored ratio stays.
+    assert (refused, prefs.ratio) == (
+        i18n.render(i18n.join([why.value.text, _("Nothing was changed.")], " "), JA),
+        "16:9",
+    )
+    assert refused.endswith(in_language(_("Nothing was changed."), JA))
     assert in_language(_p("setting", "on"), JA) in saved
 
 
