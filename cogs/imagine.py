@@ -13,12 +13,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.catalog import AUTO_RATIO, DOCUMENTED_RATIOS, MAX_TOTAL_IMAGES, SPEED_MODES, Catalog
+from bot.i18n import _, _p
 from bot.jobs.request import DEFAULT_RATIO, RequestOptions
 from bot.preferences import NO_PREFERENCES, fill
 from bot.references import MAX_REFERENCES, ReferenceRejectedError, ReferenceSource, check_sources
 from cogs.components import source_from_attachment
 from cogs.forms import (
-    EXPIRED,
     ExpiredForm,
     FormAnswers,
     MenuForm,
@@ -29,7 +29,7 @@ from cogs.forms import (
     submitted_form,
 )
 from cogs.launcher import RESTARTING
-from cogs.replies import reply_privately
+from cogs.replies import member_locale, reply_privately
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -37,17 +37,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MENU_NAME = "Imagine with these images"
+# The menu's name as the member's Discord shows it (the same message as the command's translation).
+MENU_TITLE = _p("menu name", "Imagine with these images")
 # Most seconds the menu form waits for the member's defaults before opening with the bot's.
 FORM_DEFAULTS_TIMEOUT = 1.0
-MENU_MESSAGE_GONE = (
+MENU_MESSAGE_GONE = _(
     "The message with those images was deleted, so this form can't be used any more. "
-    f"Use “{MENU_NAME}” on another message."
+    "Use “{menu}” on another message.",
+    menu=MENU_TITLE,
 )
 # Also what a member sees where Discord hides a member's message from the bot's own reads.
-MENU_IMAGES_GONE = (
-    f"{EXPIRED} I can't read that message's images any more: right-click the message → Apps → "
-    f"“{MENU_NAME}” for a new form."
+MENU_IMAGES_GONE = _(
+    "This form expired — open it again. I can't read that message's images any more: right-click the "
+    "message → Apps → “{menu}” for a new form.",
+    menu=MENU_TITLE,
 )
+NO_IMAGES = _("That message has no images. Use this on a message with image attachments.")
 
 
 def build_imagine_command(catalog: Catalog, bot: "ImagineBot") -> app_commands.Command:
@@ -161,9 +166,7 @@ class ImagineCog(commands.Cog):
             return
         sources = images_in_message(message)
         if not sources:
-            await reply_privately(
-                interaction, "That message has no images. Use this on a message with image attachments."
-            )
+            await reply_privately(interaction, NO_IMAGES)
             return
         references = tuple(sources[:MAX_REFERENCES])
         try:
@@ -179,7 +182,8 @@ class ImagineCog(commands.Cog):
             RequestForm(
                 form,
                 self.bot.catalog,
-                title=MENU_NAME,
+                title=MENU_TITLE,
+                locale=member_locale(interaction),
                 model=defaults.model_id or self.bot.settings.default_model,
                 reference_count=len(references),
                 ratio=defaults.ratio or DEFAULT_RATIO,
