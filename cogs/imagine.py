@@ -29,6 +29,7 @@ from cogs.forms import (
     answer_form,
     submitted_form,
 )
+from cogs.installs import usable_anywhere
 from cogs.launcher import RESTARTING
 from cogs.replies import reply_privately
 
@@ -143,8 +144,10 @@ class ImagineCog(commands.Cog):
 
     def __init__(self, bot: "ImagineBot") -> None:
         self.bot = bot
-        self.command = build_imagine_command(bot.catalog, bot)
-        self.menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.imagine_from_message)
+        self.command = usable_anywhere(build_imagine_command(bot.catalog, bot))
+        self.menu = usable_anywhere(
+            app_commands.ContextMenu(name=MENU_NAME, callback=self.imagine_from_message)
+        )
         self.open_menu_forms = OpenMenuForms()
 
     async def cog_load(self) -> None:

@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.retention import FORGET_CANCELLED, FORGET_FAILED, forget_confirmation, forget_done
+from cogs.installs import ANYWHERE_CONTEXTS, ANYWHERE_INSTALLS
 from cogs.replies import reply_privately
 
 if TYPE_CHECKING:
@@ -101,6 +102,8 @@ class PrivacyCog(commands.Cog, name="Privacy"):
             name=FORGET_COMMAND,
             description="Delete your image history (prompts, reference links) from the bot",
             callback=self._forget,
+            allowed_installs=ANYWHERE_INSTALLS,
+            allowed_contexts=ANYWHERE_CONTEXTS,
         )
 
     async def cog_load(self) -> None:
