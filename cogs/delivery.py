@@ -149,6 +149,7 @@ class JobMessenger:
         self._label = job.log_name  # built once: every log line names the job, server and member
         self._token_margin = token_margin
         self._dm: discord.DMChannel | None = None  # the member's DM, once a result went there
+        self._kept = False  # the result reached no one: it waits in /imagine-history
 
     @property
     def _channel(self) -> discord.PartialMessageable:
@@ -227,7 +228,11 @@ class JobMessenger:
     async def token_expiring(self) -> None:
         """The token is about to die and the job is not over: say (through it, while it works) that the
         result will come by DM, then stop relying on it."""
+        now = self._clock()
         if self._token_dead or self._message_gone or self._job.message_id is None:
+            self._token_dead = True
+            return
+        if not self._job.token_usable(now, margin=0):  # already dead (a job resumed after a restart)
             self._token_dead = True
             return
         webhook = discord.Webhook.partial(
@@ -285,6 +290,9 @@ class JobMessenger:
                 view=result_view(self._job, done=False),
             )
         )
+
+    def result_kept(self) -> bool:
+        return self._kept
 
     async def hold(self) -> None:
         try:
@@ -344,8 +352,7 @@ class JobMessenger:
 
     def _link(self) -> str:
         """A link to the job's message in its conversation."""
-        where = self._job.guild_id if self._job.guild_id is not None else "@me"
-        return f"https://discord.com/channels/{where}/{self._job.channel_id}/{self._job.message_id}"
+        return render.message_link(self._job.guild_id, self._job.channel_id, self._job.message_id or 0)
 
     async def _post_privately(self, make_body: Callable[[], MessageBody]) -> int | None:
         """Where only the token reaches the job: a follow-up while it lives, else the member's DMs
@@ -369,6 +376,7 @@ class JobMessenger:
                 exc.status,
                 exc.code,
             )
+            self._kept = True
             return None
         log.info("%s: the result was sent by DM (the interaction token had expired)", self._label)
         return dm_message.id

@@ -156,7 +156,7 @@ class JobLauncher:
         # Launches admitted past the busy check whose runner has not taken them yet: counted as
         # waiting, so a burst arriving at once cannot slip past MAX_QUEUED_JOBS together.
         self._launching = 0
-        self.token_lifetime = INTERACTION_TOKEN_LIFETIME
+        self.token_lifetime: float = INTERACTION_TOKEN_LIFETIME
         self.token_margin = TOKEN_SAFETY_MARGIN
 
     # -- a member's new job ----------------------------------------------------------------

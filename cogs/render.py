@@ -8,6 +8,7 @@ the bot spending an edit every second.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -289,6 +290,27 @@ def details_embed(job: JobRecord, request: ImagineRequest) -> discord.Embed:
     return _with_prompt(embed, request.prompt)
 
 
+def _kept_for_history(job: JobRecord) -> bool:
+    """A finished job whose images reached no one (a user install's token expired and the member's
+    DMs were closed): /imagine-history is where they are."""
+    images = job.delivered_images
+    return job.state is JobState.DONE and bool(images) and all(i.message_id is None for i in images)
+
+
+def _kept_images(job: JobRecord) -> str:
+    """The links of a kept result while the image service keeps them (about a day)."""
+    urls = job.result_urls or ()
+    if not urls or (job.result_expires_at is not None and job.result_expires_at <= time.time()):
+        return " · not delivered (your DMs were closed) and the links have expired — use Reroll"
+    links = " ".join(f"[{number}]({url})" for number, url in enumerate(urls, start=1))
+    until = (
+        f", until {discord.utils.format_dt(datetime.fromtimestamp(job.result_expires_at, UTC), 'R')}"
+        if job.result_expires_at is not None
+        else ""
+    )
+    return f" · not delivered (your DMs were closed), here{until}: {links}"
+
+
 def history_text(jobs: Sequence[JobRecord]) -> str:
     """A member's recent jobs, one line each, newest first (for /imagine-history)."""
     lines: list[str] = []
@@ -302,7 +324,9 @@ def history_text(jobs: Sequence[JobRecord]) -> str:
             outcome = "⏳ running"
         when = discord.utils.format_dt(datetime.fromtimestamp(job.created_at, UTC), "R")
         line = f"**{job.id}** · {outcome} · “{prompt}” · {when}"
-        if job.message_id is not None:
+        if _kept_for_history(job):
+            line += _kept_images(job)
+        elif job.message_id is not None:
             line += f" · [open]({message_link(job.guild_id, job.channel_id, job.message_id)})"
         if sum(len(kept) + 1 for kept in lines) + len(line) > 2000:
             break  # whole lines only: a clipped link is worse than one line fewer
