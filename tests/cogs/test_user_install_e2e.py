@@ -25,6 +25,7 @@ from cogs.installs import SERVER_INSTALL_ONLY
 from cogs.launcher import FORCED_PRIVATE
 from tests.cogs.test_durable_e2e import STALLED, _crash_while_running, final_job_of, let_tasks_finish
 from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionRecord, RecordedRequest
+from tests.fakes.toapis import make_image
 from tests.rig import RunningBot, status_of
 
 pytestmark = pytest.mark.asyncio
@@ -310,6 +311,29 @@ async def test_allowed_guild_ids_also_limit_a_user_install_in_another_server(sta
     rig = await start_bot(allowed_guild_ids=frozenset({discord_fake.guild_id}))
     answer = await answer_of(rig, await imagine_there(rig, prompt="a fox"))
     assert (answer, rig.toapis.submit_attempts) == ((True, "This bot is not available in this server."), 0)
+
+
+async def test_the_message_menu_there_reads_no_server_settings_and_delivers_through_the_token(start_bot):
+    rig = await start_bot()
+    fake = rig.discord
+    channel_id = fake.snowflake()
+    fake.channel(channel_id, guild_id=OTHER_SERVER)
+    fake.hidden_channels[channel_id] = 50001  # a channel of a server the bot is not in
+    photo = fake.make_attachment("cat.png", make_image(64, 64, "PNG"))
+    posted = fake.post_message("my cat", attachments=[photo], channel_id=channel_id)
+    menu = await fake.send_interaction(fake.message_command("Imagine with these images", posted))
+    await fake.wait_for(lambda _: menu.acknowledged)
+    assert menu.callback_type == 9, menu.callback
+    submitted = await fake.send_interaction(fake.modal_reply(menu, {"Prompt": "my cat as a lion"}))
+    message = await rig.finished(submitted)
+    job = await final_job_of(rig, submitted)
+    assert (
+        (menu.payload["context"], menu.payload["authorizing_integration_owners"]),
+        status_of(message).startswith("✅ 1 image"),
+        (job.reference_count, job.bot_in_channel),
+        OTHER_SERVER in rig.bot.guild_settings._cache,
+        hidden_channel_requests(fake),
+    ) == ((0, {"1": str(fake.user_id)}), True, (1, False), False, [])
 
 
 # --------------------------------------------------------------------------- buttons and restarts there

@@ -56,6 +56,10 @@ class InteractionPayloads:
         (context 2, never visible to the bot). ``external_apps=False``: the member lacks Use External
         Apps there, so Discord makes the app's responses ephemeral."""
         user = self.user_payload(user_id, username)
+        if channel_id is not None and channel_id in self.hidden_channels and not dm:
+            # Only the member's own install can be used in a channel the bot cannot see.
+            install = "user"
+            private_channel = "guild_id" not in self.channels.get(channel_id, {})
         payload: dict[str, Any] = {
             "id": str(self.snowflake()),
             "application_id": str(self.application_id),
