@@ -10,6 +10,8 @@ forced private answers are handled, and that only the operator's rules apply.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,16 @@ async def charged_today(rig: RunningBot, job: JobRecord) -> int:
     """The images counted against the member today (the operator's daily counter), once settled."""
     key = f"u:{job.user_id}:{day_key(job.created_at)}"
     return (await rig.bot.ledger.values([key])).get(key, 0)
+
+
+async def until_logged(caplog: pytest.LogCaptureFixture, text: str) -> None:
+    """Wait until the bot logged `text` (the log is what an operator sees of that failure)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while text not in caplog.text:
+        if loop.time() > deadline:
+            raise AssertionError(f"never logged {text!r}")
+        await asyncio.sleep(0.02)
 
 
 def short_token(rig: RunningBot, *, lifetime: float = 1.5, margin: float = 1.0) -> None:
@@ -245,6 +257,61 @@ async def test_a_server_forbidding_external_apps_gets_a_private_result_and_one_n
     ) == (True, True, 1, [FORCED_PRIVATE], [True], [])
 
 
+async def test_a_job_failing_after_its_token_expired_is_told_by_dm_and_charges_nothing(start_bot):
+    rig = await start_bot()
+    short_token(rig)
+    rig.toapis.plan = dataclasses.replace(STALLED, outcome="failed")
+    record = await imagine_there(rig, prompt="a refused picture")
+    await rig.discord.wait_for(
+        lambda _: record.original if record.original and record.original.content == RESULT_BY_DM else None
+    )
+    rig.discord.expire_interaction(record)
+    let_tasks_finish(rig.toapis)
+    job = await final_job_of(rig, record)
+    user_id = rig.discord.user_id
+    dm = await rig.discord.wait_for(lambda f: dm_messages(f, user_id) or None)
+    assert (
+        job.state,
+        await charged_today(rig, job),
+        status_of(dm[0]).startswith("❌"),
+        dm[0].content.startswith(
+            "Here is the result of your /imagine request: https://discord.com/channels/"
+        ),
+        hidden_channel_requests(rig.discord),
+    ) == (JobState.FAILED, 0, True, True, [])
+
+
+async def test_when_the_message_is_gone_before_the_notice_the_result_still_arrives_by_dm(start_bot, caplog):
+    caplog.set_level(logging.INFO)
+    rig = await start_bot()
+    short_token(rig)
+    rig.toapis.plan = STALLED
+    # The member deleted the message meanwhile: Discord answers every edit 404 Unknown Message.
+    rig.discord.inject("PATCH", r"/webhooks/\d+/[^/]+/messages/\d+$", 404, times=100)
+    record = await imagine_there(rig, prompt="a windy hill")
+    await until_logged(caplog, "the job message is deleted")
+    rig.discord.expire_interaction(record)
+    let_tasks_finish(rig.toapis)
+    job = await final_job_of(rig, record)
+    user_id = rig.discord.user_id
+    dm = await rig.discord.wait_for(lambda f: dm_messages(f, user_id) or None)
+    assert (job.state, [len(m.attachments) for m in dm], hidden_channel_requests(rig.discord)) == (
+        JobState.DONE,
+        [1],
+        [],
+    )
+
+
+async def test_a_group_dm_is_refused_privately_unless_the_operator_allows_dms(start_bot):
+    rig = await start_bot()
+    answer = await answer_of(rig, await imagine_there(rig, guild_id=None, prompt="a kite"))
+    assert (answer, rig.toapis.submit_attempts, hidden_channel_requests(rig.discord)) == (
+        (True, "Image generation is not available in direct messages. Use /imagine in a server."),
+        0,
+        [],
+    )
+
+
 # --------------------------------------------------------------------------- the operator's rules there
 
 
@@ -356,6 +423,23 @@ async def test_reroll_there_delivers_the_new_job_through_the_clicks_own_token(st
         (again.prompt, again.bot_in_channel),
         hidden_channel_requests(rig.discord),
     ) == (0, True, True, ("a red balloon", False), [])
+
+
+async def test_vary_there_takes_the_image_from_the_clicked_message(start_bot):
+    rig = await start_bot()
+    first = await imagine_there(rig, prompt="a blue vase")
+    message = await rig.finished(first)
+    job = await final_job_of(rig, first)
+    click = await rig.discord.send_interaction(
+        rig.discord.component_interaction(message, f"imagine:vary:{job.id}")
+    )
+    varied = await rig.finished(click)
+    again = await final_job_of(rig, click)
+    assert (
+        status_of(varied).startswith("✅ 1 image"),
+        (again.prompt, again.reference_count, again.bot_in_channel),
+        hidden_channel_requests(rig.discord),
+    ) == (True, ("a blue vase", 1, False), [])
 
 
 async def test_delete_there_removes_the_result_through_the_clicks_own_token(start_bot):
