@@ -308,6 +308,7 @@ class ImagineBot(commands.AutoShardedBot):
             owns=self.owns,
             stopping=lambda: self.stopping,
             max_queued_jobs=self.settings.max_queued_jobs,
+            ledger=self._ledger,
         )
         for extension in EXTENSIONS:
             await self.load_extension(extension)

@@ -39,7 +39,7 @@ from bot.jobs.request import (
 )
 from bot.jobs.runner import JobRunner, first_progress
 from bot.preferences import NO_PREFERENCES, Filled, PreferencesStore, fill
-from bot.quota import QuotaExceededError, QuotaPlan
+from bot.quota import QuotaExceededError, QuotaLedger, QuotaPlan
 from cogs import render
 from cogs.delivery import JobMessenger
 from cogs.installs import conversation, server_installed
@@ -67,8 +67,9 @@ INTERACTION_TOKEN_LIFETIME = 15 * 60
 # The bot stops relying on a token this long before it dies: a job reached only through its token
 # tells the member then, while the token still works, that its result will come by DM.
 TOKEN_SAFETY_MARGIN = 30.0
-# Said once, privately, when Discord made the public placeholder private: the server does not let
-# its members' own apps answer in public.
+# Said once a day per member and server, privately, when Discord made the public placeholder private:
+# the server does not let its members' own apps answer in public.
+FORCED_PRIVATE_NOTE_SECONDS = 24 * 3600
 FORCED_PRIVATE = (
     "This server only lets apps its members added themselves answer privately, so only you can see "
     "this request and its images. To share them, use /imagine where the bot is a member."
@@ -134,6 +135,7 @@ class JobLauncher:
         owns: Callable[[JobRecord], bool],
         stopping: Callable[[], bool],
         max_queued_jobs: int | None = None,
+        ledger: QuotaLedger | None = None,
     ) -> None:
         """`max_queued_jobs`: beyond this many jobs waiting to be sent, new requests are refused
         (None: no limit)."""
@@ -150,6 +152,7 @@ class JobLauncher:
         self._spawn: Callable[..., asyncio.Task[Any]] = spawn
         self._owns = owns  # whether a job's server is on a shard this process runs
         self._stopping = stopping
+        self._ledger = ledger  # remembers which members were told why their answers are private
         self.placeholder_timeout = PLACEHOLDER_TIMEOUT
         self._live_jobs: dict[int, asyncio.Task[Any]] = {}
         self.max_queued_jobs = max_queued_jobs
@@ -244,7 +247,8 @@ class JobLauncher:
             log.info(
                 "%s: Discord made the answer private (external apps answer privately here)", job.log_name
             )
-            await self._tell_privately(interaction, job, FORCED_PRIVATE)
+            if await self._first_private_answer(who):
+                await self._tell_privately(interaction, job, FORCED_PRIVATE)
         if note is not None:
             await self._tell_privately(interaction, job, note)
         return launched
@@ -263,6 +267,20 @@ class JobLauncher:
             prefs, unreadable = NO_PREFERENCES, PREFERENCES_UNREADABLE
         completed = fill(options, prefs, self._catalog, default_model=self._default_model, settings=settings)
         return completed, unreadable or completed.note
+
+    async def _first_private_answer(self, who: policy.Requester) -> bool:
+        """Whether this member has not yet been told (today, in this server) why answers are private."""
+        if self._ledger is None:
+            return True
+        try:
+            return await self._ledger.claim(
+                f"note:private:{who.guild_id}:{who.user_id}", FORCED_PRIVATE_NOTE_SECONDS
+            )
+        except Exception as exc:
+            log.warning(
+                "user %s: could not check the private-answer note: %s", who.user_id, type(exc).__name__
+            )
+            return True  # telling twice beats never telling
 
     async def _tell_privately(self, interaction: discord.Interaction, job: JobRecord, text: str) -> None:
         """A private follow-up to the public placeholder; the job runs whether or not it arrives."""

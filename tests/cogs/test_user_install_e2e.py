@@ -246,15 +246,16 @@ async def test_a_server_forbidding_external_apps_gets_a_private_result_and_one_n
     rig = await start_bot()
     record = await imagine_there(rig, prompt="a secret garden", external_apps=False)
     message = await rig.finished(record)
-    notes = [m.content for m in record.followups]
+    second = await imagine_there(rig, prompt="a second garden", external_apps=False)
+    again = await rig.finished(second)
     assert (
-        message.ephemeral,
+        (message.ephemeral, again.ephemeral),
         status_of(message).startswith("✅ 1 image"),
         len(message.attachments),
-        notes,
-        [m.ephemeral for m in record.followups],
+        [(m.content, m.ephemeral) for m in record.followups],
+        [m.content for m in second.followups],
         hidden_channel_requests(rig.discord),
-    ) == (True, True, 1, [FORCED_PRIVATE], [True], [])
+    ) == ((True, True), True, 1, [(FORCED_PRIVATE, True)], [], [])
 
 
 async def test_a_job_failing_after_its_token_expired_is_told_by_dm_and_charges_nothing(start_bot):
