@@ -150,6 +150,7 @@ class JobMessenger:
         self._token_margin = token_margin
         self._dm: discord.DMChannel | None = None  # the member's DM, once a result went there
         self._kept = False  # the result reached no one: it waits in /imagine-history
+        self._finishing = False  # the final state (result or failure) is being shown
 
     @property
     def _channel(self) -> discord.PartialMessageable:
@@ -229,6 +230,8 @@ class JobMessenger:
         """The token is about to die and the job is not over: say (through it, while it works) that the
         result will come by DM, then stop relying on it."""
         now = self._clock()
+        if self._finishing:
+            return  # the result is being shown through the token right now: nothing to announce
         if self._token_dead or self._message_gone or self._job.message_id is None:
             self._token_dead = True
             return
@@ -311,6 +314,7 @@ class JobMessenger:
 
     async def _show_final(self, make_body: Callable[[], MessageBody]) -> int | None:
         """Put the final state in the job message, or in a new message; return its id."""
+        self._finishing = True
         try:
             await self._write(lambda: self._edit(make_body))
             return self._job.message_id
