@@ -12,7 +12,7 @@ with the member); anywhere else it reaches the conversation only through the int
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 from discord import app_commands
@@ -26,20 +26,13 @@ SERVER_INSTALL_ONLY = app_commands.AppInstallationType(guild=True, user=False)
 SERVER_CONTEXT_ONLY = app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False)
 
 # The member's own commands: usable from a user install, wherever the member is.
-Usable = app_commands.Command[Any, ..., Any] | app_commands.ContextMenu | app_commands.Group
+Usable = TypeVar("Usable", app_commands.Command[Any, ..., Any], app_commands.ContextMenu)
 
 
 def usable_anywhere(command: Usable) -> Usable:
     """Register `command` for server and user installs, in servers, the bot's DM and private channels."""
     command.allowed_installs = ANYWHERE_INSTALLS
     command.allowed_contexts = ANYWHERE_CONTEXTS
-    return command
-
-
-def server_only(command: Usable) -> Usable:
-    """Register `command` for server installs only, in the server's channels."""
-    command.allowed_installs = SERVER_INSTALL_ONLY
-    command.allowed_contexts = SERVER_CONTEXT_ONLY
     return command
 
 
