@@ -91,8 +91,12 @@ async def until_logged(caplog: pytest.LogCaptureFixture, text: str) -> None:
         await asyncio.sleep(0.02)
 
 
-def short_token(rig: RunningBot, *, lifetime: float = 1.5, margin: float = 1.0) -> None:
-    """Interaction tokens that die within seconds, so a job outlives its token within a test."""
+def short_token(rig: RunningBot, *, lifetime: float = 6.0, margin: float = 5.0) -> None:
+    """Interaction tokens that die within seconds, so a job outlives its token within a test.
+
+    The bot gives up the token (and tells the member) a second after the request; the test then
+    expires it in the fake itself (`expire_interaction`), so nothing waits for the clock but that
+    one second, and a slow machine only delays the notice."""
     rig.bot.launcher.token_lifetime = lifetime
     rig.bot.launcher.token_margin = margin
     rig.discord.token_ttl = lifetime
