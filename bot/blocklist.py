@@ -936,3 +936,42 @@ class Blocklist:
         found += [g.first_match(regex_views) for g in self._regex_groups]
         hits = [item for item in found if item is not None]
         return min(hits, key=lambda item: item.index).entry if hits else None
+
+
+def parse_blocklist_file(text: str) -> Blocklist:
+    """A blocklist kept as a text file (the operator's `OPERATOR_BLOCKLIST_FILE`), one entry a line,
+    written the way `/imagine-admin blocklist list` shows entries:
+
+    * ``word: kill yourself`` — a word or phrase (a line with no prefix is a word too);
+    * ``regex: b[a-z]*d`` — a regular expression (``regex: /b[a-z]*d/`` as listed works as well);
+    * ``except: j'ai hâte`` — a phrase that is never treated as a match.
+
+    Blank lines and lines starting with ``#`` are skipped. Every entry is checked like an admin's
+    (:func:`validate_entry`); :class:`BlocklistError` names the first bad line.
+    """
+    entries: list[BlockEntry] = []
+    exceptions: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        kind, _, rest = line.partition(":")
+        kind = kind.strip().lower()
+        try:
+            if kind == "regex" and rest.strip():
+                pattern = rest.strip()
+                if len(pattern) > 1 and pattern.startswith("/") and pattern.endswith("/"):
+                    pattern = pattern[1:-1]
+                entries.append(validate_entry("regex", pattern))
+            elif kind == "except" and rest.strip():
+                exceptions.append(validate_exception(rest))
+            elif kind == "word" and rest.strip():
+                entries.append(validate_entry("word", rest))
+            else:
+                entries.append(validate_entry("word", line))
+        except BlocklistError as exc:
+            raise BlocklistError(f"line {number}: {exc}") from None
+    try:
+        return Blocklist(dict.fromkeys(entries), dict.fromkeys(exceptions))
+    except BlocklistError as exc:
+        raise BlocklistError(f"the list as a whole: {exc}") from None

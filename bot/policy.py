@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.blocklist import Blocklist
 from bot.guild_settings import GuildSettings
 from bot.i18n import Readable, Text, _, _n
 from bot.jobs.request import ImagineRequest
@@ -27,6 +28,9 @@ class OperatorRules:
     allowed_guild_ids: frozenset[int] | None = None  # None: any server
     allow_dms: bool = False
     watermark: bool = False  # whether images carry the provider's watermark unless a server says
+    # The operator's own prompt blocklist (OPERATOR_BLOCKLIST_FILE): applies everywhere, before any
+    # server's list, and is the only list where the bot is used from a user install.
+    blocklist: Blocklist | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class Requester:
     parent_channel_id: int | None = None  # a thread's channel
     role_ids: frozenset[int] = frozenset()
     locale: str | None = None  # the server's Discord locale: its language's letters are not look-alikes
+    # The server installed the bot. False for a user install used in a server that never did: it has
+    # no settings of its own there, and only the operator's rules apply.
+    server_installed: bool = True
 
 
 class RefusedError(Exception):
@@ -64,15 +71,24 @@ def guild_allowed(operator: OperatorRules, guild_id: int) -> bool:
 def check(
     settings: GuildSettings | None, operator: OperatorRules, who: Requester, request: ImagineRequest
 ) -> None:
-    """Raise `RefusedError` if a fixed rule forbids this request (quotas are checked on reservation)."""
+    """Raise `RefusedError` if a fixed rule forbids this request (quotas are checked on reservation).
+
+    Direct messages and private channels (no server) follow `ALLOW_DMS`; `ALLOWED_GUILD_IDS` applies
+    to every server, including one where a member uses the bot from a user install. A server that
+    never installed the bot has no rules of its own: only the operator's apply there.
+    """
     if who.guild_id is None:
         if not operator.allow_dms:
             raise RefusedError(
                 _("Image generation is not available in direct messages. Use /imagine in a server.")
             )
+        _check_operator_blocklist(operator, who, request)
         return
     if not guild_allowed(operator, who.guild_id):
         raise RefusedError(_("This bot is not available in this server."))
+    _check_operator_blocklist(operator, who, request)
+    if not who.server_installed:
+        return
     assert settings is not None
     if not settings.enabled:
         raise RefusedError(
@@ -151,6 +167,13 @@ def check(
                 "Your prompt contains a word or phrase this server does not allow. "
                 "Change the prompt and try again."
             )
+        )
+
+
+def _check_operator_blocklist(operator: OperatorRules, who: Requester, request: ImagineRequest) -> None:
+    if operator.blocklist and operator.blocklist.match(request.prompt, who.locale) is not None:
+        raise RefusedError(
+            _("Your prompt contains a word or phrase this bot does not allow. Change the prompt and try again.")
         )
 
 

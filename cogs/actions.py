@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ from bot.references import ReferenceSource
 from cogs import render
 from cogs.components import ResultButton, VaryPicker, source_from_attachment
 from cogs.forms import FormAnswers, RemixForm, RequestForm, answer_form, submitted_form
+from cogs.installs import ANYWHERE_CONTEXTS, ANYWHERE_INSTALLS
 from cogs.replies import member_locale, reply_privately
 
 if TYPE_CHECKING:
@@ -65,6 +67,8 @@ class ActionsCog(commands.Cog, name="Actions"):
             name="imagine-history",
             description="Your last 10 images in this server, with links",
             callback=self._history,
+            allowed_installs=ANYWHERE_INSTALLS,
+            allowed_contexts=ANYWHERE_CONTEXTS,
         )
 
     async def cog_load(self) -> None:
@@ -165,7 +169,7 @@ class ActionsCog(commands.Cog, name="Actions"):
         message: discord.Message | None = None
         if interaction.message is not None and interaction.message.id == message_id:
             message = interaction.message
-        elif message_id is not None:
+        elif message_id is not None and not job.token_only:  # else only the token reaches it
             channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
             try:
                 message = await channel.fetch_message(message_id)
@@ -243,6 +247,9 @@ class ActionsCog(commands.Cog, name="Actions"):
                 ),
             )
             return
+        if job.token_only:
+            await self._delete_through_interaction(interaction, job)
+            return
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         ids: list[int | None] = list(job.delivered_message_ids) or [job.message_id]
         deleted = 0
@@ -258,6 +265,44 @@ class ActionsCog(commands.Cog, name="Actions"):
         await reply_privately(
             interaction, _("Deleted.") if deleted else _("There was nothing left to delete.")
         )
+
+    async def _delete_through_interaction(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        """Delete where the bot is not a member: the clicked message through this click's own (fresh)
+        token; the job's other messages (images past the tenth) through the job's token while it
+        lives. The channel endpoints would only answer 403/404 there."""
+        deleted = 0
+        try:
+            await interaction.response.defer()  # acknowledges the click on the message itself
+            await interaction.delete_original_response()
+            deleted += 1
+        except discord.HTTPException as exc:
+            log.warning("%s: deleting the clicked message failed: %s", job.log_name, exc.status)
+        clicked = interaction.message.id if interaction.message is not None else None
+        others = [m for m in job.delivered_message_ids if m is not None and m != clicked]
+        left = 0
+        if others and job.token_usable(time.time()):
+            assert job.interaction_token is not None
+            webhook = discord.Webhook.partial(job.application_id, job.interaction_token, client=self.bot)
+            for message_id in others:
+                try:
+                    await webhook.delete_message(message_id)
+                    deleted += 1
+                except discord.NotFound:
+                    continue
+                except discord.HTTPException as exc:
+                    log.warning("%s: deleting message %s failed: %s", job.log_name, message_id, exc.status)
+                    left += 1
+        else:
+            left = len(others)
+        log.info("%s: result deleted by user %s (%d message(s))", job.log_name, interaction.user.id, deleted)
+        if left:
+            text = _(
+                "Deleted what I still can. The bot isn't a member here, and the rest of these images "
+                "can no longer be reached — a moderator can delete them."
+            )
+        else:
+            text = _("Deleted.") if deleted else _("There was nothing left to delete.")
+        await reply_privately(interaction, text)
 
     async def _details(self, interaction: discord.Interaction, job: JobRecord) -> None:
         request = request_for_job(job, self.bot.catalog)

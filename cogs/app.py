@@ -26,7 +26,7 @@ from discord.ext import commands
 from bot import toapis
 from bot.balance import BalanceWatch
 from bot.catalog import Catalog
-from bot.config import Settings
+from bot.config import Settings, load_operator_blocklist
 from bot.guild_settings import GuildSettingsStore
 from bot.http_server import HealthChecks, HttpServer, HttpServerError
 from bot.jobs.news import TaskNews
@@ -91,6 +91,7 @@ REQUIRED_PERMISSIONS = discord.Permissions(
     read_message_history=True,
 )
 SCOPES = ("bot", "applications.commands")
+USER_INSTALL_SCOPES = ("applications.commands",)
 
 TOKEN_REJECTED = (
     "DISCORD_TOKEN was rejected by Discord: copy the bot's token again from the developer portal "
@@ -121,7 +122,16 @@ def shard_of(guild_id: int | None, shard_count: int) -> int:
 
 
 def invite_url(application_id: int) -> str:
-    return discord.utils.oauth_url(application_id, permissions=REQUIRED_PERMISSIONS, scopes=SCOPES)
+    """The server install link: the bot joins the server with the permissions it needs there."""
+    url = discord.utils.oauth_url(application_id, permissions=REQUIRED_PERMISSIONS, scopes=SCOPES)
+    return f"{url}&integration_type=0"
+
+
+def user_install_url(application_id: int) -> str:
+    """The user install link: a member adds the commands to their own account, to use anywhere
+    (the bot joins nothing, so it asks for no permissions)."""
+    url = discord.utils.oauth_url(application_id, scopes=USER_INSTALL_SCOPES)
+    return f"{url}&integration_type=1"
 
 
 class ImagineTree(app_commands.CommandTree):
@@ -183,6 +193,7 @@ class ImagineBot(commands.AutoShardedBot):
             allowed_guild_ids=settings.allowed_guild_ids,
             allow_dms=settings.allow_dms,
             watermark=settings.watermark,
+            blocklist=load_operator_blocklist(settings.operator_blocklist_file),
         )
         self._jobs: JobStore | None = None
         self._guild_settings: GuildSettingsStore | None = None
@@ -306,6 +317,7 @@ class ImagineBot(commands.AutoShardedBot):
             owns=self.owns,
             stopping=lambda: self.stopping,
             max_queued_jobs=self.settings.max_queued_jobs,
+            ledger=self._ledger,
         )
         await self.tree.set_translator(CatalogTranslator())
         for extension in EXTENSIONS:
@@ -611,7 +623,7 @@ async def run_bot(settings: Settings, catalog: Catalog) -> int:
 
 
 async def run_check(settings: Settings, catalog: Catalog) -> int:
-    """`python -m bot --check`: prove both credentials work and print the invite URL."""
+    """`python -m bot --check`: prove both credentials work and print both install links."""
     print(f"Settings: OK ({len(catalog)} models, default {settings.default_model})")
     if not await _check_http(settings):
         return 1
@@ -657,7 +669,8 @@ async def run_check(settings: Settings, catalog: Catalog) -> int:
     finally:
         await discord_client.close()
     print(f"Discord: logged in as {user} (application {app.id})")
-    print(f"Invite the bot with: {invite_url(app.id)}")
+    print(f"Add the bot to a server: {invite_url(app.id)}")
+    print(f"Add it to your own account (use it anywhere): {user_install_url(app.id)}")
     return 0
 
 

@@ -28,6 +28,7 @@ from cogs.forms import (
     answer_form,
     submitted_form,
 )
+from cogs.installs import conversation, server_installed, usable_anywhere
 from cogs.launcher import RESTARTING
 from cogs.replies import member_locale, reply_privately
 
@@ -147,8 +148,10 @@ class ImagineCog(commands.Cog):
 
     def __init__(self, bot: "ImagineBot") -> None:
         self.bot = bot
-        self.command = build_imagine_command(bot.catalog, bot)
-        self.menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.imagine_from_message)
+        self.command = usable_anywhere(build_imagine_command(bot.catalog, bot))
+        self.menu = usable_anywhere(
+            app_commands.ContextMenu(name=MENU_NAME, callback=self.imagine_from_message)
+        )
         self.open_menu_forms = OpenMenuForms()
 
     async def cog_load(self) -> None:
@@ -200,9 +203,10 @@ class ImagineCog(commands.Cog):
             # The form must be the first answer, within Discord's 3 s: a slow read is not waited for.
             async with asyncio.timeout(FORM_DEFAULTS_TIMEOUT):
                 prefs = await self.bot.preferences.get(interaction.user.id)
+                # A server that never installed the bot has no settings: none are read for it.
                 settings = (
                     await self.bot.guild_settings.get(interaction.guild_id)
-                    if interaction.guild_id is not None
+                    if interaction.guild_id is not None and server_installed(interaction)
                     else None
                 )
         except Exception as exc:
@@ -251,6 +255,10 @@ class ImagineCog(commands.Cog):
     ) -> tuple[ReferenceSource, ...] | None:
         """The images of a menu form's message, read again (after a restart); None once the member
         was told privately why they cannot be had."""
+        if not conversation(interaction).bot_in_channel:
+            # Where the bot is not a member it cannot read messages back: only the open form had them.
+            await reply_privately(interaction, MENU_IMAGES_GONE)
+            return None
         channel = self.bot.get_partial_messageable(form.channel_id, guild_id=interaction.guild_id)
         try:
             message = await channel.fetch_message(form.message_id)

@@ -45,9 +45,10 @@ from bot.jobs.request import (
 )
 from bot.jobs.runner import JobRunner, first_progress
 from bot.preferences import NO_PREFERENCES, Filled, PreferencesStore, fill
-from bot.quota import QuotaExceededError, QuotaPlan
+from bot.quota import QuotaExceededError, QuotaLedger, QuotaPlan
 from cogs import render
 from cogs.delivery import JobMessenger
+from cogs.installs import conversation, server_installed
 from cogs.members import requester
 from cogs.replies import member_locale, reply_privately
 
@@ -67,6 +68,16 @@ PREFERENCES_UNREADABLE = _(
 PLACEHOLDER_TIMEOUT = 2.5
 # Discord ends an interaction token's life 15 minutes after the interaction was created.
 INTERACTION_TOKEN_LIFETIME = 15 * 60
+# The bot stops relying on a token this long before it dies: a job reached only through its token
+# tells the member then, while the token still works, that its result will come by DM.
+TOKEN_SAFETY_MARGIN = 30.0
+# Said once a day per member and server, privately, when Discord made the public placeholder private:
+# the server does not let its members' own apps answer in public.
+FORCED_PRIVATE_NOTE_SECONDS = 24 * 3600
+FORCED_PRIVATE = _(
+    "This server only lets apps its members added themselves answer privately, so only you can see "
+    "this request and its images. To share them, use /imagine where the bot is a member."
+)
 # A job with no runner here counts as stranded only once its record has been untouched this
 # long: a job being accepted gets its message id written within seconds, well inside this.
 ORPHAN_GRACE = 120.0
@@ -81,8 +92,9 @@ _NEEDED = {
 
 
 def missing_permissions(interaction: discord.Interaction) -> list[str]:
-    """Names of channel permissions the bot lacks (none are checked outside servers)."""
-    if interaction.guild_id is None:
+    """Names of channel permissions the bot lacks (none are checked outside servers, nor in a server
+    where the bot is used from a user install: it answers there only through the interaction)."""
+    if interaction.guild_id is None or not server_installed(interaction):
         return []
     needed = dict(_NEEDED)
     if isinstance(interaction.channel, discord.Thread):
@@ -150,6 +162,7 @@ class JobLauncher:
         owns: Callable[[JobRecord], bool],
         stopping: Callable[[], bool],
         max_queued_jobs: int | None = None,
+        ledger: QuotaLedger | None = None,
     ) -> None:
         """`max_queued_jobs`: beyond this many jobs waiting to be sent, new requests are refused
         (None: no limit)."""
@@ -166,12 +179,15 @@ class JobLauncher:
         self._spawn: Callable[..., asyncio.Task[Any]] = spawn
         self._owns = owns  # whether a job's server is on a shard this process runs
         self._stopping = stopping
+        self._ledger = ledger  # remembers which members were told why their answers are private
         self.placeholder_timeout = PLACEHOLDER_TIMEOUT
         self._live_jobs: dict[int, asyncio.Task[Any]] = {}
         self.max_queued_jobs = max_queued_jobs
         # Launches admitted past the busy check whose runner has not taken them yet: counted as
         # waiting, so a burst arriving at once cannot slip past MAX_QUEUED_JOBS together.
         self._launching = 0
+        self.token_lifetime: float = INTERACTION_TOKEN_LIFETIME
+        self.token_margin = TOKEN_SAFETY_MARGIN
 
     # -- a member's new job ----------------------------------------------------------------
 
@@ -233,6 +249,7 @@ class JobLauncher:
         if job is None:
             return False
         started = datetime.fromtimestamp(job.created_at, tz=UTC)
+        forced_private = False
         try:
             # Bounded: discord.py retries a 5xx for half a minute, long after Discord's 3 s window.
             async with asyncio.timeout(self.placeholder_timeout):
@@ -242,6 +259,9 @@ class JobLauncher:
                 )
             if response.message_id is not None:  # always set for a message Discord posted
                 job = await self._jobs.set_message_id(job, response.message_id)
+            # Discord answers privately, whatever was asked, where a server forbids its members' own
+            # apps to answer in public: the job carries on there (only the token reaches it).
+            forced_private = response.is_ephemeral()
         except (Exception, asyncio.CancelledError) as exc:
             # Nothing was sent to the image service: the job ends now and its quota comes back.
             await self._placeholder_failed(interaction, job, request, exc)
@@ -250,6 +270,12 @@ class JobLauncher:
             return False
         log.info("%s: accepted (channel %s)", job.log_name, interaction.channel_id)
         launched = self.start(job, request, launched=True)
+        if forced_private:
+            log.info(
+                "%s: Discord made the answer private (external apps answer privately here)", job.log_name
+            )
+            if await self._first_private_answer(who):
+                await self._tell_privately(interaction, job, FORCED_PRIVATE)
         if note is not None:
             await self._tell_privately(interaction, job, note)
         return launched
@@ -269,6 +295,20 @@ class JobLauncher:
         completed = fill(options, prefs, self._catalog, default_model=self._default_model, settings=settings)
         return completed, unreadable or completed.note
 
+    async def _first_private_answer(self, who: policy.Requester) -> bool:
+        """Whether this member has not yet been told (today, in this server) why answers are private."""
+        if self._ledger is None:
+            return True
+        try:
+            return await self._ledger.claim(
+                f"note:private:{who.guild_id}:{who.user_id}", FORCED_PRIVATE_NOTE_SECONDS
+            )
+        except Exception as exc:
+            log.warning(
+                "user %s: could not check the private-answer note: %s", who.user_id, type(exc).__name__
+            )
+            return True  # telling twice beats never telling
+
     async def _tell_privately(self, interaction: discord.Interaction, job: JobRecord, text: Readable) -> None:
         """A private follow-up to the public placeholder; the job runs whether or not it arrives."""
         try:
@@ -282,8 +322,13 @@ class JobLauncher:
             log.info("%s: the private note could not be sent: %s", job.log_name, type(exc).__name__)
 
     async def _settings_for(self, who: policy.Requester) -> GuildSettings | None:
-        """The server's settings (None in direct messages), the blocklist ready for its language."""
-        if who.guild_id is None:
+        """The server's settings (None in direct messages, and in a server that never installed the
+        bot: nothing is read for it), the blocklists ready for its language."""
+        operator_blocklist = self._operator.blocklist
+        if operator_blocklist:
+            # Compiled once per language, off the event loop like a server's list.
+            await asyncio.to_thread(lambda: operator_blocklist.prepare(who.locale))
+        if who.guild_id is None or not who.server_installed:
             return None
         settings = await self._guild_settings.get(who.guild_id)
         if settings.blocklist:
@@ -307,10 +352,11 @@ class JobLauncher:
                 application_id=interaction.application_id,
                 interaction_id=interaction.id,
                 interaction_token=interaction.token,
-                token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_LIFETIME,
+                token_expires_at=interaction.created_at.timestamp() + self.token_lifetime,
                 upload_limit=interaction.filesize_limit,
                 locale=member_locale(interaction),
                 guild_locale=interaction.guild_locale.value if interaction.guild_locale else None,
+                conversation=conversation(interaction),
             )
             return await self._jobs.create(new_job(request, origin), quota=plan)
         except QuotaExceededError as exc:
@@ -373,7 +419,9 @@ class JobLauncher:
         if job.id in self._live_jobs:
             log.warning("%s: already running in this process; not starting it twice", job.log_name)
             return False
-        messenger = JobMessenger(self._client, job, request, self._jobs, self._pacer)
+        messenger = JobMessenger(
+            self._client, job, request, self._jobs, self._pacer, token_margin=self.token_margin
+        )
         task = self._spawn(self._run(job, request, messenger, resumed, launched), name=f"job-{job.id}")
         self._live_jobs[job.id] = task
         task.add_done_callback(lambda done: self._forget(job.id, done))
@@ -434,15 +482,37 @@ class JobLauncher:
             # No await between this and the runner counting the job as unsent: never counted twice
             # or not at all.
             self._launching -= 1
-        final = await self._runner.run(job, request, messenger, resumed=resumed)
+        # Where only the token reaches the job, the member is told before it dies (see the messenger).
+        watch = (
+            self._spawn(self._before_token_dies(job, messenger), name=f"job-{job.id}-token")
+            if job.token_only
+            else None
+        )
+        try:
+            final = await self._runner.run(job, request, messenger, resumed=resumed)
+        finally:
+            if watch is not None:
+                watch.cancel()
         await self.audit(final, request, messenger.failure)
+
+    async def _before_token_dies(self, job: JobRecord, messenger: JobMessenger) -> None:
+        """At the token's safety margin, tell the member (through it) that the result will come by DM."""
+        if job.token_expires_at is None or not job.interaction_token:
+            return
+        await asyncio.sleep(max(0.0, job.token_expires_at - self.token_margin - time.time()))
+        await messenger.token_expiring()
 
     # -- the audit channel -------------------------------------------------------------------
 
     async def audit(self, job: JobRecord, request: ImagineRequest, failure: Readable | None = None) -> None:
         """One compact line per finished job in the server's audit channel, if it has one, in the
         server's language (recorded with the job). `failure`: why it failed, as the member was told."""
-        if job.guild_id is None or job.state not in (JobState.DONE, JobState.FAILED):
+        # A server that never installed the bot has no audit channel (and no settings to read).
+        if (
+            job.guild_id is None
+            or not job.bot_in_channel
+            or job.state not in (JobState.DONE, JobState.FAILED)
+        ):
             return
         settings = await self._guild_settings.get(job.guild_id)
         if settings.audit_channel_id is None:

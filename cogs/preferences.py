@@ -24,6 +24,7 @@ from bot.preferences import (
     change_preferences,
     preferences_text,
 )
+from cogs.installs import usable_anywhere
 from cogs.replies import reply_privately
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class PreferencesCog(commands.Cog):
 
     def __init__(self, bot: "ImagineBot") -> None:
         self.bot = bot
-        self.command = build_settings_command(bot.catalog, bot)
+        self.command = usable_anywhere(build_settings_command(bot.catalog, bot))
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.command)

@@ -18,6 +18,7 @@ from discord.ext import commands
 from bot import i18n
 from bot.i18n import _
 from bot.retention import FORGET_CANCELLED, FORGET_FAILED, forget_confirmation, forget_done
+from cogs.installs import ANYWHERE_CONTEXTS, ANYWHERE_INSTALLS
 from cogs.replies import member_locale, reply_privately
 
 if TYPE_CHECKING:
@@ -112,6 +113,8 @@ class PrivacyCog(commands.Cog, name="Privacy"):
             name=FORGET_COMMAND,
             description="Delete your image history (prompts, reference links) from the bot",
             callback=self._forget,
+            allowed_installs=ANYWHERE_INSTALLS,
+            allowed_contexts=ANYWHERE_CONTEXTS,
         )
 
     async def cog_load(self) -> None:

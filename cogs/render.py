@@ -12,6 +12,7 @@ and renders every text in it before clipping to Discord's limits.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -445,6 +446,27 @@ def details_embed(job: JobRecord, request: ImagineRequest, locale: str | None = 
     return _with_prompt(embed, request.prompt, locale)
 
 
+def _kept_for_history(job: JobRecord) -> bool:
+    """A finished job whose images reached no one (a user install's token expired and the member's
+    DMs were closed): /imagine-history is where they are."""
+    images = job.delivered_images
+    return job.state is JobState.DONE and bool(images) and all(i.message_id is None for i in images)
+
+
+def _kept_images(job: JobRecord) -> Readable:
+    """The links of a kept result while the image service keeps them (about a day)."""
+    urls = job.result_urls or ()
+    if not urls or (job.result_expires_at is not None and job.result_expires_at <= time.time()):
+        return _(" · not delivered (your DMs were closed) and the links have expired — use Reroll")
+    links = " ".join(f"[{number}]({url})" for number, url in enumerate(urls, start=1))
+    if job.result_expires_at is None:
+        return _(" · not delivered (your DMs were closed), here: {links}", links=links)
+    until = discord.utils.format_dt(datetime.fromtimestamp(job.result_expires_at, UTC), "R")
+    return _(
+        " · not delivered (your DMs were closed), here, until {until}: {links}", until=until, links=links
+    )
+
+
 def history_text(jobs: Sequence[JobRecord], locale: str | None = None) -> str:
     """A member's recent jobs, one line each, newest first (for /imagine-history)."""
 
@@ -463,7 +485,9 @@ def history_text(jobs: Sequence[JobRecord], locale: str | None = None) -> str:
             outcome = _("⏳ running")
         when = discord.utils.format_dt(datetime.fromtimestamp(job.created_at, UTC), "R")
         line = f"**{job.id}** · {t(outcome)} · “{prompt}” · {when}"
-        if job.message_id is not None:
+        if _kept_for_history(job):
+            line += t(_kept_images(job))
+        elif job.message_id is not None:
             link = message_link(job.guild_id, job.channel_id, job.message_id)
             line += " · " + t(_("[open]({link})", link=link))
         if sum(len(kept) + 1 for kept in lines) + len(line) > 2000:

@@ -318,6 +318,9 @@ def new_job(request: ImagineRequest, origin: JobOrigin) -> NewJob:
         speed=request.speed,
         layers=request.layers,
         spoiler=request.spoiler,
+        context=origin.conversation.context.value,
+        installed_by=origin.conversation.installed_by,
+        bot_in_channel=origin.conversation.bot_in_channel,
         locale=origin.locale,
         guild_locale=origin.guild_locale,
     )

@@ -134,6 +134,12 @@ class JobObserver(Protocol):
         """The bot is stopping before this job was sent: say it will be sent after the restart."""
         ...
 
+    def result_kept(self) -> bool:
+        """No image could be posted, but the member was told where to find the result (a user install
+        whose token expired, with the member's DMs closed: /imagine-history): the job ends done and
+        charged once, rather than failed."""
+        ...
+
 
 @dataclass(frozen=True)
 class JobTimings:
@@ -378,6 +384,9 @@ class JobRunner:
             len(outcome.images),
             outcome.elapsed,
         )
+        kept = not any(message_id is not None for message_id in posted) and observer.result_kept()
+        if kept:
+            log.warning("%s: no image could be posted; the result is kept for /imagine-history", name)
         # What members actually got, and where (later actions reuse posted images).
         delivered = [
             DeliveredImage(
@@ -390,7 +399,7 @@ class JobRunner:
                 layer=outcome.layer_of(index),
             )
             for index, (i, message_id) in enumerate(zip(outcome.images, posted, strict=True))
-            if message_id is not None
+            if message_id is not None or kept
         ]
         if not delivered:
             # Every route refused every image: not a success with none, a failure refunded in full.

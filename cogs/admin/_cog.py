@@ -35,6 +35,7 @@ from cogs.admin._group import (
 from cogs.admin._settings import add_number_commands, add_overview_commands, add_watermark_command
 from cogs.admin._spoiler import add_spoiler_command
 from cogs.admin._usage import add_usage_command
+from cogs.installs import ANYWHERE_CONTEXTS, ANYWHERE_INSTALLS, SERVER_CONTEXT_ONLY, SERVER_INSTALL_ONLY
 from cogs.members import requester
 from cogs.replies import reply_privately, server_locale
 
@@ -57,6 +58,8 @@ class AdminCog(commands.Cog):
             name=QUOTA_COMMAND,
             description="How many images you can still generate, and when that resets",
             callback=self.quota,
+            allowed_installs=ANYWHERE_INSTALLS,
+            allowed_contexts=ANYWHERE_CONTEXTS,
         )
 
     async def cog_load(self) -> None:
@@ -130,7 +133,12 @@ class AdminCog(commands.Cog):
     async def quota(self, interaction: discord.Interaction) -> None:
         """Images left today (and this month), when that resets, cooldown: exactly what /imagine enforces."""
         who = requester(interaction)
-        settings = await self.bot.guild_settings.get(who.guild_id) if who.guild_id is not None else None
+        # A server that never installed the bot has no settings of its own: only the operator's apply.
+        settings = (
+            await self.bot.guild_settings.get(who.guild_id)
+            if who.guild_id is not None and who.server_installed
+            else None
+        )
         now = time.time()
         plan = policy.quota_plan(settings, self.bot.operator, who, 1, now)
         keys = [limit.key for limit in (*plan.image_limits, *plan.active_limits)]
@@ -160,7 +168,8 @@ def build_admin_group(cog: AdminCog, catalog: Catalog) -> AdminGroup:
         name=GROUP_NAME,
         description="Control image generation in this server (admins only)",
         guild_only=True,
-        allowed_contexts=app_commands.AppCommandContext(guild=True),
+        allowed_contexts=SERVER_CONTEXT_ONLY,
+        allowed_installs=SERVER_INSTALL_ONLY,
         default_permissions=discord.Permissions(manage_guild=True),
     )
     add_overview_commands(group, cog, catalog)

@@ -69,6 +69,9 @@ class RecordingObserver:
     async def hold(self) -> None:
         self.calls.append(("hold", None))
 
+    def result_kept(self) -> bool:
+        return False
+
     async def until_progress_count(self, count: int) -> None:
         """Wait until `count` progress states were shown (the throttle sends in the background)."""
         async with asyncio.timeout(5):
