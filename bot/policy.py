@@ -173,7 +173,10 @@ def check(
 def _check_operator_blocklist(operator: OperatorRules, who: Requester, request: ImagineRequest) -> None:
     if operator.blocklist and operator.blocklist.match(request.prompt, who.locale) is not None:
         raise RefusedError(
-            _("Your prompt contains a word or phrase this bot does not allow. Change the prompt and try again.")
+            _(
+                "Your prompt contains a word or phrase this bot does not allow. "
+                "Change the prompt and try again."
+            )
         )
 
 

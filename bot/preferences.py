@@ -238,6 +238,9 @@ def preferences_text(prefs: MemberPreferences, catalog: Catalog, *, default_mode
         return f"`{chosen}`" if chosen is not None else bot_default
 
     model_default = _("the model's default")
+    # (Texts in their own variables: Babel's extractor skips a text nested in a call inside another's.)
+    default_ratio = _("the bot default (1:1)")
+    default_n = _("the bot default (1)")
     # Translators: the state of the "spoiler my images" setting.
     spoiler = _p("setting", "on") if prefs.spoiler else _p("setting", "off")
     return _(
@@ -249,9 +252,9 @@ def preferences_text(prefs: MemberPreferences, catalog: Catalog, *, default_mode
         "**Speed:** {speed}\n"
         "**Spoiler my images:** {spoiler}",
         model=model,
-        ratio=value("ratio", _("the bot default (1:1)")),
+        ratio=value("ratio", default_ratio),
         resolution=value("resolution", model_default),
-        n=value("n", _("the bot default (1)")),
+        n=value("n", default_n),
         speed=value("speed", model_default),
         spoiler=spoiler,
     )
