@@ -4,7 +4,7 @@
    ``cogs/`` with Babel, plus every command string of the slash-command tree (names,
    descriptions, options, choices, the message menu), into ``bot/locales/imagine.pot``.
 2. Updates each language's ``.po`` from it: new texts appear untranslated, texts gone from the
-   code are dropped, changed ones are marked fuzzy for the translator to look at.
+   code are dropped; a changed text is a new entry, to translate again (no guesses).
 
 ``--check`` changes nothing and exits 1 when the template is out of date (used by the tests).
 """
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from babel.messages.catalog import Catalog
+from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
@@ -69,6 +69,12 @@ def template() -> Catalog:
     return catalog
 
 
+def _forms(message: Message) -> tuple[str, ...]:
+    """A message's translation as its forms (one, or one per plural form)."""
+    string = message.string
+    return tuple(string) if isinstance(string, tuple | list) else (string or "",)
+
+
 def _po_bytes(catalog: Catalog) -> bytes:
     buffer = io.BytesIO()
     write_po(buffer, catalog, width=100, omit_header=False, sort_output=False, include_lineno=False)
@@ -104,9 +110,10 @@ def main(argv: list[str]) -> int:
             catalog = Catalog(locale=language, domain=i18n.DOMAIN, **HEADER)
             catalog.language_team = i18n.LANGUAGES[language]
             catalog.last_translator = "the imagine-bot authors"
-        catalog.update(fresh, update_header_comment=False)
+        # No guessing from similar texts: a guess reads as a translation until someone checks it.
+        catalog.update(fresh, no_fuzzy_matching=True, update_header_comment=False)
         path.write_bytes(_po_bytes(catalog))
-        untranslated = sum(1 for m in catalog if m.id and not m.string)
+        untranslated = sum(1 for m in catalog if m.id and not all(_forms(m)))
         print(f"{language}: {len(catalog)} messages, {untranslated} untranslated")
     return 0
 
