@@ -36,6 +36,8 @@ OTHER_SERVER = 5151  # a server that never installed the bot
 MEMBER_COMMANDS = {"imagine", "imagine-quota", "imagine-history", "imagine-settings", "imagine-forget"}
 BLOCKED = "Your prompt contains a word or phrase this bot does not allow. Change the prompt and try again."
 
+DM_NOTICE = str(RESULT_BY_DM)  # the notice before the token dies, in English (the member's language)
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -180,7 +182,9 @@ async def test_a_job_outliving_its_token_tells_the_member_then_arrives_by_dm_wit
     rig.toapis.plan = STALLED
     record = await imagine_there(rig, prompt="a slow glacier", n=2)
     noticed = await rig.discord.wait_for(
-        lambda _: record.original if record.original and record.original.content == RESULT_BY_DM else None
+        lambda _: (
+            record.original if record.original and record.original.content == str(RESULT_BY_DM) else None
+        )
     )
     rig.discord.expire_interaction(record)
     let_tasks_finish(rig.toapis)
@@ -216,7 +220,9 @@ async def test_closed_dms_keep_the_images_in_history_and_the_log_says_so(start_b
     rig.toapis.plan = STALLED
     record = await imagine_there(rig, prompt="a closed door")
     await rig.discord.wait_for(
-        lambda _: record.original if record.original and record.original.content == RESULT_BY_DM else None
+        lambda _: (
+            record.original if record.original and record.original.content == str(RESULT_BY_DM) else None
+        )
     )
     rig.discord.expire_interaction(record)
     let_tasks_finish(rig.toapis)
@@ -259,7 +265,7 @@ async def test_a_server_forbidding_external_apps_gets_a_private_result_and_one_n
         [(m.content, m.ephemeral) for m in record.followups],
         [m.content for m in second.followups],
         hidden_channel_requests(rig.discord),
-    ) == ((True, True), True, 1, [(FORCED_PRIVATE, True)], [], [])
+    ) == ((True, True), True, 1, [(str(FORCED_PRIVATE), True)], [], [])
 
 
 async def test_a_job_failing_after_its_token_expired_is_told_by_dm_and_charges_nothing(start_bot):
@@ -268,7 +274,9 @@ async def test_a_job_failing_after_its_token_expired_is_told_by_dm_and_charges_n
     rig.toapis.plan = dataclasses.replace(STALLED, outcome="failed")
     record = await imagine_there(rig, prompt="a refused picture")
     await rig.discord.wait_for(
-        lambda _: record.original if record.original and record.original.content == RESULT_BY_DM else None
+        lambda _: (
+            record.original if record.original and record.original.content == str(RESULT_BY_DM) else None
+        )
     )
     rig.discord.expire_interaction(record)
     let_tasks_finish(rig.toapis)
