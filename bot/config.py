@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bot.blocklist import Blocklist, BlocklistError, parse_blocklist_file
+from bot.text import UnreadableFileError, read_text_file
 from bot.toapis.budget import RATE_GROUPS, Allowance, RateLimits
 from bot.webhooks.signing import SigningSecret, parse_signing_secret
 
@@ -335,13 +336,9 @@ def load_operator_blocklist(path: Path | None) -> Blocklist | None:
         return None
     name = "OPERATOR_BLOCKLIST_FILE"
     try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{name} {path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{name} {path}: not valid UTF-8 (byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{name} {path}: cannot read the file ({exc.strerror or exc})") from None
+        text = read_text_file(path)
+    except UnreadableFileError as exc:
+        raise ConfigError(f"{name} {path}: {exc}") from None
     try:
         return parse_blocklist_file(text)
     except BlocklistError as exc:

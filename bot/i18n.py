@@ -192,6 +192,22 @@ def _p(context: str, message: str, /, **values: Any) -> Text:
     return Text(message, values, context=context)
 
 
+def option_name(name: str) -> Text:
+    """A slash-command option's name as the member's command picker shows it (``n`` reads ``枚数``
+    in Japanese): the commands' own translation, so a message names what the member sees."""
+    return Text(name, context="option name")
+
+
+def choice_name(name: str) -> Text:
+    """A choice's name as the member's command picker shows it (see :func:`option_name`)."""
+    return Text(name, context="choice name")
+
+
+def code(text: Readable) -> Joined:
+    """`text` in Markdown's inline code, as it reads in the reader's language."""
+    return Joined(("`", text, "`"), "")
+
+
 def join(parts: Iterable[Readable], separator: str = "\n") -> Joined:
     """Texts one after the other; empty strings are left out."""
     return Joined(tuple(part for part in parts if part != ""), separator)

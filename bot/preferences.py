@@ -29,6 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bot import i18n
 from bot.catalog import AUTO_RATIO, MAX_TOTAL_IMAGES, Catalog, ModelSpec
 from bot.guild_settings import GuildSettings
 from bot.i18n import Readable, Text, _, _n, _p, join
@@ -146,8 +147,10 @@ def _choices(spec: ModelSpec, field: str, *, or_set_model: bool) -> Text:
             return _("Choose 1 to {most}, or first set a `model` that has it.", most=most)
         return _("Choose 1 to {most}.", most=most)
     if or_set_model:
-        return _("Leave `{option}` empty, or first set a `model` that has it.", option=field)
-    return _("Leave `{option}` empty.", option=field)
+        return _(
+            "Leave `{option}` empty, or first set a `model` that has it.", option=i18n.option_name(field)
+        )
+    return _("Leave `{option}` empty.", option=i18n.option_name(field))
 
 
 def _cleared(field: str, value: Any, problem: Text) -> Text:
@@ -181,8 +184,8 @@ def change_preferences(
             _(
                 "`{reset}` is not a setting. Reset one of: {settings}, or `{everything}`.",
                 reset=reset,
-                settings=_listing(FIELDS),
-                everything=EVERYTHING,
+                settings=i18n.join([i18n.code(i18n.choice_name(field)) for field in FIELDS], ", "),
+                everything=i18n.choice_name(EVERYTHING),
             )
         )
     new = NO_PREFERENCES if reset == EVERYTHING else current

@@ -32,7 +32,7 @@ import discord
 from bot import i18n, policy
 from bot.catalog import Catalog
 from bot.guild_settings import GuildSettings, GuildSettingsStore
-from bot.i18n import Readable, _, _n
+from bot.i18n import Readable, Text, _, _n, _p
 from bot.jobs.pacing import ChannelPacer
 from bot.jobs.records import JobOrigin, JobRecord, JobState, JobStore
 from bot.jobs.request import (
@@ -83,15 +83,16 @@ FORCED_PRIVATE = _(
 ORPHAN_GRACE = 120.0
 
 # What the bot must be allowed in the channel to show a job: checked before anything is charged.
+# Their names as Discord's settings show them, in the reader's language.
 _NEEDED = {
-    "view_channel": "View Channel",
-    "send_messages": "Send Messages",
-    "embed_links": "Embed Links",
-    "attach_files": "Attach Files",
+    "view_channel": _p("permission", "View Channel"),
+    "send_messages": _p("permission", "Send Messages"),
+    "embed_links": _p("permission", "Embed Links"),
+    "attach_files": _p("permission", "Attach Files"),
 }
 
 
-def missing_permissions(interaction: discord.Interaction) -> list[str]:
+def missing_permissions(interaction: discord.Interaction) -> list[Text]:
     """Names of channel permissions the bot lacks (none are checked outside servers, nor in a server
     where the bot is used from a user install: it answers there only through the interaction)."""
     if interaction.guild_id is None or not server_installed(interaction):
@@ -99,7 +100,7 @@ def missing_permissions(interaction: discord.Interaction) -> list[str]:
     needed = dict(_NEEDED)
     if isinstance(interaction.channel, discord.Thread):
         del needed["send_messages"]
-        needed["send_messages_in_threads"] = "Send Messages in Threads"
+        needed["send_messages_in_threads"] = _p("permission", "Send Messages in Threads")
     have = interaction.app_permissions
     return [label for flag, label in needed.items() if not getattr(have, flag)]
 
@@ -112,16 +113,15 @@ def very_busy(waiting: int) -> Readable:
     )
 
 
-def missing_permissions_text(missing: list[str]) -> Readable:
-    """The private refusal when the bot lacks channel permissions, naming them.
-
-    The permissions' names are Discord's own English ones (what the server's settings list)."""
-    bold = [f"**{m}**" for m in missing]
+def missing_permissions_text(missing: list[Text]) -> Readable:
+    """The private refusal when the bot lacks channel permissions, naming them as Discord's
+    settings do in the reader's language."""
+    bold = [i18n.join(["**", name, "**"], "") for name in missing]
     if len(bold) == 1:
         names: Readable = bold[0]
     else:
         # Translators: permission names, e.g. "**View Channel**, **Embed Links** and **Attach Files**".
-        names = _("{names} and {last}", names=", ".join(bold[:-1]), last=bold[-1])
+        names = _("{names} and {last}", names=i18n.join(bold[:-1], ", "), last=bold[-1])
     return _n(
         "I can't post images in this channel: I'm missing the {names} permission here. "
         "Ask a server admin to grant them, or use /imagine in another channel. Nothing was charged.",

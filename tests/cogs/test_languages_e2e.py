@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-import discord
-import pytest
 
 from bot.i18n import _
 from cogs.translator import translate_command_string
+from tests.cogs import test_admin_e2e as admin_e2e
+from tests.cogs.test_admin_e2e import GUILD
 from tests.fakes.discord import FakeDiscord
 from tests.rig import RunningBot, StartBot, eventually
-
-GUILD = 1_212_121_212_121_212_121
 
 # Discord's locale codes for our nine translated languages (es-419 reads the es-ES catalog).
 TRANSLATED_LOCALES = ("zh-CN", "zh-TW", "ja", "ko", "es-ES", "es-419", "pt-BR", "fr", "de", "ru")
 
 
-@pytest.fixture
-async def discord_fake() -> AsyncIterator[FakeDiscord]:
-    """The rig's fake, with the server announced (GUILD_CREATE): the bot knows its language."""
-    original_base = discord.http.Route.BASE
-    fake = FakeDiscord(guild_ids=[GUILD])
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-        discord.http.Route.BASE = original_base
+# The server is announced to the bot (GUILD_CREATE), as in the /imagine-admin tests: it knows its language.
+discord_fake = admin_e2e.discord_fake
 
 
 def _localised(definition: dict[str, Any], key: str, locale: str) -> str | None:

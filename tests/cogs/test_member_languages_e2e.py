@@ -35,7 +35,13 @@ from bot.schema import jobs_table
 from cogs import render
 from tests.cogs import test_admin_e2e as admin_e2e
 from tests.cogs.test_admin_e2e import GUILD, Server, encode, private_answer
-from tests.fakes.discord import FakeMessage, InteractionRecord
+from tests.fakes.discord import (
+    DEFAULT_APP_PERMISSIONS,
+    EMBED_LINKS,
+    SEND_MESSAGES,
+    FakeMessage,
+    InteractionRecord,
+)
 from tests.fakes.toapis import make_image
 from tests.rig import RunningBot, eventually
 
@@ -346,3 +352,19 @@ async def test_a_german_member_gets_the_form_in_german(server: Server):
         ],
         in_language(_("What should the model make?"), DE),
     )
+
+
+async def test_a_japanese_member_reads_the_missing_permissions_by_their_japanese_names(server: Server):
+    member = server.new_member()
+    payload = server.fake.slash_command(
+        "imagine",
+        {"prompt": "a fox"},
+        user_id=member,
+        locale=JA,
+        app_permissions=DEFAULT_APP_PERMISSIONS & ~(EMBED_LINKS | SEND_MESSAGES),
+    )
+    text = await refusal(server, await server.fake.send_interaction(payload))
+    # As Discord's Japanese settings name them, so an admin finds them there.
+    assert "**メッセージを送信**" in text and "**埋め込みリンク**" in text
+    assert "Embed Links" not in text and "Send Messages" not in text
+    assert server.rig.toapis.submit_attempts == 0

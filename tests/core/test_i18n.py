@@ -103,3 +103,15 @@ def test_a_damaged_catalog_file_leaves_that_language_in_english(
 def test_an_untranslated_message_reads_in_english(catalogs: Path) -> None:
     _write_catalog(catalogs, "ja", [("Something else", "ほかのこと")])
     assert i18n._("Not in the catalog ({n})", n=2).render("ja") == "Not in the catalog (2)"
+
+
+def test_option_and_choice_names_read_as_the_command_picker_shows_them() -> None:
+    """A message naming an option uses the commands' own translation (the shipped catalogs)."""
+    from cogs.translator import translate_command_string
+
+    assert i18n.option_name("n").render("ja") == translate_command_string("n", "ja", "option name") != "n"
+    assert i18n.choice_name("everything").render("de") == translate_command_string(
+        "everything", "de", "choice name"
+    )
+    assert i18n.option_name("n").render("en-US") == "n"
+    assert i18n.code(i18n.choice_name("speed")).render("en-US") == "`speed`"
