@@ -15,7 +15,7 @@ import sys
 from dotenv import find_dotenv, load_dotenv
 
 from bot.catalog import Catalog, CatalogError, load_catalog
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError, Settings, load_operator_blocklist
 from bot.logsetup import configure_logging
 from bot.metrics import keep_large_buffers_out_of_the_heap
 
@@ -24,6 +24,7 @@ def load(env: dict[str, str]) -> tuple[Settings, Catalog]:
     """Settings and model catalog, validated together (DEFAULT_MODEL must be in the catalog)."""
     settings = Settings.from_env(env)
     catalog = load_catalog(settings.model_catalog_file)
+    load_operator_blocklist(settings.operator_blocklist_file)  # a bad file stops start-up here
     if catalog.find(settings.default_model) is None:
         known = ", ".join(catalog.ids)
         raise ConfigError(
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check",
         action="store_true",
-        help="validate settings, test the ToAPIs key, log in to Discord, print the invite URL, and exit",
+        help="validate settings, test the ToAPIs key, log in to Discord, print both install links, and exit",
     )
     args = parser.parse_args(argv)
 

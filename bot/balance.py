@@ -13,7 +13,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from bot import toapis
+from bot import i18n, toapis
+from bot.i18n import Text, _
 from bot.toapis import Balance
 
 __all__ = ["BalanceWatch"]
@@ -27,6 +28,10 @@ class BalanceWatch:
     `read` fetches the balance (the ToAPIs client's `balance`); `notify` delivers one line to
     the operator (a Discord channel); it is awaited, and its failures are logged, never raised.
     `low_usd` None turns alerts off (the balance is still read and logged at DEBUG).
+
+    `language`, when given, says which language the operator's channel reads (its server's
+    locale, asked at alert time since the bot may learn it late); the alert is in English when
+    it is not given or returns None. The log line is always English.
     """
 
     def __init__(
@@ -35,15 +40,17 @@ class BalanceWatch:
         notify: Callable[[str], Awaitable[object]],
         *,
         low_usd: float | None,
+        language: Callable[[], str | None] | None = None,
     ) -> None:
         self._read = read
         self._notify = notify
         self._low_usd = low_usd
+        self._language = language
         self._below = False  # True from an alert until the balance is back above the threshold
         self._wake = asyncio.Event()
         self.last: Balance | None = None
 
-    def observe(self, balance: Balance) -> str | None:
+    def observe(self, balance: Balance) -> Text | None:
         """Record a reading; return the alert line when this reading crossed below the threshold."""
         self.last = balance
         if self._low_usd is None:
@@ -56,9 +63,11 @@ class BalanceWatch:
         if self._below:
             return None  # already told for this crossing
         self._below = True
-        return (
-            f"⚠️ The ToAPIs balance is low: {balance.describe()}, below LOW_BALANCE_USD "
-            f"(${self._low_usd:,.2f}). Top up the account, or image requests will start failing."
+        return _(
+            "⚠️ The ToAPIs balance is low: {balance}, below LOW_BALANCE_USD ({threshold}). "
+            "Top up the account, or image requests will start failing.",
+            balance=balance.describe(),
+            threshold=f"${self._low_usd:,.2f}",
         )
 
     async def check(self) -> Balance | None:
@@ -74,7 +83,7 @@ class BalanceWatch:
         if alert is not None:
             log.warning("%s", alert)
             try:
-                await self._notify(alert)
+                await self._notify(i18n.render(alert, self._language() if self._language else None))
             except Exception:
                 log.exception("could not post the low-balance alert to the operator channel")
         return balance

@@ -89,6 +89,8 @@ from typing import Literal
 import re2
 from confusable_homoglyphs.confusables import confusables_data as _HOMOGLYPHS
 
+from bot.i18n import Readable, Text, _, _n
+
 #: Longest entry or exception (as typed) an admin may add.
 MAX_ENTRY_LENGTH = 200
 #: Most entries one blocklist may hold.
@@ -277,8 +279,8 @@ def _char_class(chars: str) -> str:
     """A Python regex character class of ``chars``, as ranges of consecutive code points."""
     codes = sorted(map(ord, chars))
     ranges = []
-    for _, run in itertools.groupby(enumerate(codes), key=lambda pair: pair[1] - pair[0]):
-        members = [code for _, code in run]
+    for _start, run in itertools.groupby(enumerate(codes), key=lambda pair: pair[1] - pair[0]):
+        members = [code for _index, code in run]
         ranges.append(
             re.escape(chr(members[0])) + ("-" + re.escape(chr(members[-1])) if len(members) > 1 else "")
         )
@@ -453,7 +455,12 @@ def _join_spaced_letters(text: str) -> str:
 
 
 class BlocklistError(ValueError):
-    """An entry or list an admin tried to save is refused; ``str(error)`` is the message to show them."""
+    """An entry or list an admin tried to save is refused; ``text`` is the message to show them
+    (``str(error)`` is its English)."""
+
+    def __init__(self, text: Readable) -> None:
+        super().__init__(text)
+        self.text = text
 
 
 @dataclass(frozen=True)
@@ -479,13 +486,42 @@ def _code(text: str) -> str:
     return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
+# What may be empty or too long, by kind: one whole sentence each, for translators.
+_EMPTY: dict[str, Text] = {
+    "word": _("A blocklist word can't be empty."),
+    "regex": _("A blocklist regex can't be empty."),
+    "exception": _("A blocklist exception can't be empty."),
+}
+
+
+def _too_long(what: str, length: int) -> Text:
+    if what == "regex":
+        return _n(
+            "That regex is {count} character long; it can be at most {most} characters.",
+            "That regex is {count} characters long; it can be at most {most} characters.",
+            length,
+            most=MAX_ENTRY_LENGTH,
+        )
+    if what == "exception":
+        return _n(
+            "That exception is {count} character long; it can be at most {most} characters.",
+            "That exception is {count} characters long; it can be at most {most} characters.",
+            length,
+            most=MAX_ENTRY_LENGTH,
+        )
+    return _n(
+        "That word is {count} character long; it can be at most {most} characters.",
+        "That word is {count} characters long; it can be at most {most} characters.",
+        length,
+        most=MAX_ENTRY_LENGTH,
+    )
+
+
 def _check_length(what: str, text: str) -> None:
     if not text.strip():
-        raise BlocklistError(f"A blocklist {what} can't be empty.")
+        raise BlocklistError(_EMPTY[what])
     if len(text) > MAX_ENTRY_LENGTH:
-        raise BlocklistError(
-            f"That {what} is {len(text)} characters long; it can be at most {MAX_ENTRY_LENGTH} characters."
-        )
+        raise BlocklistError(_too_long(what, len(text)))
 
 
 def validate_entry(kind: str, pattern: str) -> BlockEntry:
@@ -506,14 +542,17 @@ def validate_entry(kind: str, pattern: str) -> BlockEntry:
       ``^`` or ``\\b``: it would match somewhere in (nearly) every prompt.
     """
     if kind not in _KINDS:
-        raise BlocklistError(f"Unknown entry kind {kind!r}: use `word` or `regex`.")
+        raise BlocklistError(_("Unknown entry kind {kind}: use `word` or `regex`.", kind=repr(kind)))
     if kind == "word":
         pattern = pattern.strip()
     _check_length(kind, pattern)
     if kind == "word":
         if not normalize(pattern):
             raise BlocklistError(
-                f"{_code(pattern)} is empty once invisible characters and accents are removed."
+                _(
+                    "{pattern} is empty once invisible characters and accents are removed.",
+                    pattern=_code(pattern),
+                )
             )
         return BlockEntry("word", pattern)
     _compile_regex(pattern)
@@ -525,7 +564,9 @@ def validate_exception(phrase: str) -> str:
     phrase = _collapse_spaces(phrase)
     _check_length("exception", phrase)
     if not _WORD.search(phrase):
-        raise BlocklistError(f"{_code(phrase)} has no letters or digits; an exception must contain a word.")
+        raise BlocklistError(
+            _("{phrase} has no letters or digits; an exception must contain a word.", phrase=_code(phrase))
+        )
     return phrase
 
 
@@ -542,43 +583,44 @@ _REGEX_OPTIONS = _re2_options(case_sensitive=False)
 _WORD_OPTIONS = _re2_options(case_sensitive=True)  # word patterns see folded, lowercase text
 
 #: RE2's parse errors for constructs of backtracking engines, and what to tell the admin.
-_UNSUPPORTED: tuple[tuple[str, str], ...] = (
-    ("(?=", "look-aheads like `(?=…)` aren't supported"),
-    ("(?!", "negative look-aheads like `(?!…)` aren't supported"),
-    ("(?<=", "look-behinds like `(?<=…)` aren't supported"),
-    ("(?<!", "negative look-behinds like `(?<!…)` aren't supported"),
-    ("(?>", "atomic groups like `(?>…)` aren't supported (nor needed: every pattern runs in linear time)"),
-    ("(?P=", "named back-references like `(?P=name)` aren't supported"),
-    ("(?(", "conditionals like `(?(1)…|…)` aren't supported"),
-    ("(?#", "comments like `(?#…)` aren't supported"),
+_UNSUPPORTED: tuple[tuple[str, Text], ...] = (
+    ("(?=", _("look-aheads like `(?=…)` aren't supported")),
+    ("(?!", _("negative look-aheads like `(?!…)` aren't supported")),
+    ("(?<=", _("look-behinds like `(?<=…)` aren't supported")),
+    ("(?<!", _("negative look-behinds like `(?<!…)` aren't supported")),
+    ("(?>", _("atomic groups like `(?>…)` aren't supported (nor needed: every pattern runs in linear time)")),
+    ("(?P=", _("named back-references like `(?P=name)` aren't supported")),
+    ("(?(", _("conditionals like `(?(1)…|…)` aren't supported")),
+    ("(?#", _("comments like `(?#…)` aren't supported")),
 )
 _BACK_REFERENCE = re.compile(r"invalid escape sequence: \\([1-9])")
 _POSSESSIVE = re.compile(r"bad repetition operator: (\S+)\+$")
 
 
-def _explain_re2_error(message: str) -> str:
-    """A friendly reason for an RE2 compile error."""
+def _explain_re2_error(message: str) -> Readable:
+    """A friendly reason for an RE2 compile error (RE2's own words when we have none)."""
     if message.startswith("invalid perl operator: "):
         operator = message.removeprefix("invalid perl operator: ")
         for prefix, reason in _UNSUPPORTED:
             if operator.startswith(prefix) or prefix.startswith(operator):
                 return reason
     if reference := _BACK_REFERENCE.search(message):
-        return f"back-references like `\\{reference.group(1)}` aren't supported"
+        return _("back-references like `{reference}` aren't supported", reference="\\" + reference.group(1))
     if message == "invalid escape sequence: \\Z":
-        return "`\\Z` isn't supported: use `\\z` for the end of the prompt"
+        return _("`\\Z` isn't supported: use `\\z` for the end of the prompt")
     if possessive := _POSSESSIVE.search(message):
-        return (
-            f"possessive repeats like `{possessive.group(1)}+` aren't supported: "
-            f"use `{possessive.group(1)}` (every pattern runs in linear time anyway)"
+        return _(
+            "possessive repeats like `{repeat}+` aren't supported: "
+            "use `{repeat}` (every pattern runs in linear time anyway)",
+            repeat=possessive.group(1),
         )
     if message.startswith("invalid repetition size"):
-        return (
-            "a repeat count can be at most 1000, and repeats inside repeats multiply "
-            f"({message.removeprefix('invalid repetition size: ')} is too many)"
+        return _(
+            "a repeat count can be at most 1000, and repeats inside repeats multiply ({repeat} is too many)",
+            repeat=message.removeprefix("invalid repetition size: "),
         )
     if message.startswith("pattern too large"):
-        return "it is too big to check quickly: use smaller repeat counts or a shorter pattern"
+        return _("it is too big to check quickly: use smaller repeat counts or a shorter pattern")
     return message
 
 
@@ -600,28 +642,45 @@ def _compile_regex(pattern: str) -> re2._Regexp:
         raw = exc.args[0] if exc.args else ""
         message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         raise BlocklistError(
-            f"{_code(pattern)} can't be used as a regular expression: {_explain_re2_error(message)}."
+            _(
+                "{pattern} can't be used as a regular expression: {reason}.",
+                pattern=_code(pattern),
+                reason=_explain_re2_error(message),
+            )
         ) from None
     try:
         # Entries are searched together as `(?:a)|(?:b)`; an unclosed \Q quote would swallow the rest.
         re2.compile(f"(?:{pattern})|x", options=_REGEX_OPTIONS)
     except re2.error:
         raise BlocklistError(
-            f"{_code(pattern)} can't be used as a regular expression: end its `\\Q…` quote with `\\E`."
+            _(
+                "{pattern} can't be used as a regular expression: end its `\\Q…` quote with `\\E`.",
+                pattern=_code(pattern),
+            )
         ) from None
     if compiled.programsize > MAX_PROGRAM_SIZE:
         raise BlocklistError(
-            f"{_code(pattern)} is too big to check quickly (it compiles to {compiled.programsize} steps; "
-            f"the limit is {MAX_PROGRAM_SIZE}). Use smaller repeat counts, such as `.{{0,30}}` rather than "
-            "`.{0,100}`, or split it into several entries."
+            _(
+                "{pattern} is too big to check quickly (it compiles to {steps} steps; the limit is {most}). "
+                "Use smaller repeat counts, such as {short} rather than {long}, or split it into several "
+                "entries.",
+                pattern=_code(pattern),
+                steps=compiled.programsize,
+                most=MAX_PROGRAM_SIZE,
+                short="`.{0,30}`",
+                long="`.{0,100}`",
+            )
         )
     for probe in _EMPTY_MATCH_PROBES:
         found = compiled.search(probe)
         if found is not None and found.start() == found.end():
             raise BlocklistError(
-                f"{_code(pattern)} can match without matching any text, so it would block nearly every "
-                "prompt. Make sure it always needs at least one character "
-                "(for example `a+` rather than `a*`)."
+                _(
+                    "{pattern} can match without matching any text, so it would block nearly every "
+                    "prompt. Make sure it always needs at least one character "
+                    "(for example `a+` rather than `a*`).",
+                    pattern=_code(pattern),
+                )
             )
     return compiled
 
@@ -777,13 +836,21 @@ class Blocklist:
         self.exceptions: tuple[str, ...] = tuple(exceptions)
         if len(self.entries) > MAX_ENTRIES:
             raise BlocklistError(
-                f"A blocklist can hold at most {MAX_ENTRIES} entries, and this one would have "
-                f"{len(self.entries)}. Remove some entries first."
+                _(
+                    "A blocklist can hold at most {most} entries, and this one would have {count}. "
+                    "Remove some entries first.",
+                    most=MAX_ENTRIES,
+                    count=len(self.entries),
+                )
             )
         if len(self.exceptions) > MAX_EXCEPTIONS:
             raise BlocklistError(
-                f"A blocklist can hold at most {MAX_EXCEPTIONS} exceptions, and this one would have "
-                f"{len(self.exceptions)}. Remove some exceptions first."
+                _(
+                    "A blocklist can hold at most {most} exceptions, and this one would have {count}. "
+                    "Remove some exceptions first.",
+                    most=MAX_EXCEPTIONS,
+                    count=len(self.exceptions),
+                )
             )
         regexes = []
         for index, entry in enumerate(self.entries):
@@ -839,7 +906,7 @@ class Blocklist:
         if self._exceptions is None:
             return text
         # A match takes the separator after it, so two exceptions in a row need a second pass.
-        for _ in range(2):
+        for _pass in range(2):
             text = self._exceptions.sub(" ", text)
         return text
 
@@ -869,3 +936,42 @@ class Blocklist:
         found += [g.first_match(regex_views) for g in self._regex_groups]
         hits = [item for item in found if item is not None]
         return min(hits, key=lambda item: item.index).entry if hits else None
+
+
+def parse_blocklist_file(text: str) -> Blocklist:
+    """A blocklist kept as a text file (the operator's `OPERATOR_BLOCKLIST_FILE`), one entry a line,
+    written the way `/imagine-admin blocklist list` shows entries:
+
+    * ``word: kill yourself`` — a word or phrase (a line with no prefix is a word too);
+    * ``regex: b[a-z]*d`` — a regular expression (``regex: /b[a-z]*d/`` as listed works as well);
+    * ``except: j'ai hâte`` — a phrase that is never treated as a match.
+
+    Blank lines and lines starting with ``#`` are skipped. Every entry is checked like an admin's
+    (:func:`validate_entry`); :class:`BlocklistError` names the first bad line.
+    """
+    entries: list[BlockEntry] = []
+    exceptions: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        kind, _, rest = line.partition(":")
+        kind = kind.strip().lower()
+        try:
+            if kind == "regex" and rest.strip():
+                pattern = rest.strip()
+                if len(pattern) > 1 and pattern.startswith("/") and pattern.endswith("/"):
+                    pattern = pattern[1:-1]
+                entries.append(validate_entry("regex", pattern))
+            elif kind == "except" and rest.strip():
+                exceptions.append(validate_exception(rest))
+            elif kind == "word" and rest.strip():
+                entries.append(validate_entry("word", rest))
+            else:
+                entries.append(validate_entry("word", line))
+        except BlocklistError as exc:
+            raise BlocklistError(f"line {number}: {exc}") from None
+    try:
+        return Blocklist(dict.fromkeys(entries), dict.fromkeys(exceptions))
+    except BlocklistError as exc:
+        raise BlocklistError(f"the list as a whole: {exc}") from None

@@ -70,6 +70,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.text import UnreadableFileError, read_text_file
+
 log = logging.getLogger(__name__)
 
 #: The aspect ratios ToAPIs documents for every Seedream model (``size``). Documented fact.
@@ -540,13 +542,9 @@ def load_catalog(path: str | Path | None) -> Catalog:
     if suffix not in (".toml", ".json"):
         raise CatalogError(f"{source}: model file must end in .toml or .json")
     try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise CatalogError(f"{source}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"{source}: not valid UTF-8 (byte {exc.start})") from None
-    except OSError as exc:
-        raise CatalogError(f"{source}: cannot read the file ({exc.strerror or exc})") from None
+        text = read_text_file(path)
+    except UnreadableFileError as exc:
+        raise CatalogError(f"{source}: {exc}") from None
 
     if suffix == ".toml":
         try:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bot.blocklist import Blocklist, BlocklistError, parse_blocklist_file
+from bot.text import UnreadableFileError, read_text_file
 from bot.toapis.budget import RATE_GROUPS, Allowance, RateLimits
 from bot.webhooks.signing import SigningSecret, parse_signing_secret
 
@@ -79,6 +81,8 @@ class Settings:
     owner_ids: frozenset[int] = frozenset()
     allowed_guild_ids: frozenset[int] | None = None
     allow_dms: bool = False
+    # The operator's own prompt blocklist, applied everywhere (servers, DMs, user installs).
+    operator_blocklist_file: Path | None = None
     watermark: bool = False
     metrics_log_seconds: float = 0.0
     shard_count: int | None = None
@@ -162,6 +166,7 @@ class Settings:
             owner_ids=_ids(env, "OWNER_IDS") or frozenset(),
             allowed_guild_ids=_ids(env, "ALLOWED_GUILD_IDS"),
             allow_dms=_flag(env, "ALLOW_DMS", False),
+            operator_blocklist_file=_path(env, "OPERATOR_BLOCKLIST_FILE"),
             watermark=_flag(env, "WATERMARK", False),
             metrics_log_seconds=_number(env, "METRICS_LOG_SECONDS", 0.0, 0, 3600),
             balance_check_minutes=_number(env, "BALANCE_CHECK_MINUTES", 10.0, 0, 24 * 60),
@@ -321,6 +326,23 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise _problem(name, f"must be {' or '.join(choices)}, got {value!r}")
     return value
+
+
+def load_operator_blocklist(path: Path | None) -> Blocklist | None:
+    """The operator's blocklist from `OPERATOR_BLOCKLIST_FILE` (None when unset), checked entry by
+    entry: a file that is missing, unreadable or holds an entry the server blocklist would refuse
+    stops start-up with one line naming the file and the line."""
+    if path is None:
+        return None
+    name = "OPERATOR_BLOCKLIST_FILE"
+    try:
+        text = read_text_file(path)
+    except UnreadableFileError as exc:
+        raise ConfigError(f"{name} {path}: {exc}") from None
+    try:
+        return parse_blocklist_file(text)
+    except BlocklistError as exc:
+        raise ConfigError(f"{name} {path}: {exc}") from None
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:

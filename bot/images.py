@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
+from bot.i18n import Readable, _
 from bot.text import byte_size
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ async def fit_images(datas: Sequence[bytes], *, limit: int, basename: str) -> li
     return fitted
 
 
-def describe_reduction(img: FittedImage) -> str:
+def describe_reduction(img: FittedImage) -> Readable:
     """Describe what fitting did, e.g. ``"4096×2304, 12.3 MB → 2560×1440 JPEG, 9.8 MB"``.
 
     Sizes use decimal units (MB = 1,000,000 bytes, see :func:`bot.text.byte_size`). For an image
@@ -208,7 +209,8 @@ def describe_reduction(img: FittedImage) -> str:
     """
     before = f"{img.original_width}×{img.original_height}, {byte_size(img.original_bytes)}"
     if not img.reduced:
-        return f"{before} (unchanged)"
+        # Translators: an image posted as it came; {before} is its size, e.g. "2048×2048, 3.1 MB".
+        return _("{before} (unchanged)", before=before)
     fmt = img.content_type.removeprefix("image/").upper()
     return f"{before} → {img.width}×{img.height} {fmt}, {byte_size(len(img.data))}"
 

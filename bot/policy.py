@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.blocklist import Blocklist
 from bot.guild_settings import GuildSettings
+from bot.i18n import Readable, Text, _, _n
 from bot.jobs.request import ImagineRequest
 from bot.quota import Cooldown, Limit, QuotaExceededError, QuotaPlan, day_key, month_key, next_day, next_month
-from bot.text import plural, relative_time
+from bot.text import relative_time
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class OperatorRules:
     allowed_guild_ids: frozenset[int] | None = None  # None: any server
     allow_dms: bool = False
     watermark: bool = False  # whether images carry the provider's watermark unless a server says
+    # The operator's own prompt blocklist (OPERATOR_BLOCKLIST_FILE): applies everywhere, before any
+    # server's list, and is the only list where the bot is used from a user install.
+    blocklist: Blocklist | None = None
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,17 @@ class Requester:
     parent_channel_id: int | None = None  # a thread's channel
     role_ids: frozenset[int] = frozenset()
     locale: str | None = None  # the server's Discord locale: its language's letters are not look-alikes
+    # The server installed the bot. False for a user install used in a server that never did: it has
+    # no settings of its own there, and only the operator's rules apply.
+    server_installed: bool = True
 
 
 class RefusedError(Exception):
-    """The request is not allowed; the message tells the member why and what to do."""
+    """The request is not allowed; `text` tells the member why and what to do (``str(exc)``: its English)."""
+
+    def __init__(self, text: Readable) -> None:
+        super().__init__(str(text))
+        self.text = text
 
 
 def _channels(ids: tuple[int, ...]) -> str:
@@ -59,41 +71,57 @@ def guild_allowed(operator: OperatorRules, guild_id: int) -> bool:
 def check(
     settings: GuildSettings | None, operator: OperatorRules, who: Requester, request: ImagineRequest
 ) -> None:
-    """Raise `RefusedError` if a fixed rule forbids this request (quotas are checked on reservation)."""
+    """Raise `RefusedError` if a fixed rule forbids this request (quotas are checked on reservation).
+
+    Direct messages and private channels (no server) follow `ALLOW_DMS`; `ALLOWED_GUILD_IDS` applies
+    to every server, including one where a member uses the bot from a user install. A server that
+    never installed the bot has no rules of its own: only the operator's apply there.
+    """
     if who.guild_id is None:
         if not operator.allow_dms:
             raise RefusedError(
-                "Image generation is not available in direct messages. Use /imagine in a server."
+                _("Image generation is not available in direct messages. Use /imagine in a server.")
             )
+        _check_operator_blocklist(operator, who, request)
         return
     if not guild_allowed(operator, who.guild_id):
-        raise RefusedError("This bot is not available in this server.")
+        raise RefusedError(_("This bot is not available in this server."))
+    _check_operator_blocklist(operator, who, request)
+    if not who.server_installed:
+        return
     assert settings is not None
     if not settings.enabled:
         raise RefusedError(
-            "Image generation is turned off in this server. A server admin can turn it back on."
+            _("Image generation is turned off in this server. A server admin can turn it back on.")
         )
     if who.user_id in settings.banned_users:
-        raise RefusedError("You are not allowed to generate images in this server.")
+        raise RefusedError(_("You are not allowed to generate images in this server."))
 
     channels = {who.channel_id, who.parent_channel_id} - {None}
     if channels & set(settings.denied_channels) or (
         settings.allowed_channels and not channels & set(settings.allowed_channels)
     ):
-        where = (
-            f"It is allowed in {_channels(settings.allowed_channels)}."
+        raise RefusedError(
+            _(
+                "Image generation is not allowed in this channel. It is allowed in {channels}.",
+                channels=_channels(settings.allowed_channels),
+            )
             if settings.allowed_channels
-            else "Try another channel."
+            else _("Image generation is not allowed in this channel. Try another channel.")
         )
-        raise RefusedError(f"Image generation is not allowed in this channel. {where}")
     if settings.allowed_roles and not who.role_ids & set(settings.allowed_roles):
         roles = ", ".join(f"<@&{r}>" for r in settings.allowed_roles)
-        raise RefusedError(f"Image generation here is for members with one of these roles: {roles}.")
+        raise RefusedError(
+            _("Image generation here is for members with one of these roles: {roles}.", roles=roles)
+        )
 
     if settings.allowed_models and request.model.id not in settings.allowed_models:
         raise RefusedError(
-            f"This server does not allow {request.model.display_name}. Allowed models: "
-            f"{_names(settings.allowed_models)}."
+            _(
+                "This server does not allow {model}. Allowed models: {models}.",
+                model=request.model.display_name,
+                models=_names(settings.allowed_models),
+            )
         )
     if (
         settings.allowed_resolutions
@@ -101,27 +129,54 @@ def check(
         and request.resolution not in settings.allowed_resolutions
     ):
         raise RefusedError(
-            f"This server does not allow resolution `{request.resolution}`. Allowed: "
-            f"{_names(settings.allowed_resolutions)}."
+            _(
+                "This server does not allow resolution `{resolution}`. Allowed: {resolutions}.",
+                resolution=request.resolution,
+                resolutions=_names(settings.allowed_resolutions),
+            )
         )
     if settings.allowed_speeds and request.speed and request.speed not in settings.allowed_speeds:
         raise RefusedError(
-            f"This server does not allow speed `{request.speed}`. Allowed: {_names(settings.allowed_speeds)}."
+            _(
+                "This server does not allow speed `{speed}`. Allowed: {speeds}.",
+                speed=request.speed,
+                speeds=_names(settings.allowed_speeds),
+            )
         )
     if settings.max_n is not None and request.n > settings.max_n:
         raise RefusedError(
-            f"This server allows at most {plural(settings.max_n, 'image')} per request; you asked for "
-            f"{request.n}. Lower `n`."
+            _n(
+                "This server allows at most {count} image per request; you asked for {asked}. Lower `n`.",
+                "This server allows at most {count} images per request; you asked for {asked}. Lower `n`.",
+                settings.max_n,
+                asked=request.n,
+            )
         )
     if settings.max_references is not None and request.reference_count > settings.max_references:
         raise RefusedError(
-            f"This server allows at most {plural(settings.max_references, 'reference image')}; "
-            f"you gave {request.reference_count}."
+            _n(
+                "This server allows at most {count} reference image; you gave {given}.",
+                "This server allows at most {count} reference images; you gave {given}.",
+                settings.max_references,
+                given=request.reference_count,
+            )
         )
     if settings.blocklist and settings.compiled_blocklist.match(request.prompt, who.locale) is not None:
         raise RefusedError(
-            "Your prompt contains a word or phrase this server does not allow. "
-            "Change the prompt and try again."
+            _(
+                "Your prompt contains a word or phrase this server does not allow. "
+                "Change the prompt and try again."
+            )
+        )
+
+
+def _check_operator_blocklist(operator: OperatorRules, who: Requester, request: ImagineRequest) -> None:
+    if operator.blocklist and operator.blocklist.match(request.prompt, who.locale) is not None:
+        raise RefusedError(
+            _(
+                "Your prompt contains a word or phrase this bot does not allow. "
+                "Change the prompt and try again."
+            )
         )
 
 
@@ -182,29 +237,60 @@ def admit(
     return quota_plan(settings, operator, who, request.n, now)
 
 
-def quota_refusal(error: QuotaExceededError) -> str:
-    """Plain words for a limit that was hit, with when it resets."""
+def quota_refusal(error: QuotaExceededError) -> Text:
+    """Plain words for a limit that was hit, with when it resets.
+
+    One whole sentence per rule and case (translators need each sentence whole); `when` is
+    Discord's relative timestamp, which each reader's client shows in their own language.
+    """
     limit, rule = error.limit, error.limit.rule
-    when = relative_time(error.retry_at) if error.retry_at else None
+    when = relative_time(error.retry_at) if error.retry_at else ""
     left = max(0, (limit.limit or 0) - error.used)
     if rule == "cooldown":
-        return f"Slow down — you can generate again {when}."
+        return _("Slow down — you can generate again {when}.", when=when)
     if rule == "member_active":
-        return f"You already have {plural(error.used, 'job')} running — wait for one to finish and try again."
-    if rule == "server_active":
-        return f"This server already has {plural(error.used, 'job')} running — try again in a minute."
-    # (who has the allowance, whose, which period) per image rule
-    owner, whose, period = {
-        "member_daily": ("You have", "your", "daily"),
-        "global_daily": ("You have", "your", "daily (for this bot)"),
-        "server_daily": ("This server has", "its", "daily"),
-        "server_monthly": ("This server has", "its", "monthly"),
-    }[rule]
-    if left > 0:
-        return (
-            f"{owner} {left} of {whose} {limit.limit} {period} images left and you asked for {error.asked}. "
-            f"Ask for {left} or fewer — the limit resets {when}."
+        return _n(
+            "You already have {count} job running — wait for one to finish and try again.",
+            "You already have {count} jobs running — wait for one to finish and try again.",
+            error.used,
         )
-    if owner == "You have":
-        return f"{period.capitalize()} limit of {limit.limit} images reached — resets {when}."
-    return f"This server's {period} limit of {limit.limit} images is reached — resets {when}."
+    if rule == "server_active":
+        return _n(
+            "This server already has {count} job running — try again in a minute.",
+            "This server already has {count} jobs running — try again in a minute.",
+            error.used,
+        )
+    values = {"left": left, "limit": limit.limit, "asked": error.asked, "when": when}
+    if left > 0:
+        return {
+            "member_daily": _(
+                "You have {left} of your {limit} daily images left and you asked for {asked}. "
+                "Ask for {left} or fewer — the limit resets {when}.",
+                **values,
+            ),
+            "global_daily": _(
+                "You have {left} of your {limit} daily (for this bot) images left and you asked for "
+                "{asked}. Ask for {left} or fewer — the limit resets {when}.",
+                **values,
+            ),
+            "server_daily": _(
+                "This server has {left} of its {limit} daily images left and you asked for {asked}. "
+                "Ask for {left} or fewer — the limit resets {when}.",
+                **values,
+            ),
+            "server_monthly": _(
+                "This server has {left} of its {limit} monthly images left and you asked for {asked}. "
+                "Ask for {left} or fewer — the limit resets {when}.",
+                **values,
+            ),
+        }[rule]
+    return {
+        "member_daily": _("Daily limit of {limit} images reached — resets {when}.", **values),
+        "global_daily": _("Daily (for this bot) limit of {limit} images reached — resets {when}.", **values),
+        "server_daily": _(
+            "This server's daily limit of {limit} images is reached — resets {when}.", **values
+        ),
+        "server_monthly": _(
+            "This server's monthly limit of {limit} images is reached — resets {when}.", **values
+        ),
+    }[rule]

@@ -29,12 +29,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bot import i18n
 from bot.catalog import AUTO_RATIO, MAX_TOTAL_IMAGES, Catalog, ModelSpec
 from bot.guild_settings import GuildSettings
+from bot.i18n import Readable, Text, _, _n, _p, join
 from bot.jobs.request import RequestOptions
 from bot.schema import member_preferences_table
 from bot.store import Store
-from bot.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,11 @@ NO_PREFERENCES = MemberPreferences()
 
 
 class PreferenceError(Exception):
-    """A value a member tried to set does not fit; the message says what to change."""
+    """A value a member tried to set does not fit; `text` says what to change (``str(exc)``: its English)."""
+
+    def __init__(self, text: Readable) -> None:
+        super().__init__(str(text))
+        self.text = text
 
 
 def _listing(values: tuple[str, ...] | list[str]) -> str:
@@ -91,39 +96,73 @@ def _model_of(prefs: MemberPreferences, catalog: Catalog, default_model: str) ->
     return catalog.find(prefs.model or default_model)
 
 
-def _problem(spec: ModelSpec, field: str, value: Any) -> str | None:
-    """Why `spec` cannot take `value` for `field` (None if it can)."""
+def _problem(spec: ModelSpec, field: str, value: Any) -> Text | None:
+    """Why `spec` cannot take `value` for `field` (None if it can), as a clause without a full stop."""
     name = spec.display_name
     if field == "ratio":
         if value == AUTO_RATIO:
-            return None if spec.supports_auto else f"{name} has no `auto` ratio"
-        return None if value in spec.ratios else f"{name} does not support the ratio `{value}`"
+            return None if spec.supports_auto else _("{model} has no `auto` ratio", model=name)
+        if value in spec.ratios:
+            return None
+        return _("{model} does not support the ratio `{ratio}`", model=name, ratio=value)
     if field == "resolution":
         if not spec.resolutions:
-            return f"{name} has no resolution option"
-        return None if value in spec.resolutions else f"{name} does not offer resolution `{value}`"
+            return _("{model} has no resolution option", model=name)
+        if value in spec.resolutions:
+            return None
+        return _("{model} does not offer resolution `{resolution}`", model=name, resolution=value)
     if field == "speed":
         if not spec.speed_modes:
-            return f"{name} has no speed option"
-        return None if value in spec.speed_modes else f"{name} does not offer speed `{value}`"
+            return _("{model} has no speed option", model=name)
+        if value in spec.speed_modes:
+            return None
+        return _("{model} does not offer speed `{speed}`", model=name, speed=value)
     if field == "n":
         most = min(spec.max_images, MAX_TOTAL_IMAGES)
-        return None if 1 <= value <= most else f"{name} makes 1 to {most} images per request"
+        return (
+            None
+            if 1 <= value <= most
+            else _("{model} makes 1 to {most} images per request", model=name, most=most)
+        )
     return None
 
 
-def _choices(spec: ModelSpec, field: str) -> str:
-    """What `spec` offers for `field`, as the end of a sentence."""
+def _choices(spec: ModelSpec, field: str, *, or_set_model: bool) -> Text:
+    """What `spec` offers for `field`, as a sentence; with `or_set_model`, ending in the advice to
+    first set a model that has it (one whole sentence each, for translators)."""
     offered = {
         "ratio": spec.ratios + ((AUTO_RATIO,) if spec.supports_auto else ()),
         "resolution": spec.resolutions,
         "speed": spec.speed_modes,
     }.get(field)
     if offered:
-        return f"Choose one of: {_listing(offered)}"
+        if or_set_model:
+            return _(
+                "Choose one of: {choices}, or first set a `model` that has it.", choices=_listing(offered)
+            )
+        return _("Choose one of: {choices}.", choices=_listing(offered))
     if field == "n":
-        return f"Choose 1 to {min(spec.max_images, MAX_TOTAL_IMAGES)}"
-    return f"Leave `{field}` empty"
+        most = min(spec.max_images, MAX_TOTAL_IMAGES)
+        if or_set_model:
+            return _("Choose 1 to {most}, or first set a `model` that has it.", most=most)
+        return _("Choose 1 to {most}.", most=most)
+    if or_set_model:
+        return _(
+            "Leave `{option}` empty, or first set a `model` that has it.", option=i18n.option_name(field)
+        )
+    return _("Leave `{option}` empty.", option=i18n.option_name(field))
+
+
+def _cleared(field: str, value: Any, problem: Text) -> Text:
+    """The note that a stored default no longer fits the chosen model and was cleared."""
+    return {
+        "ratio": _("Your default ratio `{value}` was cleared: {reason}.", value=value, reason=problem),
+        "resolution": _(
+            "Your default resolution `{value}` was cleared: {reason}.", value=value, reason=problem
+        ),
+        "n": _("Your default n `{value}` was cleared: {reason}.", value=value, reason=problem),
+        "speed": _("Your default speed `{value}` was cleared: {reason}.", value=value, reason=problem),
+    }[field]
 
 
 def change_preferences(
@@ -133,7 +172,7 @@ def change_preferences(
     default_model: str,
     changes: dict[str, Any],
     reset: str | None = None,
-) -> tuple[MemberPreferences, list[str]]:
+) -> tuple[MemberPreferences, list[Text]]:
     """`current` with `reset` cleared (a field, or `everything`) and then `changes` set.
 
     Every value is checked against the model the preferences draw with (the member's default
@@ -142,63 +181,85 @@ def change_preferences(
     """
     if reset is not None and reset != EVERYTHING and reset not in FIELDS:
         raise PreferenceError(
-            f"`{reset}` is not a setting. Reset one of: {_listing(FIELDS)}, or `{EVERYTHING}`."
+            _(
+                "`{reset}` is not a setting. Reset one of: {settings}, or `{everything}`.",
+                reset=reset,
+                settings=i18n.join([i18n.code(i18n.choice_name(field)) for field in FIELDS], ", "),
+                everything=i18n.choice_name(EVERYTHING),
+            )
         )
     new = NO_PREFERENCES if reset == EVERYTHING else current
     if reset in FIELDS:
         new = dataclasses.replace(new, **{reset: getattr(NO_PREFERENCES, reset)})
-    notes: list[str] = []
+    notes: list[Text] = []
     if "model" in changes:
         spec = catalog.find(str(changes["model"]))
         if spec is None:
             names = [m.display_name for m in catalog]
-            raise PreferenceError(f"Unknown model `{changes['model']}`. Choose one of: {_listing(names)}.")
+            raise PreferenceError(
+                _(
+                    "Unknown model `{model}`. Choose one of: {models}.",
+                    model=changes["model"],
+                    models=_listing(names),
+                )
+            )
         new = dataclasses.replace(new, model=spec.id)
     spec = _model_of(new, catalog, default_model)
     if spec is None:  # the bot's default model always exists; a stored one may have been removed
-        raise PreferenceError("Your default model is no longer offered. Choose another `model`.")
+        raise PreferenceError(_("Your default model is no longer offered. Choose another `model`."))
     for field in ("ratio", "resolution", "n", "speed"):
         if field in changes:
             problem = _problem(spec, field, changes[field])
             if problem is not None:
-                also = "" if "model" in changes else ", or first set a `model` that has it"
-                raise PreferenceError(f"{problem}. {_choices(spec, field)}{also}.")
+                advice = _choices(spec, field, or_set_model="model" not in changes)
+                # Translators: a default refused: why it does not fit, then what to choose instead.
+                raise PreferenceError(_("{problem}. {advice}", problem=problem, advice=advice))
             new = dataclasses.replace(new, **{field: changes[field]})
         elif (value := getattr(new, field)) is not None and (problem := _problem(spec, field, value)):
             # A model change (values are checked when set) or a changed catalog: drop what no longer fits.
             cleared: dict[str, Any] = {field: None}
             new = dataclasses.replace(new, **cleared)
-            notes.append(f"Your default {field} `{value}` was cleared: {problem}.")
+            notes.append(_cleared(field, value, problem))
     if "spoiler" in changes:
         new = dataclasses.replace(new, spoiler=bool(changes["spoiler"]))
     return new, notes
 
 
-def preferences_text(prefs: MemberPreferences, catalog: Catalog, *, default_model: str) -> str:
+def preferences_text(prefs: MemberPreferences, catalog: Catalog, *, default_model: str) -> Text:
     """The member's defaults, one line each (what `/imagine-settings` answers with)."""
     default_spec = catalog.find(default_model)
     bot_model = default_spec.display_name if default_spec else default_model
+    model: Readable
     if prefs.model is None:
-        model = f"the bot's default ({bot_model})"
+        model = _("the bot's default ({model})", model=bot_model)
     else:
         spec = catalog.find(prefs.model)
-        model = spec.display_name if spec else f"`{prefs.model}` (no longer offered)"
+        model = spec.display_name if spec else _("`{model}` (no longer offered)", model=prefs.model)
 
-    def value(field: str, bot_default: str) -> str:
+    def value(field: str, bot_default: Text) -> Readable:
         chosen = getattr(prefs, field)
         return f"`{chosen}`" if chosen is not None else bot_default
 
-    model_default = "the model's default"
-    return "\n".join(
-        [
-            "**Your /imagine defaults** (everywhere you use the bot; a server's rules still apply)",
-            f"**Model:** {model}",
-            f"**Ratio:** {value('ratio', 'the bot default (1:1)')}",
-            f"**Resolution:** {value('resolution', model_default)}",
-            f"**Images (n):** {value('n', 'the bot default (1)')}",
-            f"**Speed:** {value('speed', model_default)}",
-            f"**Spoiler my images:** {'on' if prefs.spoiler else 'off'}",
-        ]
+    model_default = _("the model's default")
+    # (Texts in their own variables: Babel's extractor skips a text nested in a call inside another's.)
+    default_ratio = _("the bot default (1:1)")
+    default_n = _("the bot default (1)")
+    # Translators: the state of the "spoiler my images" setting.
+    spoiler = _p("setting", "on") if prefs.spoiler else _p("setting", "off")
+    return _(
+        "**Your /imagine defaults** (everywhere you use the bot; a server's rules still apply)\n"
+        "**Model:** {model}\n"
+        "**Ratio:** {ratio}\n"
+        "**Resolution:** {resolution}\n"
+        "**Images (n):** {n}\n"
+        "**Speed:** {speed}\n"
+        "**Spoiler my images:** {spoiler}",
+        model=model,
+        ratio=value("ratio", default_ratio),
+        resolution=value("resolution", model_default),
+        n=value("n", default_n),
+        speed=value("speed", model_default),
+        spoiler=spoiler,
     )
 
 
@@ -208,31 +269,35 @@ class Filled:
 
     options: RequestOptions
     spoiler: bool = False  # post the images as spoilers (`spoiler_wanted`)
-    skipped: tuple[str, ...] = ()  # one phrase per skipped default: "model Seedream 4.5 (why)"
+    skipped: tuple[Text, ...] = ()  # one phrase per skipped default: "model Seedream 4.5 (why)"
 
     @property
-    def note(self) -> str | None:
+    def note(self) -> Text | None:
         """The short private note for the member, or None when every default was used."""
         if not self.skipped:
             return None
-        return (
-            f"Not used from your /imagine-settings: {'; '.join(self.skipped)}. "
-            "Change them with `/imagine-settings`."
+        return _(
+            "Not used from your /imagine-settings: {skipped}. Change them with `/imagine-settings`.",
+            skipped=join(self.skipped, "; "),
         )
 
 
-def _server_forbids(settings: GuildSettings | None, field: str, value: Any) -> str | None:
+def _server_forbids(settings: GuildSettings | None, field: str, value: Any) -> Text | None:
     """Why the server's rules (as `bot.policy.check` applies them) forbid `value`; None if not."""
     if settings is None:
         return None
     if field == "model" and settings.allowed_models and value not in settings.allowed_models:
-        return f"this server allows only {_listing(settings.allowed_models)}"
+        return _("this server allows only {allowed}", allowed=_listing(settings.allowed_models))
     if field == "resolution" and settings.allowed_resolutions and value not in settings.allowed_resolutions:
-        return f"this server allows only {_listing(settings.allowed_resolutions)}"
+        return _("this server allows only {allowed}", allowed=_listing(settings.allowed_resolutions))
     if field == "speed" and settings.allowed_speeds and value not in settings.allowed_speeds:
-        return f"this server allows only {_listing(settings.allowed_speeds)}"
+        return _("this server allows only {allowed}", allowed=_listing(settings.allowed_speeds))
     if field == "n" and settings.max_n is not None and value > settings.max_n:
-        return f"this server allows at most {plural(settings.max_n, 'image')} per request"
+        return _n(
+            "this server allows at most {count} image per request",
+            "this server allows at most {count} images per request",
+            settings.max_n,
+        )
     return None
 
 
@@ -254,14 +319,14 @@ def fill(
     spoiler = spoiler_wanted(settings, prefs, asked=options.spoiler)
     if prefs.is_empty:
         return Filled(options, spoiler)
-    skipped: list[str] = []
+    skipped: list[Text] = []
     changes: dict[str, Any] = {}
     if options.model_id is None and prefs.model is not None:
         spec = catalog.find(prefs.model)
         if spec is None:
-            skipped.append(f"model `{prefs.model}` (no longer offered)")
+            skipped.append(_("model `{model}` (no longer offered)", model=prefs.model))
         elif why := _server_forbids(settings, "model", spec.id):
-            skipped.append(f"model {spec.display_name} ({why})")
+            skipped.append(_("model {model} ({reason})", model=spec.display_name, reason=why))
         else:
             changes["model_id"] = spec.id
     spec = catalog.find(changes.get("model_id") or options.model_id or default_model)
@@ -273,7 +338,7 @@ def fill(
         if prefs.ratio == AUTO_RATIO and spec.supports_auto and not references:
             pass  # `auto` matches a reference image; without one the usual default applies
         elif problem := _problem(spec, "ratio", prefs.ratio):
-            skipped.append(f"ratio `{prefs.ratio}` ({problem})")
+            skipped.append(_("ratio `{value}` ({reason})", value=prefs.ratio, reason=problem))
         else:
             changes["ratio"] = prefs.ratio
     for field in ("resolution", "speed"):
@@ -284,16 +349,27 @@ def fill(
         if not offered:
             continue  # the model has no such option at all
         if problem := _problem(spec, field, value) or _server_forbids(settings, field, value):
-            skipped.append(f"{field} `{value}` ({problem})")
+            skipped.append(
+                _("resolution `{value}` ({reason})", value=value, reason=problem)
+                if field == "resolution"
+                else _("speed `{value}` ({reason})", value=value, reason=problem)
+            )
         else:
             changes[field] = value
     if options.n is None and prefs.n is not None:
         if problem := _problem(spec, "n", prefs.n) or _server_forbids(settings, "n", prefs.n):
-            skipped.append(f"{plural(prefs.n, 'image')} ({problem})")
+            skipped.append(
+                _n("{count} image ({reason})", "{count} images ({reason})", prefs.n, reason=problem)
+            )
         elif prefs.n + references > MAX_TOTAL_IMAGES:
             skipped.append(
-                f"{plural(prefs.n, 'image')} (with {plural(references, 'reference image')}, "
-                f"at most {MAX_TOTAL_IMAGES - references})"
+                _n(
+                    "{count} image (with {references}, at most {most})",
+                    "{count} images (with {references}, at most {most})",
+                    prefs.n,
+                    references=_n("{count} reference image", "{count} reference images", references),
+                    most=MAX_TOTAL_IMAGES - references,
+                )
             )
         else:
             changes["n"] = prefs.n

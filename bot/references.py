@@ -15,8 +15,9 @@ The bot works in two steps:
    Problems the member must fix (tiny, too narrow/tall, not an image, corrupt) are
    refused, never silently cropped; size problems the bot can fix are fixed.
 
-Every refusal is a :class:`ReferenceRejectedError` whose message is written for the member: it
-names the file, the rule and what to do. Nothing here imports discord.
+Every refusal is a :class:`ReferenceRejectedError` whose text is written for the member (a
+translatable text, `bot.i18n`): it names the file, the rule and what to do. Nothing here
+imports discord.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any, TypeVar
 from PIL import Image
 
 from bot.catalog import MAX_TOTAL_IMAGES
+from bot.i18n import Readable, Text, _, _n, join
 from bot.images import (
     ImageCorruptError,
     ImageDecodeError,
@@ -48,7 +50,7 @@ from bot.images import (
     png_bands,
     png_decodes_in_bands,
 )
-from bot.text import byte_size, clip, plural
+from bot.text import byte_size, clip
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,6 @@ _READABLE_CONTENT_TYPES = frozenset(
         "image/tiff",
     }
 )
-_WHAT_TO_ATTACH = "attach a JPEG, PNG, WebP or GIF"
-
 # The formats the provider accepts, with the file extensions that may stay as they are
 # (the first one is used when renaming).
 _OUTPUT_EXTENSIONS = {"JPEG": ("jpg", "jpeg"), "PNG": ("png",)}
@@ -145,16 +145,21 @@ class ReferenceSource:
 
 
 class ReferenceRejectedError(Exception):
-    """A reference image the bot cannot use. ``str(exc)`` is written for the member.
+    """A reference image the bot cannot use. ``text`` is written for the member, to be read in
+    their language; ``str(exc)`` and ``message`` are its English (for logs and records).
 
     ``filenames`` names the offending files (empty for problems with the whole set, such
     as too many images).
     """
 
-    def __init__(self, message: str, *, filenames: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, text: Readable, *, filenames: Sequence[str] = ()) -> None:
+        super().__init__(text)
+        self.text = text
+        self.message = str(text)
         self.filenames = tuple(filenames)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,7 @@ class PreparedReference:
 
 
 def check_sources(
-    sources: Sequence[ReferenceSource], *, n: int, max_references: int, model_name: str
+    sources: Sequence[ReferenceSource], *, n: int, max_references: int, model_name: Readable
 ) -> None:
     """Refuse reference images that can never work, from Discord's metadata alone.
 
@@ -210,38 +215,65 @@ def check_sources(
     limit = max(0, min(MAX_REFERENCES, max_references))
     if limit == 0:
         raise ReferenceRejectedError(
-            f"{model_name} does not take reference images. Remove the attachments or pick another model."
+            _(
+                "{model} does not take reference images. Remove the attachments or pick another model.",
+                model=model_name,
+            )
         )
     if count > limit:
         raise ReferenceRejectedError(
-            f"{model_name} takes at most {plural(limit, 'reference image')}; you attached {count}. "
-            f"Remove {count - limit} and try again."
+            _n(
+                "{model} takes at most {count} reference image; you attached {attached}. "
+                "Remove {extra} and try again.",
+                "{model} takes at most {count} reference images; you attached {attached}. "
+                "Remove {extra} and try again.",
+                limit,
+                model=model_name,
+                attached=str(count),
+                extra=str(count - limit),
+            )
         )
     if count + n > MAX_TOTAL_IMAGES:
         raise ReferenceRejectedError(
-            f"With {plural(count, 'reference image')} you can ask for at most "
-            f"{MAX_TOTAL_IMAGES - count} images; you asked for {n}. Lower `n`."
+            _n(
+                "With {count} reference image you can ask for at most {most} images; you asked for {n}. "
+                "Lower `n`.",
+                "With {count} reference images you can ask for at most {most} images; you asked for {n}. "
+                "Lower `n`.",
+                count,
+                most=str(MAX_TOTAL_IMAGES - count),
+                n=str(n),
+            )
         )
 
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, Text]] = []
     for source in sources:
         problem = _source_problem(source)
         if problem is not None:
             problems.append((source.filename, problem))
     if problems:
         raise ReferenceRejectedError(
-            "\n".join(message for _, message in problems), filenames=[name for name, _ in problems]
+            join(problem for _name, problem in problems), filenames=[name for name, _problem in problems]
         )
 
 
-def _source_problem(source: ReferenceSource) -> str | None:
+def _not_an_image(name: str) -> Text:
+    return _("{filename} is not an image — attach a JPEG, PNG, WebP or GIF.", filename=name)
+
+
+def _source_problem(source: ReferenceSource) -> Text | None:
     name = quoted_filename(source.filename)
     if source.content_type is not None:
         content_type = source.content_type.split(";", 1)[0].strip().lower()
         if not content_type.startswith("image/"):
-            return f"{name} is not an image — {_WHAT_TO_ATTACH}."
+            return _not_an_image(name)
         if content_type not in _READABLE_CONTENT_TYPES:
-            return f"{name} is an image type the bot cannot read ({content_type}) — {_WHAT_TO_ATTACH}."
+            return _(
+                "{filename} is an image type the bot cannot read ({content_type}) — "
+                "attach a JPEG, PNG, WebP or GIF.",
+                filename=name,
+                content_type=content_type,
+            )
     if source.size is not None and source.size > MAX_DOWNLOAD_BYTES:
         return _too_many_bytes(name, source.size)
     if source.width is not None and source.height is not None:
@@ -298,17 +330,22 @@ def prepare_reference(data: bytes, *, filename: str) -> PreparedReference:
         if exc.width is not None and exc.height is not None:
             message = _too_many_pixels(name, exc.width, exc.height)
         else:
-            message = f"{name} has too many pixels to open safely — make it smaller and try again."
+            message = _(
+                "{filename} has too many pixels to open safely — make it smaller and try again.",
+                filename=name,
+            )
         raise ReferenceRejectedError(message, filenames=[filename]) from exc
     except ImageCorruptError as exc:
         raise ReferenceRejectedError(
-            f"{name} could not be read: the file is damaged or incomplete — save it again and attach it.",
+            _(
+                "{filename} could not be read: the file is damaged or incomplete — "
+                "save it again and attach it.",
+                filename=name,
+            ),
             filenames=[filename],
         ) from exc
     except ImageDecodeError as exc:
-        raise ReferenceRejectedError(
-            f"{name} is not an image — {_WHAT_TO_ATTACH}.", filenames=[filename]
-        ) from exc
+        raise ReferenceRejectedError(_not_an_image(name), filenames=[filename]) from exc
 
     # An undecoded PNG would decode in full to look for EXIF after its pixels: only EXIF
     # before them counts then.
@@ -460,7 +497,7 @@ def _reencode(
 
     target = _fit_pixels(*work.size)
     encoded = b""
-    for _ in range(_MAX_ROUNDS):
+    for _round in range(_MAX_ROUNDS):
         # Always resample from the full-size image so quality does not degrade per round.
         scaled = work if target == work.size else work.resize(target, Image.Resampling.LANCZOS)
         encoded = _encode(scaled, out_format, icc_profile)
@@ -478,7 +515,8 @@ def _reencode(
         # Unreachable for real images (a 15×45 image is a few kB), but never loop forever.
         log.warning("Could not fit reference %s into %s bytes", filename, MAX_BYTES)
         raise ReferenceRejectedError(
-            f"{name} could not be made small enough to use — attach a smaller image.", filenames=[filename]
+            _("{filename} could not be made small enough to use — attach a smaller image.", filename=name),
+            filenames=[filename],
         )
 
     width, height = target
@@ -657,44 +695,63 @@ def _output_filename(filename: str, out_format: str) -> str:
 # --------------------------------------------------------------------------- messages
 
 
-def _dimension_problem(name: str, width: int, height: int) -> str | None:
+def _dimension_problem(name: str, width: int, height: int) -> Text | None:
     """The member-facing problem with an image of this size, or None when it is usable."""
     if min(width, height) <= MIN_SIDE_EXCLUSIVE:
-        return (
-            f"{name} is {width}×{height} pixels; reference images must be more than "
-            f"{MIN_SIDE_EXCLUSIVE} pixels wide and tall — use a larger image."
+        return _(
+            "{filename} is {size} pixels; reference images must be more than "
+            "{least} pixels wide and tall — use a larger image.",
+            filename=name,
+            size=f"{width}×{height}",
+            least=str(MIN_SIDE_EXCLUSIVE),
         )
     if width > MAX_ASPECT * height or height > MAX_ASPECT * width:
-        return (
-            f"{name} is {width}×{height} pixels ({_ratio(width, height)}); reference images must be "
-            f"between 1:{MAX_ASPECT} and {MAX_ASPECT}:1 — crop it and try again."
+        return _(
+            "{filename} is {size} pixels ({ratio}); reference images must be "
+            "between {tallest} and {widest} — crop it and try again.",
+            filename=name,
+            size=f"{width}×{height}",
+            ratio=_ratio(width, height),
+            tallest=f"1:{MAX_ASPECT}",
+            widest=f"{MAX_ASPECT}:1",
         )
     if width * height > MAX_DECODE_PIXELS:
         return _too_many_pixels(name, width, height)
     return None
 
 
-def _too_many_pixels(name: str, width: int, height: int) -> str:
-    return (
-        f"{name} is {width}×{height} pixels ({width * height / 1e6:.1f} MP); the bot can shrink "
-        f"reference images of up to {MAX_DECODE_PIXELS // 1_000_000} MP — make it smaller and try again."
+def _too_many_pixels(name: str, width: int, height: int) -> Text:
+    return _(
+        "{filename} is {size} pixels ({megapixels} MP); the bot can shrink "
+        "reference images of up to {most} MP — make it smaller and try again.",
+        filename=name,
+        size=f"{width}×{height}",
+        megapixels=f"{width * height / 1e6:.1f}",
+        most=str(MAX_DECODE_PIXELS // 1_000_000),
     )
 
 
-def _too_many_bytes(name: str, size: int) -> str:
-    return (
-        f"{name} is {byte_size(size)}; the bot can only use reference images up to "
-        f"{byte_size(MAX_DOWNLOAD_BYTES)} — save a smaller copy and try again."
+def _too_many_bytes(name: str, size: int) -> Text:
+    return _(
+        "{filename} is {size}; the bot can only use reference images up to "
+        "{most} — save a smaller copy and try again.",
+        filename=name,
+        size=byte_size(size),
+        most=byte_size(MAX_DOWNLOAD_BYTES),
     )
 
 
-def _ratio(width: int, height: int) -> str:
+def _ratio(width: int, height: int) -> Readable:
     """``"1:5"``, ``"3.5:1"``; never shows a refused ratio as exactly 3:1."""
     value = max(width, height) / min(width, height)
     text = f"{value:.2f}".rstrip("0").rstrip(".")
     if float(text) <= MAX_ASPECT:
         # e.g. 3001×1000 would round to "3:1", which reads as allowed.
-        return f"just wider than {MAX_ASPECT}:1" if width > height else f"just taller than 1:{MAX_ASPECT}"
+        if width > height:
+            # Translators: an image's shape, e.g. "just wider than 3:1" (the widest allowed).
+            return _("just wider than {ratio}", ratio=f"{MAX_ASPECT}:1")
+        # Translators: an image's shape, e.g. "just taller than 1:3" (the tallest allowed).
+        return _("just taller than {ratio}", ratio=f"1:{MAX_ASPECT}")
     return f"{text}:1" if width > height else f"1:{text}"
 
 

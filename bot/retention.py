@@ -26,10 +26,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.i18n import Readable, Text, _, _n, join
 from bot.jobs.records import FINAL_STATES
 from bot.schema import jobs_table
 from bot.store import Store
-from bot.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -146,34 +146,39 @@ class JobRetention:
 # --------------------------------------------------------------------------- what members are told
 
 
-def forget_confirmation(retention_days: int | None) -> str:
+def forget_confirmation(retention_days: int | None) -> Text:
     """What /imagine-forget asks before deleting anything."""
     kept = (
-        f"The bot deletes them by itself {retention_days} days after each job."
+        _n(
+            "The bot deletes them by itself {count} day after each job.",
+            "The bot deletes them by itself {count} days after each job.",
+            retention_days,
+        )
         if retention_days is not None
-        else "This bot keeps them until you ask."
+        else _("This bot keeps them until you ask.")
     )
-    return (
+    return _(
         "**Delete your image history?**\n"
         "This deletes the prompts, reference image links and your member id from every finished image "
         "job of yours the bot has kept, in every server and in direct messages. "
-        f"{kept}\n"
+        "{kept}\n"
         "Images already posted stay where they are: to remove one, use its **Delete** button *before* "
         "this (afterwards only moderators can). Server usage counts are kept, without your name. "
-        "This cannot be undone."
+        "This cannot be undone.",
+        kept=kept,
     )
 
 
-FORGET_CANCELLED = "Nothing was deleted."
+FORGET_CANCELLED = _("Nothing was deleted.")
 # The database did not answer (past its retries): jobs are forgotten a batch per transaction, so
 # what was deleted stays deleted, and pressing the button again finishes the rest.
-FORGET_FAILED = (
+FORGET_FAILED = _(
     "The bot could not finish deleting your history: its database did not answer. What was already "
     "deleted stays deleted; press **Delete my history** again in a minute."
 )
 
 
-def forget_done(result: ForgetResult, *, member: str | None = None) -> str:
+def forget_done(result: ForgetResult, *, member: str | None = None) -> Readable:
     """The answer once a forget ran: how many jobs, and the running ones that keep their details for now.
 
     `member` is None for a member's own request (everywhere), else how an admin's answer names the
@@ -181,19 +186,29 @@ def forget_done(result: ForgetResult, *, member: str | None = None) -> str:
     """
     if result.forgotten == 0 and result.unfinished == 0:
         if member is None:
-            return "The bot has no job history of yours to delete."
-        return f"{member} has no job history in this server to delete."
-    whose = "your" if member is None else f"{member}'s"
-    where = "" if member is None else " in this server"
-    lines = [f"Deleted the details of {whose} {plural(result.forgotten, 'finished job')}{where}."]
-    if result.unfinished:
-        running = plural(result.unfinished, "job")
-        keep, them = ("keeps", "it ends") if result.unfinished == 1 else ("keep", "they end")
-        lines.append(
-            f"{running} still running {keep} its details until {them} (the bot needs them to deliver "
-            "the images or give the quota back): run this again once it is done."
-            if result.unfinished == 1
-            else f"{running} still running {keep} their details until {them} (the bot needs them to "
-            "deliver the images or give the quota back): run this again once they are done."
+            return _("The bot has no job history of yours to delete.")
+        return _("{member} has no job history in this server to delete.", member=member)
+    done = (
+        _n(
+            "Deleted the details of your {count} finished job.",
+            "Deleted the details of your {count} finished jobs.",
+            result.forgotten,
         )
-    return " ".join(lines)
+        if member is None
+        else _n(
+            "Deleted the details of {member}'s {count} finished job in this server.",
+            "Deleted the details of {member}'s {count} finished jobs in this server.",
+            result.forgotten,
+            member=member,
+        )
+    )
+    if not result.unfinished:
+        return done
+    running = _n(
+        "{count} job still running keeps its details until it ends (the bot needs them to deliver "
+        "the images or give the quota back): run this again once it is done.",
+        "{count} jobs still running keep their details until they end (the bot needs them to "
+        "deliver the images or give the quota back): run this again once they are done.",
+        result.unfinished,
+    )
+    return join([done, running], " ")

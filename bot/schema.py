@@ -87,6 +87,17 @@ jobs_table = sa.Table(
     sa.Column("forgotten_at", sa.Float, nullable=True),
     # The images are posted as spoilers (migration 9): the member's or the server's choice when asked.
     sa.Column("spoiler", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Where the job was asked (migration 10): `guild`, `bot_dm` or `private_channel` (Discord's
+    # interaction context); which install authorised it (`guild` or `user`); and whether the bot
+    # can reach that conversation with its own token. A user install used in a server the bot is
+    # not in, or in a group DM, is reached only through the interaction token.
+    sa.Column("context", sa.String(16), nullable=False, server_default="guild"),
+    sa.Column("installed_by", sa.String(8), nullable=False, server_default="guild"),
+    sa.Column("bot_in_channel", sa.Boolean, nullable=False, server_default=sa.true()),
+    # The languages its messages are written in, long after the interaction (migration 11): the
+    # member's Discord locale, and the server's for its audit line. NULL (older jobs): English.
+    sa.Column("locale", sa.String(16), nullable=True),
+    sa.Column("guild_locale", sa.String(16), nullable=True),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_guild_user", "guild_id", "user_id"),
     # A webhook event names its task: finding the job by it must not scan the table (migration 7).
@@ -222,6 +233,16 @@ async def _m009_member_preferences_and_spoilers(conn: AsyncConnection) -> None:
     await _add_missing_columns(conn, jobs_table, ("spoiler",))
 
 
+async def _m010_job_context(conn: AsyncConnection) -> None:
+    await _add_missing_columns(conn, jobs_table, ("context", "installed_by", "bot_in_channel"))
+    # Jobs from before were asked in a server the bot is in, or in a DM with the bot.
+    await conn.execute(jobs_table.update().where(jobs_table.c.guild_id.is_(None)).values(context="bot_dm"))
+
+
+async def _m011_job_locales(conn: AsyncConnection) -> None:
+    await _add_missing_columns(conn, jobs_table, ("locale", "guild_locale"))
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -234,4 +255,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m007_webhook_events,
     _m008_forgotten_jobs,
     _m009_member_preferences_and_spoilers,
+    _m010_job_context,
+    _m011_job_locales,
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 MESSAGE_LIMIT = 2000  # Discord's limit on a message's content, in characters
 
 
@@ -45,3 +47,19 @@ def limit_size(n: int) -> str:
 def relative_time(when: float) -> str:
     """Discord's timestamp markup that shows `when` (Unix seconds) as "in 5 minutes" / "2 hours ago"."""
     return f"<t:{int(when)}:R>"
+
+
+class UnreadableFileError(Exception):
+    """A file the operator named cannot be read as UTF-8 text; ``str()`` says why, plainly."""
+
+
+def read_text_file(path: Path) -> str:
+    """The UTF-8 text of an operator's file (the model catalog, the blocklist), or why not."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise UnreadableFileError("file not found") from None
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError(f"not valid UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot read the file ({exc.strerror or exc})") from None

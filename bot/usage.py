@@ -1,4 +1,4 @@
-"""What server admins and members read about quotas and usage: plain text and CSV, no I/O.
+"""What server admins and members read about quotas and usage: texts to translate and CSV, no I/O.
 
 - `quota_text`: what a member has left, from the very counters /imagine charges (`/imagine-quota`).
 - `Period`, `summarize`, `usage_text`, `jobs_csv`: a server's usage for today or this month
@@ -6,7 +6,9 @@
 - `prices_of`, `estimate_cost`: the period's estimated cost, from the catalog's optional
   `price_per_image` (images the jobs count × their model's price).
 
-How the settings themselves read is `bot.settings_text`.
+How the settings themselves read is `bot.settings_text`. The texts are `bot.i18n` texts, read in
+the member's language (`/imagine-quota`) or the server's (the usage report); the CSV is data, its
+column names and cells stay as they are in every language.
 
 Mentions (`<@id>`, `<#id>`, `<@&id>`) are written as such; the Discord layer sends every text
 with mentions disabled, so they render as names and ping no one.
@@ -24,9 +26,10 @@ from datetime import UTC, datetime
 
 from bot.catalog import Catalog
 from bot.guild_settings import GuildSettings
+from bot.i18n import Joined, Readable, Text, _, _n, join
 from bot.jobs.records import JobRecord, JobState
 from bot.quota import QuotaPlan, day_key, month_key, next_day, next_month
-from bot.text import MESSAGE_LIMIT, clip, plural, relative_time
+from bot.text import clip, relative_time
 
 PERIODS = ("today", "month")
 TOP_MEMBERS = 5
@@ -35,56 +38,107 @@ TOP_FAILURES = 3
 
 # --------------------------------------------------------------------------- a member's quota
 
-_IMAGE_RULES = {
-    # rule: (who, period words)
-    "member_daily": ("You", "today in this server"),
-    "server_daily": ("This server", "today"),
-    "server_monthly": ("This server", "this month"),
-    "global_daily": ("You", "today across every server (the bot's own limit)"),
-}
+
+def _limit_line(rule: str, left: int, limit: int, resets: Readable) -> Text:
+    """`• You: 6 of 10 images left today in this server — resets in 5 hours`, one whole sentence per
+    limit (who and which period are part of it, so each reads naturally in every language).
+
+    The English says "images" whatever the number; `limit` picks the form in languages that inflect.
+    """
+    if rule == "server_daily":
+        return _n(
+            "• This server: {left} of {count} images left today — resets {resets}",
+            "• This server: {left} of {count} images left today — resets {resets}",
+            limit,
+            left=left,
+            resets=resets,
+        )
+    if rule == "server_monthly":
+        return _n(
+            "• This server: {left} of {count} images left this month — resets {resets}",
+            "• This server: {left} of {count} images left this month — resets {resets}",
+            limit,
+            left=left,
+            resets=resets,
+        )
+    if rule == "global_daily":
+        return _n(
+            "• You: {left} of {count} images left today across every server (the bot's own limit) "
+            "— resets {resets}",
+            "• You: {left} of {count} images left today across every server (the bot's own limit) "
+            "— resets {resets}",
+            limit,
+            left=left,
+            resets=resets,
+        )
+    return _n(
+        "• You: {left} of {count} images left today in this server — resets {resets}",
+        "• You: {left} of {count} images left today in this server — resets {resets}",
+        limit,
+        left=left,
+        resets=resets,
+    )
 
 
-def quota_text(plan: QuotaPlan, used: Mapping[str, int], now: float) -> str:
+def quota_text(plan: QuotaPlan, used: Mapping[str, int], now: float) -> Joined:
     """What a member may still generate, from the counters `plan` names (as /imagine charges them).
 
     `plan` is `policy.quota_plan(...)` for this member; `used` holds the ledger's values for
     every key in it (`QuotaLedger.values`), the cooldown key holding the last request's time in ms.
     """
-    lines: list[str] = []
-    details: list[str] = []
+    lines: list[Readable] = []
+    details: list[Readable] = []
     lefts: list[int] = []
     exhausted: list[float] = []
     for limit in plan.image_limits:
-        who, period = _IMAGE_RULES.get(limit.rule, ("You", ""))
         if limit.limit is None:
             if limit.rule == "member_daily":
-                details.append("• You: no daily limit of your own in this server")
+                details.append(_("• You: no daily limit of your own in this server"))
             continue
         left = max(0, limit.limit - used.get(limit.key, 0))
         lefts.append(left)
         if left == 0 and limit.resets_at:
             exhausted.append(limit.resets_at)
-        resets = f" — resets {relative_time(limit.resets_at)}" if limit.resets_at else ""
-        details.append(f"• {who}: {left} of {limit.limit} images left {period}{resets}")
+        # Image limits are daily or monthly, so they always reset.
+        resets = relative_time(limit.resets_at) if limit.resets_at else _("never")
+        details.append(_limit_line(limit.rule, left, limit.limit, resets))
     if lefts:
-        lines.append(f"**Images left for you: {min(lefts)}**")
+        lines.append(_("**Images left for you: {left}**", left=min(lefts)))
         if exhausted:
             # Every exhausted limit must reset before the member can generate again.
-            lines.append(f"You can generate again {relative_time(max(exhausted))}.")
+            lines.append(_("You can generate again {when}.", when=relative_time(max(exhausted))))
     else:
-        lines.append("**No image quota applies to you.**")
+        lines.append(_("**No image quota applies to you.**"))
     lines += details
 
     for limit in plan.active_limits:
         if limit.limit is None:
             continue
-        whose = "your" if limit.rule == "member_active" else "this server's"
-        lines.append(f"Running jobs: {used.get(limit.key, 0)} of {whose} {limit.limit}.")
+        running = used.get(limit.key, 0)
+        if limit.rule == "member_active":
+            lines.append(_("Running jobs: {running} of your {limit}.", running=running, limit=limit.limit))
+        else:
+            lines.append(
+                _("Running jobs: {running} of this server's {limit}.", running=running, limit=limit.limit)
+            )
     if plan.cooldown is not None and plan.cooldown.seconds > 0:
         ready = used.get(plan.cooldown.key, 0) / 1000 + plan.cooldown.seconds
-        wait = f"you can generate again {relative_time(ready)}" if ready > now else "you can generate now"
-        lines.append(f"Cooldown: {plan.cooldown.seconds} s between requests — {wait}.")
-    return "\n".join(lines)
+        if ready > now:
+            lines.append(
+                _(
+                    "Cooldown: {seconds} s between requests — you can generate again {when}.",
+                    seconds=plan.cooldown.seconds,
+                    when=relative_time(ready),
+                )
+            )
+        else:
+            lines.append(
+                _(
+                    "Cooldown: {seconds} s between requests — you can generate now.",
+                    seconds=plan.cooldown.seconds,
+                )
+            )
+    return join(lines)
 
 
 # --------------------------------------------------------------------------- usage
@@ -224,15 +278,33 @@ def estimate_cost(jobs: Iterable[JobRecord], prices: Mapping[str, Price]) -> Cos
     return CostEstimate(usd, unpriced, tuple(sorted(models)))
 
 
-def cost_line(title: str, cost: CostEstimate) -> str:
+def _images(count: int) -> Text:
+    return _n("{count} image", "{count} images", count)
+
+
+def cost_line(period: Period, cost: CostEstimate) -> Text:
     """`**Estimated cost today:** $0.42`, saying what is left out when some models have no price."""
-    line = f"**Estimated cost {title}:** ${cost.usd:,.2f}"
+    usd = f"${cost.usd:,.2f}"
     if cost.unpriced_images:
-        line += (
-            f" — partial: {plural(cost.unpriced_images, 'image')} of models without a price "
-            f"({', '.join(cost.unpriced_models)}) not counted"
+        left_out = {
+            "images": _images(cost.unpriced_images),
+            "models": ", ".join(cost.unpriced_models),
+            "usd": usd,
+        }
+        if period.name == "today":
+            return _(
+                "**Estimated cost today:** {usd} — partial: {images} of models without a price ({models}) "
+                "not counted",
+                **left_out,
+            )
+        return _(
+            "**Estimated cost this month:** {usd} — partial: {images} of models without a price ({models}) "
+            "not counted",
+            **left_out,
         )
-    return line
+    if period.name == "today":
+        return _("**Estimated cost today:** {usd}", usd=usd)
+    return _("**Estimated cost this month:** {usd}", usd=usd)
 
 
 def usage_text(
@@ -244,37 +316,85 @@ def usage_text(
     settings: GuildSettings,
     truncated: bool = False,
     cost: CostEstimate | None = None,
-) -> str:
-    """The usage report; `today` and `month` are the server's quota counters (images)."""
-    title = "today" if period.name == "today" else "this month"
-    daily = f" of {settings.daily_server_quota} allowed" if settings.daily_server_quota else ""
-    monthly = f" of {settings.monthly_server_quota} allowed" if settings.monthly_server_quota else ""
-    lines = [
-        f"**Image usage {title}** ({period.label}, UTC)",
-        f"**Today:** {plural(today, 'image')}{daily}",
-        f"**This month:** {plural(month, 'image')}{monthly}",
-        f"**Jobs {title}:** {summary.jobs} — {summary.done} done, {summary.failed} failed, "
-        f"{summary.running} running · {plural(summary.images, 'image')} of {summary.asked} asked for",
-    ]
+) -> Joined:
+    """The usage report; `today` and `month` are the server's quota counters (images).
+
+    The Discord layer clips it to one message once it is read in the server's language."""
+    daily = (
+        _(
+            "**Today:** {images} of {allowed} allowed",
+            images=_images(today),
+            allowed=settings.daily_server_quota,
+        )
+        if settings.daily_server_quota
+        else _("**Today:** {images}", images=_images(today))
+    )
+    monthly = (
+        _(
+            "**This month:** {images} of {allowed} allowed",
+            images=_images(month),
+            allowed=settings.monthly_server_quota,
+        )
+        if settings.monthly_server_quota
+        else _("**This month:** {images}", images=_images(month))
+    )
+    jobs = {
+        "jobs": summary.jobs,
+        "done": summary.done,
+        "failed": summary.failed,
+        "running": summary.running,
+        "images": _images(summary.images),
+        "asked": summary.asked,
+    }
+    if period.name == "today":
+        lines: list[Readable] = [
+            _("**Image usage today** ({period}, UTC)", period=period.label),
+            daily,
+            monthly,
+            _(
+                "**Jobs today:** {jobs} — {done} done, {failed} failed, {running} running · "
+                "{images} of {asked} asked for",
+                **jobs,
+            ),
+        ]
+    else:
+        lines = [
+            _("**Image usage this month** ({period}, UTC)", period=period.label),
+            daily,
+            monthly,
+            _(
+                "**Jobs this month:** {jobs} — {done} done, {failed} failed, {running} running · "
+                "{images} of {asked} asked for",
+                **jobs,
+            ),
+        ]
     if cost is not None:
-        lines.append(cost_line(title, cost))
+        lines.append(cost_line(period, cost))
     if summary.members:
-        top = [
-            f"{i}. <@{m.user_id}> — {plural(m.images, 'image')} ({plural(m.jobs, 'job')})"
+        lines.append(_("**Top members:**"))
+        lines += [
+            _(
+                "{rank}. {member} — {images} ({jobs})",
+                rank=i,
+                member=f"<@{m.user_id}>",
+                images=_images(m.images),
+                jobs=_n("{count} job", "{count} jobs", m.jobs),
+            )
             for i, m in enumerate(summary.members[:TOP_MEMBERS], start=1)
         ]
-        lines.append("**Top members:**\n" + "\n".join(top))
     if summary.failures:
-        reasons = [f"• {clip(r, 150)} ×{c}" for r, c in summary.failures[:TOP_FAILURES]]
-        lines.append(f"**Failures:** {summary.failed}\n" + "\n".join(reasons))
+        # The reasons are the jobs' recorded errors, shown as they were stored.
+        lines.append(_("**Failures:** {count}", count=summary.failed))
+        lines += [f"• {clip(r, 150)} ×{c}" for r, c in summary.failures[:TOP_FAILURES]]
     else:
-        lines.append("**Failures:** none")
+        lines.append(_("**Failures:** none"))
     if summary.jobs:
         lines.append(
-            "The attached CSV lists every job of the period"
-            + (" (only the first ones: there were too many)." if truncated else ".")
+            _("The attached CSV lists every job of the period (only the first ones: there were too many).")
+            if truncated
+            else _("The attached CSV lists every job of the period.")
         )
-    return clip("\n".join(lines), MESSAGE_LIMIT)
+    return join(lines)
 
 
 CSV_COLUMNS = (

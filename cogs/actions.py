@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -19,13 +20,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.catalog import MAX_TOTAL_IMAGES
+from bot.i18n import _
 from bot.jobs.records import JobRecord
 from bot.jobs.request import options_for_job, request_for_job
 from bot.references import ReferenceSource
 from cogs import render
 from cogs.components import ResultButton, VaryPicker, source_from_attachment
 from cogs.forms import FormAnswers, RemixForm, RequestForm, answer_form, submitted_form
-from cogs.replies import reply_privately
+from cogs.installs import ANYWHERE_CONTEXTS, ANYWHERE_INSTALLS
+from cogs.replies import member_locale, reply_privately
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -36,12 +39,12 @@ log = logging.getLogger(__name__)
 # seconds is the same click.
 DOUBLE_CLICK_SECONDS = 5
 
-GONE = (
+GONE = _(
     "This result is no longer in the bot's records, so it can't be used any more. "
     "Start a new one with /imagine."
 )
-ALREADY = "That's already on its way — one click is enough."
-REFERENCES_LOST = (
+ALREADY = _("That's already on its way — one click is enough.")
+REFERENCES_LOST = _(
     "This request's reference images never reached the image service (it failed while preparing them), "
     "so it can't be repeated as it was. Attach the images again with /imagine."
 )
@@ -64,6 +67,8 @@ class ActionsCog(commands.Cog, name="Actions"):
             name="imagine-history",
             description="Your last 10 images in this server, with links",
             callback=self._history,
+            allowed_installs=ANYWHERE_INSTALLS,
+            allowed_contexts=ANYWHERE_CONTEXTS,
         )
 
     async def cog_load(self) -> None:
@@ -119,11 +124,11 @@ class ActionsCog(commands.Cog, name="Actions"):
             await self.vary_pick(interaction, job.id, 1)
             return
         if not images:
-            await reply_privately(interaction, "This result has no images to vary.")
+            await reply_privately(interaction, _("This result has no images to vary."))
             return
         view = discord.ui.View(timeout=None)
         view.add_item(VaryPicker(job.id, len(images)))
-        await reply_privately(interaction, "Which image should the new ones vary?", view=view)
+        await reply_privately(interaction, _("Which image should the new ones vary?"), view=view)
 
     async def vary_pick(self, interaction: discord.Interaction, job_id: int, number: int) -> None:
         """Generate from image `number` of job `job_id` as the reference, with the same prompt."""
@@ -140,7 +145,10 @@ class ActionsCog(commands.Cog, name="Actions"):
         if source is None:
             await reply_privately(
                 interaction,
-                f"Image {number} is no longer available — its message was deleted or can't be read.",
+                _(
+                    "Image {number} is no longer available — its message was deleted or can't be read.",
+                    number=number,
+                ),
             )
             return False
         # The posted image is the one reference: the job's own references are not sent again.
@@ -161,7 +169,7 @@ class ActionsCog(commands.Cog, name="Actions"):
         message: discord.Message | None = None
         if interaction.message is not None and interaction.message.id == message_id:
             message = interaction.message
-        elif message_id is not None:
+        elif message_id is not None and not job.token_only:  # else only the token reaches it
             channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
             try:
                 message = await channel.fetch_message(message_id)
@@ -186,7 +194,9 @@ class ActionsCog(commands.Cog, name="Actions"):
             RequestForm(
                 RemixForm(job.id),
                 self.bot.catalog,
-                title="Remix",
+                # Translators: the title of the form that changes a result's prompt or options, then draws.
+                title=_("Remix"),
+                locale=member_locale(interaction),
                 model=job.model,
                 reference_count=len(job.reference_urls),
                 prompt=job.prompt,
@@ -231,9 +241,14 @@ class ActionsCog(commands.Cog, name="Actions"):
         if interaction.user.id != job.user_id and not permissions.manage_messages:
             await reply_privately(
                 interaction,
-                "Only the member who asked for this image, or a moderator with Manage Messages, "
-                "can delete it.",
+                _(
+                    "Only the member who asked for this image, or a moderator with Manage Messages, "
+                    "can delete it."
+                ),
             )
+            return
+        if job.token_only:
+            await self._delete_through_interaction(interaction, job)
             return
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         ids: list[int | None] = list(job.delivered_message_ids) or [job.message_id]
@@ -247,20 +262,62 @@ class ActionsCog(commands.Cog, name="Actions"):
             except discord.HTTPException as exc:
                 log.warning("%s: deleting message %s failed: %s", job.log_name, message_id, exc.status)
         log.info("%s: result deleted by user %s (%d message(s))", job.log_name, interaction.user.id, deleted)
-        await reply_privately(interaction, "Deleted." if deleted else "There was nothing left to delete.")
+        await reply_privately(
+            interaction, _("Deleted.") if deleted else _("There was nothing left to delete.")
+        )
+
+    async def _delete_through_interaction(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        """Delete where the bot is not a member: the clicked message through this click's own (fresh)
+        token; the job's other messages (images past the tenth) through the job's token while it
+        lives. The channel endpoints would only answer 403/404 there."""
+        deleted = 0
+        try:
+            await interaction.response.defer()  # acknowledges the click on the message itself
+            await interaction.delete_original_response()
+            deleted += 1
+        except discord.HTTPException as exc:
+            log.warning("%s: deleting the clicked message failed: %s", job.log_name, exc.status)
+        clicked = interaction.message.id if interaction.message is not None else None
+        others = [m for m in job.delivered_message_ids if m is not None and m != clicked]
+        left = 0
+        if others and job.token_usable(time.time()):
+            assert job.interaction_token is not None
+            webhook = discord.Webhook.partial(job.application_id, job.interaction_token, client=self.bot)
+            for message_id in others:
+                try:
+                    await webhook.delete_message(message_id)
+                    deleted += 1
+                except discord.NotFound:
+                    continue
+                except discord.HTTPException as exc:
+                    log.warning("%s: deleting message %s failed: %s", job.log_name, message_id, exc.status)
+                    left += 1
+        else:
+            left = len(others)
+        log.info("%s: result deleted by user %s (%d message(s))", job.log_name, interaction.user.id, deleted)
+        if left:
+            text = _(
+                "Deleted what I still can. The bot isn't a member here, and the rest of these images "
+                "can no longer be reached — a moderator can delete them."
+            )
+        else:
+            text = _("Deleted.") if deleted else _("There was nothing left to delete.")
+        await reply_privately(interaction, text)
 
     async def _details(self, interaction: discord.Interaction, job: JobRecord) -> None:
         request = request_for_job(job, self.bot.catalog)
-        await reply_privately(interaction, None, embed=render.details_embed(job, request))
+        await reply_privately(
+            interaction, None, embed=render.details_embed(job, request, member_locale(interaction))
+        )
 
     async def _history(self, interaction: discord.Interaction) -> None:
         jobs = await self.bot.jobs.recent(
             guild_id=interaction.guild_id, user_id=interaction.user.id, limit=10
         )
         if not jobs:
-            await reply_privately(interaction, "You have no images here yet. Try /imagine.")
+            await reply_privately(interaction, _("You have no images here yet. Try /imagine."))
             return
-        await reply_privately(interaction, render.history_text(jobs))
+        await reply_privately(interaction, render.history_text(jobs, member_locale(interaction)))
 
 
 async def setup(bot: ImagineBot) -> None:

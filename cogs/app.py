@@ -26,7 +26,7 @@ from discord.ext import commands
 from bot import toapis
 from bot.balance import BalanceWatch
 from bot.catalog import Catalog
-from bot.config import Settings
+from bot.config import Settings, load_operator_blocklist
 from bot.guild_settings import GuildSettingsStore
 from bot.http_server import HealthChecks, HttpServer, HttpServerError
 from bot.jobs.news import TaskNews
@@ -61,6 +61,7 @@ from cogs import render
 from cogs.components import ActionHandler
 from cogs.launcher import JobLauncher
 from cogs.replies import reply_privately
+from cogs.translator import CatalogTranslator
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ REQUIRED_PERMISSIONS = discord.Permissions(
     read_message_history=True,
 )
 SCOPES = ("bot", "applications.commands")
+USER_INSTALL_SCOPES = ("applications.commands",)
 
 TOKEN_REJECTED = (
     "DISCORD_TOKEN was rejected by Discord: copy the bot's token again from the developer portal "
@@ -120,7 +122,16 @@ def shard_of(guild_id: int | None, shard_count: int) -> int:
 
 
 def invite_url(application_id: int) -> str:
-    return discord.utils.oauth_url(application_id, permissions=REQUIRED_PERMISSIONS, scopes=SCOPES)
+    """The server install link: the bot joins the server with the permissions it needs there."""
+    url = discord.utils.oauth_url(application_id, permissions=REQUIRED_PERMISSIONS, scopes=SCOPES)
+    return f"{url}&integration_type=0"
+
+
+def user_install_url(application_id: int) -> str:
+    """The user install link: a member adds the commands to their own account, to use anywhere
+    (the bot joins nothing, so it asks for no permissions)."""
+    url = discord.utils.oauth_url(application_id, scopes=USER_INSTALL_SCOPES)
+    return f"{url}&integration_type=1"
 
 
 class ImagineTree(app_commands.CommandTree):
@@ -129,8 +140,13 @@ class ImagineTree(app_commands.CommandTree):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         command = interaction.command.name if interaction.command else "?"
         if isinstance(error, app_commands.CheckFailure) and str(error):
-            # A refusal meant for the member (e.g. /imagine-admin without the permission): say why.
-            await reply_privately(interaction, str(error))
+            # A refusal meant for the member (e.g. /imagine-admin without the permission): say why,
+            # in the member's own language when the refusal is a text to translate.
+            # (A translatable text has `render`; any other message is shown as it is.)
+            reason = (
+                error.args[0] if len(error.args) == 1 and hasattr(error.args[0], "render") else str(error)
+            )
+            await reply_privately(interaction, reason)
             return
         log.error(
             "command %s failed (guild %s, user %s)",
@@ -177,6 +193,7 @@ class ImagineBot(commands.AutoShardedBot):
             allowed_guild_ids=settings.allowed_guild_ids,
             allow_dms=settings.allow_dms,
             watermark=settings.watermark,
+            blocklist=load_operator_blocklist(settings.operator_blocklist_file),
         )
         self._jobs: JobStore | None = None
         self._guild_settings: GuildSettingsStore | None = None
@@ -265,7 +282,10 @@ class ImagineBot(commands.AutoShardedBot):
         # One process watches the balance (the account is shared), so a crossing is posted once.
         if self.settings.low_balance_usd is not None and self.registers_commands:
             self.balance_watch = BalanceWatch(
-                self.toapis.balance, self._tell_operator, low_usd=self.settings.low_balance_usd
+                self.toapis.balance,
+                self._tell_operator,
+                low_usd=self.settings.low_balance_usd,
+                language=self._operator_channel_language,
             )
         self._runner = JobRunner(
             self.toapis,
@@ -297,7 +317,9 @@ class ImagineBot(commands.AutoShardedBot):
             owns=self.owns,
             stopping=lambda: self.stopping,
             max_queued_jobs=self.settings.max_queued_jobs,
+            ledger=self._ledger,
         )
+        await self.tree.set_translator(CatalogTranslator())
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.settings.http_port is not None:
@@ -392,6 +414,14 @@ class ImagineBot(commands.AutoShardedBot):
                 # The database may be down right now; the next round tries again.
                 log.exception("housekeeping failed; trying again in %.0fs", self.sweep_interval)
 
+    def _operator_channel_language(self) -> str | None:
+        """The language of the server `OPERATOR_CHANNEL_ID` is in; None (English) when unknown."""
+        if self.settings.operator_channel_id is None:
+            return None
+        channel = self.get_channel(self.settings.operator_channel_id)
+        guild = getattr(channel, "guild", None)
+        return guild.preferred_locale.value if guild is not None else None
+
     async def _tell_operator(self, line: str) -> None:
         """Post one line to `OPERATOR_CHANNEL_ID` with the bot token (no pings); nothing if unset."""
         channel_id = self.settings.operator_channel_id
@@ -423,7 +453,14 @@ class ImagineBot(commands.AutoShardedBot):
         guild = discord.Object(guild_id) if guild_id is not None else None
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
-        definitions = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+        # The localisations are part of what is registered: a changed translation re-registers.
+        translator = self.tree.translator
+        definitions = [
+            await command.get_translated_payload(self.tree, translator)
+            if translator is not None
+            else command.to_dict(self.tree)
+            for command in self.tree.get_commands(guild=guild)
+        ]
         digest = fingerprint(definitions)
         registry = CommandRegistry(self.store)
         if await registry.is_current(self.application_id, guild_id, digest):
@@ -586,7 +623,7 @@ async def run_bot(settings: Settings, catalog: Catalog) -> int:
 
 
 async def run_check(settings: Settings, catalog: Catalog) -> int:
-    """`python -m bot --check`: prove both credentials work and print the invite URL."""
+    """`python -m bot --check`: prove both credentials work and print both install links."""
     print(f"Settings: OK ({len(catalog)} models, default {settings.default_model})")
     if not await _check_http(settings):
         return 1
@@ -632,7 +669,8 @@ async def run_check(settings: Settings, catalog: Catalog) -> int:
     finally:
         await discord_client.close()
     print(f"Discord: logged in as {user} (application {app.id})")
-    print(f"Invite the bot with: {invite_url(app.id)}")
+    print(f"Add the bot to a server: {invite_url(app.id)}")
+    print(f"Add it to your own account (use it anywhere): {user_install_url(app.id)}")
     return 0
 
 

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import discord
 
+from bot import i18n
+from bot.i18n import Text, _
 from bot.jobs.records import JobRecord
 from bot.references import ReferenceSource
 
@@ -33,12 +35,15 @@ def _handler(interaction: discord.Interaction) -> ActionHandler:
     return handler
 
 
-_BUTTONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
-    "reroll": ("Reroll", "🔁", discord.ButtonStyle.primary),
-    "vary": ("Vary", "🎲", discord.ButtonStyle.secondary),
-    "remix": ("Remix", "✏️", discord.ButtonStyle.secondary),
-    "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
-    "details": ("Details", "ℹ️", discord.ButtonStyle.secondary),
+_BUTTONS: dict[str, tuple[Text, str, discord.ButtonStyle]] = {
+    # Translators: a button under a result: make the same request again (new images).
+    "reroll": (_("Reroll"), "🔁", discord.ButtonStyle.primary),
+    # Translators: a button under a result: make variations of one of its images.
+    "vary": (_("Vary"), "🎲", discord.ButtonStyle.secondary),
+    # Translators: a button under a result: change the prompt or settings and run it again.
+    "remix": (_("Remix"), "✏️", discord.ButtonStyle.secondary),
+    "delete": (_("Delete"), "🗑️", discord.ButtonStyle.danger),
+    "details": (_("Details"), "ℹ️", discord.ButtonStyle.secondary),
 }
 DONE_ACTIONS = ("reroll", "vary", "remix", "delete", "details")
 FAILED_ACTIONS = ("reroll", "remix", "details")
@@ -48,12 +53,17 @@ class ResultButton(
     discord.ui.DynamicItem[discord.ui.Button],
     template=r"imagine:(?P<action>reroll|vary|remix|delete|details):(?P<job_id>[0-9]{1,20})",
 ):
-    """One action button of a result message."""
+    """One action button of a result message, labelled in `locale` (the job's member's)."""
 
-    def __init__(self, action: str, job_id: int) -> None:
+    def __init__(self, action: str, job_id: int, locale: str | None = None) -> None:
         label, emoji, style = _BUTTONS[action]
         super().__init__(
-            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=f"imagine:{action}:{job_id}")
+            discord.ui.Button(
+                label=i18n.render(label, locale),
+                emoji=emoji,
+                style=style,
+                custom_id=f"imagine:{action}:{job_id}",
+            )
         )
         self.action = action
         self.job_id = job_id
@@ -71,13 +81,19 @@ class ResultButton(
 class VaryPicker(
     discord.ui.DynamicItem[discord.ui.Select], template=r"imagine:varypick:(?P<job_id>[0-9]{1,20})"
 ):
-    """Which image to vary (a private message shows it when a result has several)."""
+    """Which image to vary (a private message shows it when a result has several), in `locale`
+    (the member's who pressed Vary)."""
 
-    def __init__(self, job_id: int, count: int) -> None:
-        options = [discord.SelectOption(label=f"Image {i}", value=str(i)) for i in range(1, count + 1)]
+    def __init__(self, job_id: int, count: int, locale: str | None = None) -> None:
+        options = [
+            discord.SelectOption(label=i18n.render(_("Image {number}", number=str(i)), locale), value=str(i))
+            for i in range(1, count + 1)
+        ]
         super().__init__(
             discord.ui.Select(
-                custom_id=f"imagine:varypick:{job_id}", placeholder="Pick an image", options=options
+                custom_id=f"imagine:varypick:{job_id}",
+                placeholder=i18n.render(_("Pick an image"), locale),
+                options=options,
             )
         )
         self.job_id = job_id
@@ -94,10 +110,11 @@ class VaryPicker(
 
 
 def result_view(job: JobRecord, *, done: bool) -> discord.ui.View:
-    """The buttons under a finished job's message (fewer under a failure: nothing to vary or delete)."""
+    """The buttons under a finished job's message (fewer under a failure: nothing to vary or delete),
+    labelled in the language of the member who asked for it (the job's `locale`)."""
     view = discord.ui.View(timeout=None)
     for action in DONE_ACTIONS if done else FAILED_ACTIONS:
-        view.add_item(ResultButton(action, job.id))
+        view.add_item(ResultButton(action, job.id, job.locale))
     return view
 
 

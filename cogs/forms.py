@@ -20,17 +20,20 @@ from typing import Any
 
 import discord
 
+from bot import i18n
 from bot.catalog import AUTO_RATIO, DOCUMENTED_RATIOS, MAX_TOTAL_IMAGES, Catalog
+from bot.i18n import _, _n
 from bot.jobs.request import DEFAULT_RATIO
 from bot.jobs.runner import INTERNAL_ERROR
 from bot.references import ReferenceSource
-from bot.text import plural
+from bot.text import clip
 from cogs.replies import reply_privately
 
 log = logging.getLogger(__name__)
 
 FORM_PREFIX = "imagine:form:"
-EXPIRED = "This form expired — open it again."
+MODAL_TITLE_LIMIT = 45  # Discord's limit on a modal's title, in characters
+EXPIRED = _("This form expired — open it again.")
 
 _REMIX = re.compile(r"imagine:form:remix:(?P<job_id>[0-9]{1,20})")
 _MENU = re.compile(r"imagine:form:menu:(?P<channel_id>[0-9]{1,20}):(?P<message_id>[0-9]{1,20})")
@@ -137,6 +140,7 @@ class RequestForm(discord.ui.Modal):
     """The form itself: prompt, ratio, number of images and model, pre-filled for Remix.
 
     Only the layout: it is stopped at once (see the module docstring), so `on_submit` never runs.
+    Every text on it is read in `locale`, the language of the member who opens it.
     """
 
     def __init__(
@@ -144,19 +148,23 @@ class RequestForm(discord.ui.Modal):
         form: RemixForm | MenuForm,
         catalog: Catalog,
         *,
-        title: str,
+        title: i18n.Readable,
+        locale: str | None,
         model: str,
         reference_count: int,
         prompt: str | None = None,
         ratio: str = DEFAULT_RATIO,
         n: int = 1,
     ) -> None:
-        super().__init__(title=title, timeout=None, custom_id=form.custom_id)
+        def read(text: i18n.Readable) -> str:
+            return i18n.render(text, locale)
+
+        super().__init__(title=clip(read(title), MODAL_TITLE_LIMIT), timeout=None, custom_id=form.custom_id)
         prompt_input: discord.ui.TextInput[RequestForm] = discord.ui.TextInput(
             custom_id="prompt",
             style=discord.TextStyle.paragraph,
             max_length=min(4000, max(m.max_prompt_length for m in catalog)),
-            placeholder="What should the model make?",
+            placeholder=read(_("What should the model make?")),
             default=prompt,
         )
         ratios = list(DOCUMENTED_RATIOS)
@@ -181,12 +189,26 @@ class RequestForm(discord.ui.Modal):
             ],
         )
         limit_note = (
-            f"With {plural(reference_count, 'reference image')}, at most {most}." if reference_count else None
+            read(
+                _n(
+                    "With {count} reference image, at most {most}.",
+                    "With {count} reference images, at most {most}.",
+                    reference_count,
+                    most=most,
+                )
+            )
+            if reference_count
+            else None
         )
-        self.add_item(discord.ui.Label(text="Prompt", component=prompt_input))
-        self.add_item(discord.ui.Label(text="Ratio", component=ratio_select))
-        self.add_item(discord.ui.Label(text="Number of images", description=limit_note, component=n_select))
-        self.add_item(discord.ui.Label(text="Model", component=model_select))
+        # Translators: the label of the form's prompt field (the text the model draws from).
+        self.add_item(discord.ui.Label(text=read(_("Prompt")), component=prompt_input))
+        # Translators: the label of the form's aspect-ratio field (1:1, 16:9…).
+        self.add_item(discord.ui.Label(text=read(_("Ratio")), component=ratio_select))
+        self.add_item(
+            discord.ui.Label(text=read(_("Number of images")), description=limit_note, component=n_select)
+        )
+        # Translators: the label of the form's field choosing which image model draws.
+        self.add_item(discord.ui.Label(text=read(_("Model")), component=model_select))
         # A stopped modal is never stored by discord.py, so no submission is handled twice.
         self.stop()
 

@@ -13,13 +13,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.catalog import AUTO_RATIO, DOCUMENTED_RATIOS, MAX_TOTAL_IMAGES, SPEED_MODES, Catalog
+from bot.i18n import _, _p
 from bot.jobs.request import DEFAULT_RATIO, RequestOptions
 from bot.preferences import NO_PREFERENCES, fill
 from bot.references import MAX_REFERENCES, ReferenceRejectedError, ReferenceSource, check_sources
-from cogs import render
 from cogs.components import source_from_attachment
 from cogs.forms import (
-    EXPIRED,
     ExpiredForm,
     FormAnswers,
     MenuForm,
@@ -29,8 +28,9 @@ from cogs.forms import (
     answer_form,
     submitted_form,
 )
+from cogs.installs import conversation, server_installed, usable_anywhere
 from cogs.launcher import RESTARTING
-from cogs.replies import reply_privately
+from cogs.replies import member_locale, reply_privately
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -38,17 +38,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MENU_NAME = "Imagine with these images"
+# The menu's name as the member's Discord shows it (the same message as the command's translation).
+MENU_TITLE = _p("menu name", "Imagine with these images")
 # Most seconds the menu form waits for the member's defaults before opening with the bot's.
 FORM_DEFAULTS_TIMEOUT = 1.0
-MENU_MESSAGE_GONE = (
+MENU_MESSAGE_GONE = _(
     "The message with those images was deleted, so this form can't be used any more. "
-    f"Use “{MENU_NAME}” on another message."
+    "Use “{menu}” on another message.",
+    menu=MENU_TITLE,
 )
 # Also what a member sees where Discord hides a member's message from the bot's own reads.
-MENU_IMAGES_GONE = (
-    f"{EXPIRED} I can't read that message's images any more: right-click the message → Apps → "
-    f"“{MENU_NAME}” for a new form."
+MENU_IMAGES_GONE = _(
+    "This form expired — open it again. I can't read that message's images any more: right-click the "
+    "message → Apps → “{menu}” for a new form.",
+    menu=MENU_TITLE,
 )
+NO_IMAGES = _("That message has no images. Use this on a message with image attachments.")
 
 
 def build_imagine_command(catalog: Catalog, bot: "ImagineBot") -> app_commands.Command:
@@ -143,8 +148,10 @@ class ImagineCog(commands.Cog):
 
     def __init__(self, bot: "ImagineBot") -> None:
         self.bot = bot
-        self.command = build_imagine_command(bot.catalog, bot)
-        self.menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.imagine_from_message)
+        self.command = usable_anywhere(build_imagine_command(bot.catalog, bot))
+        self.menu = usable_anywhere(
+            app_commands.ContextMenu(name=MENU_NAME, callback=self.imagine_from_message)
+        )
         self.open_menu_forms = OpenMenuForms()
 
     async def cog_load(self) -> None:
@@ -162,18 +169,14 @@ class ImagineCog(commands.Cog):
             return
         sources = images_in_message(message)
         if not sources:
-            await reply_privately(
-                interaction, "That message has no images. Use this on a message with image attachments."
-            )
+            await reply_privately(interaction, NO_IMAGES)
             return
         references = tuple(sources[:MAX_REFERENCES])
         try:
             # Only what Discord told us about the files: a bad one is refused before any typing.
             check_sources(references, n=1, max_references=MAX_REFERENCES, model_name="The bot")
         except ReferenceRejectedError as exc:
-            await interaction.response.send_message(
-                str(exc), ephemeral=True, allowed_mentions=render.NO_PINGS
-            )
+            await reply_privately(interaction, exc.text)
             return
         form = MenuForm(message.channel.id, message.id)
         self.open_menu_forms.remember(form, references)
@@ -182,7 +185,8 @@ class ImagineCog(commands.Cog):
             RequestForm(
                 form,
                 self.bot.catalog,
-                title=MENU_NAME,
+                title=MENU_TITLE,
+                locale=member_locale(interaction),
                 model=defaults.model_id or self.bot.settings.default_model,
                 reference_count=len(references),
                 ratio=defaults.ratio or DEFAULT_RATIO,
@@ -199,9 +203,10 @@ class ImagineCog(commands.Cog):
             # The form must be the first answer, within Discord's 3 s: a slow read is not waited for.
             async with asyncio.timeout(FORM_DEFAULTS_TIMEOUT):
                 prefs = await self.bot.preferences.get(interaction.user.id)
+                # A server that never installed the bot has no settings: none are read for it.
                 settings = (
                     await self.bot.guild_settings.get(interaction.guild_id)
-                    if interaction.guild_id is not None
+                    if interaction.guild_id is not None and server_installed(interaction)
                     else None
                 )
         except Exception as exc:
@@ -250,6 +255,10 @@ class ImagineCog(commands.Cog):
     ) -> tuple[ReferenceSource, ...] | None:
         """The images of a menu form's message, read again (after a restart); None once the member
         was told privately why they cannot be had."""
+        if not conversation(interaction).bot_in_channel:
+            # Where the bot is not a member it cannot read messages back: only the open form had them.
+            await reply_privately(interaction, MENU_IMAGES_GONE)
+            return None
         channel = self.bot.get_partial_messageable(form.channel_id, guild_id=interaction.guild_id)
         try:
             message = await channel.fetch_message(form.message_id)

@@ -10,6 +10,11 @@ finished job gets one line in its server's audit channel.
 
 Reading order: a command (`cogs.imagine`, `cogs.actions`) → this launcher → the core runner
 (`bot.jobs.runner`) → the messenger that shows the job (`cogs.delivery`).
+
+A job's messages are written long after its interaction, so the job records the languages
+they are written in: the asking member's Discord locale (the placeholder, progress, result,
+failure and buttons) and the server's (the audit line). Reroll, Vary and Remix start a job
+like any other, in the language of the member who pressed the button.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from typing import Any
 
 import discord
 
-from bot import policy
+from bot import i18n, policy
 from bot.catalog import Catalog
 from bot.guild_settings import GuildSettings, GuildSettingsStore
+from bot.i18n import Readable, Text, _, _n, _p
 from bot.jobs.pacing import ChannelPacer
 from bot.jobs.records import JobOrigin, JobRecord, JobState, JobStore
 from bot.jobs.request import (
@@ -39,22 +45,21 @@ from bot.jobs.request import (
 )
 from bot.jobs.runner import JobRunner, first_progress
 from bot.preferences import NO_PREFERENCES, Filled, PreferencesStore, fill
-from bot.quota import QuotaExceededError, QuotaPlan
+from bot.quota import QuotaExceededError, QuotaLedger, QuotaPlan
 from cogs import render
 from cogs.delivery import JobMessenger
+from cogs.installs import conversation, server_installed
 from cogs.members import requester
-from cogs.replies import reply_privately
+from cogs.replies import member_locale, reply_privately
 
 log = logging.getLogger(__name__)
 
-RESTARTING = "The bot is restarting — try again in a minute."
-# Beyond MAX_QUEUED_JOBS waiting to be sent, new requests are refused before anything is charged.
-VERY_BUSY = "The bot is very busy — {waiting} requests are waiting; try again in a few minutes."
-PLACEHOLDER_FAILED = (
+RESTARTING = _("The bot is restarting — try again in a minute.")
+PLACEHOLDER_FAILED = _(
     "Discord did not accept the bot's reply, so your request was not started and nothing was charged. "
     "Run the command again."
 )
-PREFERENCES_UNREADABLE = (
+PREFERENCES_UNREADABLE = _(
     "Your /imagine-settings could not be read just now, so this request used the bot's defaults."
 )
 # How long the public placeholder may take before its job is given up: Discord takes the first answer
@@ -63,43 +68,77 @@ PREFERENCES_UNREADABLE = (
 PLACEHOLDER_TIMEOUT = 2.5
 # Discord ends an interaction token's life 15 minutes after the interaction was created.
 INTERACTION_TOKEN_LIFETIME = 15 * 60
+# The bot stops relying on a token this long before it dies: a job reached only through its token
+# tells the member then, while the token still works, that its result will come by DM.
+TOKEN_SAFETY_MARGIN = 30.0
+# Said once a day per member and server, privately, when Discord made the public placeholder private:
+# the server does not let its members' own apps answer in public.
+FORCED_PRIVATE_NOTE_SECONDS = 24 * 3600
+FORCED_PRIVATE = _(
+    "This server only lets apps its members added themselves answer privately, so only you can see "
+    "this request and its images. To share them, use /imagine where the bot is a member."
+)
 # A job with no runner here counts as stranded only once its record has been untouched this
 # long: a job being accepted gets its message id written within seconds, well inside this.
 ORPHAN_GRACE = 120.0
 
 # What the bot must be allowed in the channel to show a job: checked before anything is charged.
+# Their names as Discord's settings show them, in the reader's language.
 _NEEDED = {
-    "view_channel": "View Channel",
-    "send_messages": "Send Messages",
-    "embed_links": "Embed Links",
-    "attach_files": "Attach Files",
+    "view_channel": _p("permission", "View Channel"),
+    "send_messages": _p("permission", "Send Messages"),
+    "embed_links": _p("permission", "Embed Links"),
+    "attach_files": _p("permission", "Attach Files"),
 }
 
 
-def missing_permissions(interaction: discord.Interaction) -> list[str]:
-    """Names of channel permissions the bot lacks (none are checked outside servers)."""
-    if interaction.guild_id is None:
+def missing_permissions(interaction: discord.Interaction) -> list[Text]:
+    """Names of channel permissions the bot lacks (none are checked outside servers, nor in a server
+    where the bot is used from a user install: it answers there only through the interaction)."""
+    if interaction.guild_id is None or not server_installed(interaction):
         return []
     needed = dict(_NEEDED)
     if isinstance(interaction.channel, discord.Thread):
         del needed["send_messages"]
-        needed["send_messages_in_threads"] = "Send Messages in Threads"
+        needed["send_messages_in_threads"] = _p("permission", "Send Messages in Threads")
     have = interaction.app_permissions
     return [label for flag, label in needed.items() if not getattr(have, flag)]
 
 
-def missing_permissions_text(missing: list[str]) -> str:
-    """The private refusal when the bot lacks channel permissions, naming them."""
-    names = (
-        " and ".join(f"**{m}**" for m in missing)
-        if len(missing) <= 2
-        else (", ".join(f"**{m}**" for m in missing[:-1]) + f" and **{missing[-1]}**")
+def very_busy(waiting: int) -> Readable:
+    """The refusal beyond MAX_QUEUED_JOBS waiting to be sent, before anything is charged."""
+    return _(
+        "The bot is very busy — {waiting} requests are waiting; try again in a few minutes.",
+        waiting=f"{waiting:,}",
     )
-    plural = "permission" if len(missing) == 1 else "permissions"
-    return (
-        f"I can't post images in this channel: I'm missing the {names} {plural} here. "
-        "Ask a server admin to grant them, or use /imagine in another channel. Nothing was charged."
+
+
+def missing_permissions_text(missing: list[Text]) -> Readable:
+    """The private refusal when the bot lacks channel permissions, naming them as Discord's
+    settings do in the reader's language."""
+    bold = [i18n.join(["**", name, "**"], "") for name in missing]
+    if len(bold) == 1:
+        names: Readable = bold[0]
+    else:
+        # Translators: permission names, e.g. "**View Channel**, **Embed Links** and **Attach Files**".
+        names = _("{names} and {last}", names=i18n.join(bold[:-1], ", "), last=bold[-1])
+    return _n(
+        "I can't post images in this channel: I'm missing the {names} permission here. "
+        "Ask a server admin to grant them, or use /imagine in another channel. Nothing was charged.",
+        "I can't post images in this channel: I'm missing the {names} permissions here. "
+        "Ask a server admin to grant them, or use /imagine in another channel. Nothing was charged.",
+        len(missing),
+        names=names,
     )
+
+
+def _refusal_text(exc: Exception) -> Readable:
+    """What a refusal of the request or the policy says to the member: its text when it carries
+    one (``exc.text``), else its English."""
+    for text in (getattr(exc, "text", None), *exc.args[:1]):
+        if isinstance(text, i18n.Text | i18n.Joined):
+            return text
+    return str(exc)
 
 
 class JobLauncher:
@@ -123,6 +162,7 @@ class JobLauncher:
         owns: Callable[[JobRecord], bool],
         stopping: Callable[[], bool],
         max_queued_jobs: int | None = None,
+        ledger: QuotaLedger | None = None,
     ) -> None:
         """`max_queued_jobs`: beyond this many jobs waiting to be sent, new requests are refused
         (None: no limit)."""
@@ -139,12 +179,15 @@ class JobLauncher:
         self._spawn: Callable[..., asyncio.Task[Any]] = spawn
         self._owns = owns  # whether a job's server is on a shard this process runs
         self._stopping = stopping
+        self._ledger = ledger  # remembers which members were told why their answers are private
         self.placeholder_timeout = PLACEHOLDER_TIMEOUT
         self._live_jobs: dict[int, asyncio.Task[Any]] = {}
         self.max_queued_jobs = max_queued_jobs
         # Launches admitted past the busy check whose runner has not taken them yet: counted as
         # waiting, so a burst arriving at once cannot slip past MAX_QUEUED_JOBS together.
         self._launching = 0
+        self.token_lifetime: float = INTERACTION_TOKEN_LIFETIME
+        self.token_margin = TOKEN_SAFETY_MARGIN
 
     # -- a member's new job ----------------------------------------------------------------
 
@@ -158,7 +201,7 @@ class JobLauncher:
         waiting = self.waiting_count
         if self.max_queued_jobs is not None and waiting >= self.max_queued_jobs:
             log.info("refused a request: %d job(s) are waiting to be sent", waiting)
-            await reply_privately(interaction, VERY_BUSY.format(waiting=f"{waiting:,}"))
+            await reply_privately(interaction, very_busy(waiting))
             return False
         self._launching += 1
         started = False
@@ -194,7 +237,7 @@ class JobLauncher:
                 request, watermark=policy.watermark(settings, self._operator), spoiler=completed.spoiler
             )
         except (RequestError, policy.RefusedError) as exc:
-            await reply_privately(interaction, str(exc))
+            await reply_privately(interaction, _refusal_text(exc))
             return False
 
         missing = missing_permissions(interaction)
@@ -206,15 +249,19 @@ class JobLauncher:
         if job is None:
             return False
         started = datetime.fromtimestamp(job.created_at, tz=UTC)
+        forced_private = False
         try:
             # Bounded: discord.py retries a 5xx for half a minute, long after Discord's 3 s window.
             async with asyncio.timeout(self.placeholder_timeout):
                 response = await interaction.response.send_message(
-                    embed=render.progress_embed(request, first_progress(request), started),
+                    embed=render.progress_embed(request, first_progress(request), started, job.locale),
                     allowed_mentions=render.NO_PINGS,
                 )
             if response.message_id is not None:  # always set for a message Discord posted
                 job = await self._jobs.set_message_id(job, response.message_id)
+            # Discord answers privately, whatever was asked, where a server forbids its members' own
+            # apps to answer in public: the job carries on there (only the token reaches it).
+            forced_private = response.is_ephemeral()
         except (Exception, asyncio.CancelledError) as exc:
             # Nothing was sent to the image service: the job ends now and its quota comes back.
             await self._placeholder_failed(interaction, job, request, exc)
@@ -223,13 +270,19 @@ class JobLauncher:
             return False
         log.info("%s: accepted (channel %s)", job.log_name, interaction.channel_id)
         launched = self.start(job, request, launched=True)
+        if forced_private:
+            log.info(
+                "%s: Discord made the answer private (external apps answer privately here)", job.log_name
+            )
+            if await self._first_private_answer(who):
+                await self._tell_privately(interaction, job, FORCED_PRIVATE)
         if note is not None:
             await self._tell_privately(interaction, job, note)
         return launched
 
     async def _with_preferences(
         self, who: policy.Requester, options: RequestOptions, settings: GuildSettings | None
-    ) -> tuple[Filled, str | None]:
+    ) -> tuple[Filled, Readable | None]:
         """`options` completed from the member's /imagine-settings, and the private note to send
         with the placeholder (defaults that were skipped), if any."""
         try:
@@ -242,17 +295,40 @@ class JobLauncher:
         completed = fill(options, prefs, self._catalog, default_model=self._default_model, settings=settings)
         return completed, unreadable or completed.note
 
-    async def _tell_privately(self, interaction: discord.Interaction, job: JobRecord, text: str) -> None:
+    async def _first_private_answer(self, who: policy.Requester) -> bool:
+        """Whether this member has not yet been told (today, in this server) why answers are private."""
+        if self._ledger is None:
+            return True
+        try:
+            return await self._ledger.claim(
+                f"note:private:{who.guild_id}:{who.user_id}", FORCED_PRIVATE_NOTE_SECONDS
+            )
+        except Exception as exc:
+            log.warning(
+                "user %s: could not check the private-answer note: %s", who.user_id, type(exc).__name__
+            )
+            return True  # telling twice beats never telling
+
+    async def _tell_privately(self, interaction: discord.Interaction, job: JobRecord, text: Readable) -> None:
         """A private follow-up to the public placeholder; the job runs whether or not it arrives."""
         try:
             async with asyncio.timeout(self.placeholder_timeout):
-                await interaction.followup.send(text, ephemeral=True, allowed_mentions=render.NO_PINGS)
+                await interaction.followup.send(
+                    i18n.render(text, member_locale(interaction)),
+                    ephemeral=True,
+                    allowed_mentions=render.NO_PINGS,
+                )
         except (discord.HTTPException, TimeoutError) as exc:
             log.info("%s: the private note could not be sent: %s", job.log_name, type(exc).__name__)
 
     async def _settings_for(self, who: policy.Requester) -> GuildSettings | None:
-        """The server's settings (None in direct messages), the blocklist ready for its language."""
-        if who.guild_id is None:
+        """The server's settings (None in direct messages, and in a server that never installed the
+        bot: nothing is read for it), the blocklists ready for its language."""
+        operator_blocklist = self._operator.blocklist
+        if operator_blocklist:
+            # Compiled once per language, off the event loop like a server's list.
+            await asyncio.to_thread(lambda: operator_blocklist.prepare(who.locale))
+        if who.guild_id is None or not who.server_installed:
             return None
         settings = await self._guild_settings.get(who.guild_id)
         if settings.blocklist:
@@ -276,8 +352,11 @@ class JobLauncher:
                 application_id=interaction.application_id,
                 interaction_id=interaction.id,
                 interaction_token=interaction.token,
-                token_expires_at=interaction.created_at.timestamp() + INTERACTION_TOKEN_LIFETIME,
+                token_expires_at=interaction.created_at.timestamp() + self.token_lifetime,
                 upload_limit=interaction.filesize_limit,
+                locale=member_locale(interaction),
+                guild_locale=interaction.guild_locale.value if interaction.guild_locale else None,
+                conversation=conversation(interaction),
             )
             return await self._jobs.create(new_job(request, origin), quota=plan)
         except QuotaExceededError as exc:
@@ -297,19 +376,24 @@ class JobLauncher:
             getattr(exc, "status", ""),
         )
         try:
-            await self._jobs.finish(job.id, JobState.FAILED, delivered_images=0, error=PLACEHOLDER_FAILED)
+            await self._jobs.finish(
+                job.id, JobState.FAILED, delivered_images=0, error=str(PLACEHOLDER_FAILED)
+            )
         except Exception:
             log.exception("%s: could not be ended after its placeholder failed", job.log_name)
         try:
             async with asyncio.timeout(self.placeholder_timeout):
                 if interaction.response.is_done():
                     # The placeholder is up but the job behind it ended: it must not say "Queued".
+                    elapsed = time.time() - job.created_at
                     await interaction.edit_original_response(
-                        embed=render.failure_embed(request, PLACEHOLDER_FAILED, time.time() - job.created_at),
+                        embed=render.failure_embed(request, PLACEHOLDER_FAILED, elapsed, job.locale),
                         allowed_mentions=render.NO_PINGS,
                     )
                     await interaction.followup.send(
-                        PLACEHOLDER_FAILED, ephemeral=True, allowed_mentions=render.NO_PINGS
+                        i18n.render(PLACEHOLDER_FAILED, job.locale),
+                        ephemeral=True,
+                        allowed_mentions=render.NO_PINGS,
                     )
                 else:
                     await reply_privately(interaction, PLACEHOLDER_FAILED)
@@ -335,7 +419,9 @@ class JobLauncher:
         if job.id in self._live_jobs:
             log.warning("%s: already running in this process; not starting it twice", job.log_name)
             return False
-        messenger = JobMessenger(self._client, job, request, self._jobs, self._pacer)
+        messenger = JobMessenger(
+            self._client, job, request, self._jobs, self._pacer, token_margin=self.token_margin
+        )
         task = self._spawn(self._run(job, request, messenger, resumed, launched), name=f"job-{job.id}")
         self._live_jobs[job.id] = task
         task.add_done_callback(lambda done: self._forget(job.id, done))
@@ -396,21 +482,44 @@ class JobLauncher:
             # No await between this and the runner counting the job as unsent: never counted twice
             # or not at all.
             self._launching -= 1
-        final = await self._runner.run(job, request, messenger, resumed=resumed)
-        await self.audit(final, request)
+        # Where only the token reaches the job, the member is told before it dies (see the messenger).
+        watch = (
+            self._spawn(self._before_token_dies(job, messenger), name=f"job-{job.id}-token")
+            if job.token_only
+            else None
+        )
+        try:
+            final = await self._runner.run(job, request, messenger, resumed=resumed)
+        finally:
+            if watch is not None:
+                watch.cancel()
+        await self.audit(final, request, messenger.failure)
+
+    async def _before_token_dies(self, job: JobRecord, messenger: JobMessenger) -> None:
+        """At the token's safety margin, tell the member (through it) that the result will come by DM."""
+        if job.token_expires_at is None or not job.interaction_token:
+            return
+        await asyncio.sleep(max(0.0, job.token_expires_at - self.token_margin - time.time()))
+        await messenger.token_expiring()
 
     # -- the audit channel -------------------------------------------------------------------
 
-    async def audit(self, job: JobRecord, request: ImagineRequest) -> None:
-        """One compact line per finished job in the server's audit channel, if it has one."""
-        if job.guild_id is None or job.state not in (JobState.DONE, JobState.FAILED):
+    async def audit(self, job: JobRecord, request: ImagineRequest, failure: Readable | None = None) -> None:
+        """One compact line per finished job in the server's audit channel, if it has one, in the
+        server's language (recorded with the job). `failure`: why it failed, as the member was told."""
+        # A server that never installed the bot has no audit channel (and no settings to read).
+        if (
+            job.guild_id is None
+            or not job.bot_in_channel
+            or job.state not in (JobState.DONE, JobState.FAILED)
+        ):
             return
         settings = await self._guild_settings.get(job.guild_id)
         if settings.audit_channel_id is None:
             return
         channel = self._client.get_partial_messageable(settings.audit_channel_id, guild_id=job.guild_id)
         try:
-            line = render.audit_line(job, request)
+            line = render.audit_line(job, request, failure, job.guild_locale)
             await self._pacer.final(
                 settings.audit_channel_id, lambda: channel.send(line, allowed_mentions=render.NO_PINGS)
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import discord
 
 from bot import policy
+from cogs.installs import server_installed
 
 
 def requester(interaction: discord.Interaction) -> policy.Requester:
@@ -23,4 +24,5 @@ def requester(interaction: discord.Interaction) -> policy.Requester:
         parent_channel_id=parent,
         role_ids=frozenset(int(r) for r in role_ids),
         locale=str(interaction.guild_locale) if interaction.guild_locale is not None else None,
+        server_installed=interaction.guild_id is None or server_installed(interaction),
     )

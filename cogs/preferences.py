@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.catalog import AUTO_RATIO, DOCUMENTED_RATIOS, MAX_TOTAL_IMAGES, SPEED_MODES, Catalog
+from bot.i18n import Text, _, join
 from bot.preferences import (
     EVERYTHING,
     FIELDS,
@@ -23,6 +24,7 @@ from bot.preferences import (
     change_preferences,
     preferences_text,
 )
+from cogs.installs import usable_anywhere
 from cogs.replies import reply_privately
 
 if TYPE_CHECKING:
@@ -87,9 +89,11 @@ async def answer_settings(
     if not changes and reset is None:
         prefs = await bot.preferences.get(interaction.user.id)
         text = preferences_text(prefs, bot.catalog, default_model=default_model)
-        await reply_privately(interaction, text + "\nChange them with the options of `/imagine-settings`.")
+        await reply_privately(
+            interaction, join([text, _("Change them with the options of `/imagine-settings`.")])
+        )
         return
-    notes: list[str] = []
+    notes: list[Text] = []
 
     def change(current: MemberPreferences) -> MemberPreferences:
         new, cleared = change_preferences(
@@ -99,12 +103,12 @@ async def answer_settings(
         return new
 
     try:
-        _, after = await bot.preferences.update(interaction.user.id, change)
+        _before, after = await bot.preferences.update(interaction.user.id, change)
     except PreferenceError as exc:
-        await reply_privately(interaction, f"{exc} Nothing was changed.")
+        await reply_privately(interaction, join([exc.text, _("Nothing was changed.")], " "))
         return
-    lines = ["Saved.", *notes, preferences_text(after, bot.catalog, default_model=default_model)]
-    await reply_privately(interaction, "\n".join(lines))
+    lines = [_("Saved."), *notes, preferences_text(after, bot.catalog, default_model=default_model)]
+    await reply_privately(interaction, join(lines))
 
 
 class PreferencesCog(commands.Cog):
@@ -112,7 +116,7 @@ class PreferencesCog(commands.Cog):
 
     def __init__(self, bot: "ImagineBot") -> None:
         self.bot = bot
-        self.command = build_settings_command(bot.catalog, bot)
+        self.command = usable_anywhere(build_settings_command(bot.catalog, bot))
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.command)

@@ -15,8 +15,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import i18n
+from bot.i18n import _
 from bot.retention import FORGET_CANCELLED, FORGET_FAILED, forget_confirmation, forget_done
-from cogs.replies import reply_privately
+from cogs.installs import ANYWHERE_CONTEXTS, ANYWHERE_INSTALLS
+from cogs.replies import member_locale, reply_privately
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORGET_COMMAND = "imagine-forget"
-NOT_YOURS = "These buttons belong to another member's /imagine-forget."
+NOT_YOURS = _("These buttons belong to another member's /imagine-forget.")
 
 
 class ForgetButton(
@@ -33,17 +36,20 @@ class ForgetButton(
 ):
     """ "Delete my history" or "Cancel" under the private confirmation."""
 
-    def __init__(self, choice: str, user_id: int) -> None:
+    def __init__(self, choice: str, user_id: int, locale: str | None = None) -> None:
         label, style = (
-            ("Delete my history", discord.ButtonStyle.danger)
+            (_("Delete my history"), discord.ButtonStyle.danger)
             if choice == "yes"
             else (
-                "Cancel",
+                # Translators: the button that leaves the history as it is (nothing is deleted).
+                _("Cancel"),
                 discord.ButtonStyle.secondary,
             )
         )
         super().__init__(
-            discord.ui.Button(label=label, style=style, custom_id=f"imagine:forget:{choice}:{user_id}")
+            discord.ui.Button(
+                label=i18n.render(label, locale), style=style, custom_id=f"imagine:forget:{choice}:{user_id}"
+            )
         )
         self.choice = choice
         self.user_id = user_id
@@ -59,7 +65,9 @@ class ForgetButton(
             await reply_privately(interaction, NOT_YOURS)
             return
         if self.choice == "no":
-            await interaction.response.edit_message(content=FORGET_CANCELLED, view=None)
+            await interaction.response.edit_message(
+                content=i18n.render(FORGET_CANCELLED, member_locale(interaction)), view=None
+            )
             return
         bot: ImagineBot = interaction.client  # type: ignore[assignment]
         await interaction.response.defer()  # the deletion may take a moment on a long history
@@ -71,8 +79,9 @@ class ForgetButton(
             log.exception(
                 "user %s: deleting their job history failed", self.user_id, extra={"user_id": self.user_id}
             )
+            locale = member_locale(interaction)
             await interaction.edit_original_response(
-                content=FORGET_FAILED, view=confirmation_view(self.user_id)
+                content=i18n.render(FORGET_FAILED, locale), view=confirmation_view(self.user_id, locale)
             )
             return
         log.info(
@@ -82,13 +91,16 @@ class ForgetButton(
             result.unfinished,
             extra={"user_id": self.user_id},
         )
-        await interaction.edit_original_response(content=forget_done(result), view=None)
+        await interaction.edit_original_response(
+            content=i18n.render(forget_done(result), member_locale(interaction)), view=None
+        )
 
 
-def confirmation_view(user_id: int) -> discord.ui.View:
+def confirmation_view(user_id: int, locale: str | None = None) -> discord.ui.View:
+    """The confirmation's two buttons, labelled in `locale` (the member's)."""
     view = discord.ui.View(timeout=None)
-    view.add_item(ForgetButton("yes", user_id))
-    view.add_item(ForgetButton("no", user_id))
+    view.add_item(ForgetButton("yes", user_id, locale))
+    view.add_item(ForgetButton("no", user_id, locale))
     return view
 
 
@@ -101,6 +113,8 @@ class PrivacyCog(commands.Cog, name="Privacy"):
             name=FORGET_COMMAND,
             description="Delete your image history (prompts, reference links) from the bot",
             callback=self._forget,
+            allowed_installs=ANYWHERE_INSTALLS,
+            allowed_contexts=ANYWHERE_CONTEXTS,
         )
 
     async def cog_load(self) -> None:
@@ -113,7 +127,8 @@ class PrivacyCog(commands.Cog, name="Privacy"):
 
     async def _forget(self, interaction: discord.Interaction) -> None:
         text = forget_confirmation(self.bot.settings.job_retention_days)
-        await reply_privately(interaction, text, view=confirmation_view(interaction.user.id))
+        view = confirmation_view(interaction.user.id, member_locale(interaction))
+        await reply_privately(interaction, text, view=view)
 
 
 async def setup(bot: ImagineBot) -> None:

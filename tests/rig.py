@@ -20,8 +20,10 @@ from typing import Any
 import discord
 import pytest
 
+from bot import i18n
 from bot.catalog import load_catalog
 from bot.config import Settings
+from bot.i18n import _
 from cogs.app import ImagineBot, build_bot
 from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionRecord
 from tests.fakes.toapis import FakeToAPIs
@@ -110,10 +112,15 @@ def embed_fields(body: dict) -> dict[str, str]:
     return {f["name"]: f["value"] for f in body.get("fields", [])}
 
 
+# The Status field's name in every language (a job's message reads in its member's).
+STATUS_NAMES = frozenset(i18n.render(_("Status"), language) for language in i18n.LANGUAGES)
+
+
 def status_of(message: FakeMessage | dict) -> str:
-    """The Status field of a job message (or of one write's body)."""
+    """The Status field of a job message (or of one write's body), in whatever language it reads."""
     embeds = message.embeds if isinstance(message, FakeMessage) else (message.get("embeds") or [])
-    return embed_fields(embeds[0]).get("Status", "") if embeds else ""
+    fields = embed_fields(embeds[0]) if embeds else {}
+    return next((value for name, value in fields.items() if name in STATUS_NAMES), "")
 
 
 StartBot = Callable[..., Awaitable[RunningBot]]

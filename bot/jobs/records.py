@@ -136,6 +136,31 @@ def delivered_column(images: Sequence[DeliveredImage]) -> dict[str, Any]:
     return {"message_ids": message_ids, "images": [image.to_json() for image in images]}
 
 
+class JobContext(enum.StrEnum):
+    """Where a job was asked, as Discord's interaction `context` says."""
+
+    GUILD = "guild"  # a server channel (or thread)
+    BOT_DM = "bot_dm"  # the member's DM with the bot
+    PRIVATE_CHANNEL = "private_channel"  # a group DM, or a DM between other people
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The conversation a job lives in, and how the bot may reach it.
+
+    `bot_in_channel` is False where the bot is not a member (a user install used in a server that
+    never installed the bot, a group DM): there the interaction token is its only way in, and
+    channel endpoints would only earn 403/404s.
+    """
+
+    context: JobContext = JobContext.GUILD
+    installed_by: str = "guild"  # the install that authorised it: "guild" or "user"
+    bot_in_channel: bool = True
+
+
+SERVER_CONVERSATION = Conversation()
+
+
 @dataclass(frozen=True)
 class JobOrigin:
     """Where a request was asked: the conversation its message lives in, and how to answer it."""
@@ -148,6 +173,9 @@ class JobOrigin:
     interaction_token: str | None = field(repr=False)
     token_expires_at: float | None
     upload_limit: int  # the most bytes one message may upload there
+    conversation: Conversation = field(default_factory=lambda: SERVER_CONVERSATION)
+    locale: str | None = None  # the asking member's Discord locale: the language of the job's messages
+    guild_locale: str | None = None  # the server's locale (None outside servers): its audit line's
 
 
 @dataclass(frozen=True)
@@ -174,6 +202,11 @@ class NewJob:
     speed: str | None = None  # the prompt-optimisation mode sent (None: none)
     layers: bool = False  # the image split into transparent layers (migration 6)
     spoiler: bool = False  # the images are posted as spoilers (migration 9)
+    context: str = JobContext.GUILD.value  # see `Conversation` (migration 10)
+    installed_by: str = "guild"
+    bot_in_channel: bool = True
+    locale: str | None = None  # the language of the job's messages (migration 11)
+    guild_locale: str | None = None  # the language of its audit line (migration 11)
 
 
 _NEW_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(NewJob))
@@ -221,8 +254,25 @@ class JobRecord:
     # Per result URL, its place in a layered result (migration 6); None when the result has no layers.
     result_layers: tuple[ImageLayer | None, ...] | None = None
     spoiler: bool = False  # the images are posted as spoilers (migration 9)
+    # The languages of its messages (migration 11): the asking member's Discord locale, and the
+    # server's for the audit line. None (jobs recorded before): English.
+    locale: str | None = None
+    guild_locale: str | None = None
     # When its personal details were deleted (see `bot.retention`); None while they are kept.
     forgotten_at: float | None = None
+    context: str = JobContext.GUILD.value  # see `Conversation` (migration 10)
+    installed_by: str = "guild"
+    bot_in_channel: bool = True
+
+    @property
+    def conversation(self) -> Conversation:
+        """Where the job was asked, and whether the bot can reach it other than through the token."""
+        return Conversation(JobContext(self.context), self.installed_by, self.bot_in_channel)
+
+    @property
+    def token_only(self) -> bool:
+        """The bot can reach this job's conversation only through the interaction token."""
+        return not self.bot_in_channel
 
     @property
     def forgotten(self) -> bool:

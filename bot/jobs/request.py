@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.catalog import AUTO_RATIO, DEFAULT_SPEED, MAX_TOTAL_IMAGES, Catalog, ModelSpec
+from bot.i18n import Readable, _, join
 from bot.jobs.records import JobOrigin, JobRecord, NewJob
 from bot.references import ReferenceRejectedError, ReferenceSource, check_sources
 
@@ -21,7 +22,11 @@ DEFAULT_RATIO = "1:1"
 
 
 class RequestError(Exception):
-    """The request cannot be run as given; the message says what to change."""
+    """The request cannot be run as given; `text` says what to change (``str(exc)`` is its English)."""
+
+    def __init__(self, text: Readable) -> None:
+        super().__init__(str(text))
+        self.text = text
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,16 @@ def _listing(values: tuple[str, ...] | list[str]) -> str:
     return ", ".join(f"`{v}`" for v in values)
 
 
+def _models_that_can(names: list[str]) -> Readable | None:
+    """The second sentence of a refusal naming the models that can do what was asked (None: none can)."""
+    return _("Models that can: {models}.", models=_listing(names)) if names else None
+
+
+def _also(refusal: Readable, also: Readable | None) -> Readable:
+    """A refusal followed by a second sentence, when there is one."""
+    return refusal if also is None else join([refusal, also], " ")
+
+
 def build_request(
     catalog: Catalog, options: RequestOptions, *, default_model: str, requester_id: int
 ) -> ImagineRequest:
@@ -133,15 +148,22 @@ def build_request(
     model = catalog.find(model_id)
     if model is None:
         names = [m.display_name for m in catalog]
-        raise RequestError(f"Unknown model `{model_id}`. Choose one of: {_listing(names)}.")
+        raise RequestError(
+            _("Unknown model `{model}`. Choose one of: {models}.", model=model_id, models=_listing(names))
+        )
 
     text = (prompt or "").strip()
     if not text:
-        raise RequestError("Your prompt is empty — describe the image you want to see.")
+        raise RequestError(_("Your prompt is empty — describe the image you want to see."))
     if len(text) > model.max_prompt_length:
         raise RequestError(
-            f"Your prompt is {len(text):,} characters long; {model.display_name} accepts at most "
-            f"{model.max_prompt_length:,}. Shorten it and try again."
+            _(
+                "Your prompt is {length} characters long; {model} accepts at most {most}. "
+                "Shorten it and try again.",
+                length=f"{len(text):,}",
+                model=model.display_name,
+                most=f"{model.max_prompt_length:,}",
+            )
         )
 
     ratio = ratio or DEFAULT_RATIO
@@ -149,39 +171,58 @@ def build_request(
     if ratio == AUTO_RATIO:
         if not model.supports_auto:
             auto_models = [m.display_name for m in catalog if m.supports_auto]
-            also = f" Models that can: {_listing(auto_models)}." if auto_models else ""
-            raise RequestError(
-                f"{model.display_name} does not support the `auto` ratio. "
-                f"Choose one of: {_listing(model.ratios)}.{also}"
+            refusal = _(
+                "{model} does not support the `auto` ratio. Choose one of: {ratios}.",
+                model=model.display_name,
+                ratios=_listing(model.ratios),
             )
+            raise RequestError(_also(refusal, _models_that_can(auto_models)))
         if not has_references:
             raise RequestError(
-                "The `auto` ratio matches a reference image, so it needs at least one image: "
-                "attach one, or choose a ratio."
+                _(
+                    "The `auto` ratio matches a reference image, so it needs at least one image: "
+                    "attach one, or choose a ratio."
+                )
             )
     elif ratio not in model.ratios:
         raise RequestError(
-            f"{model.display_name} does not support the ratio `{ratio}`. "
-            f"Choose one of: {_listing(model.ratios)}."
+            _(
+                "{model} does not support the ratio `{ratio}`. Choose one of: {ratios}.",
+                model=model.display_name,
+                ratio=ratio,
+                ratios=_listing(model.ratios),
+            )
         )
 
     count = 1 if n is None else n
     limit = min(model.max_images, MAX_TOTAL_IMAGES)
     if not 1 <= count <= limit:
         raise RequestError(
-            f"{model.display_name} makes 1 to {limit} images per request; you asked for {count}."
+            _(
+                "{model} makes 1 to {most} images per request; you asked for {asked}.",
+                model=model.display_name,
+                most=limit,
+                asked=count,
+            )
         )
 
     if resolution is not None:
         if not model.resolutions:
             raise RequestError(
-                f"{model.display_name} has no resolution option — leave `resolution` empty, "
-                "or pick a model that has one."
+                _(
+                    "{model} has no resolution option — leave `resolution` empty, "
+                    "or pick a model that has one.",
+                    model=model.display_name,
+                )
             )
         if resolution not in model.resolutions:
             raise RequestError(
-                f"{model.display_name} does not offer resolution `{resolution}`. "
-                f"Choose one of: {_listing(model.resolutions)}."
+                _(
+                    "{model} does not offer resolution `{resolution}`. Choose one of: {resolutions}.",
+                    model=model.display_name,
+                    resolution=resolution,
+                    resolutions=_listing(model.resolutions),
+                )
             )
     else:
         resolution = model.default_resolution
@@ -190,11 +231,11 @@ def build_request(
 
     if options.layers and not model.supports_layers:
         layered = [m.display_name for m in catalog if m.supports_layers]
-        others = f" Models that can: {_listing(layered)}." if layered else ""
-        raise RequestError(
-            f"{model.display_name} cannot split an image into layers — leave `layers` off, "
-            f"or pick a model that can.{others}"
+        refusal = _(
+            "{model} cannot split an image into layers — leave `layers` off, or pick a model that can.",
+            model=model.display_name,
         )
+        raise RequestError(_also(refusal, _models_that_can(layered)))
 
     counted = references + tuple(
         ReferenceSource(
@@ -208,7 +249,7 @@ def build_request(
                 counted, n=count, max_references=model.max_reference_images, model_name=model.display_name
             )
         except ReferenceRejectedError as exc:
-            raise RequestError(str(exc)) from None
+            raise RequestError(exc.text) from None
 
     return ImagineRequest(
         prompt=text,
@@ -234,16 +275,23 @@ def _speed(catalog: Catalog, model: ModelSpec, asked: str | None) -> str | None:
         if asked is None or asked == DEFAULT_SPEED:
             return None
         having = [m.display_name for m in catalog if asked in m.speed_modes]
-        also = f" Models that have it: {_listing(having)}." if having else ""
-        raise RequestError(
-            f"{model.display_name} has no `{asked}` speed — leave `speed` empty, or pick another model.{also}"
+        refusal = _(
+            "{model} has no `{speed}` speed — leave `speed` empty, or pick another model.",
+            model=model.display_name,
+            speed=asked,
         )
+        also = _("Models that have it: {models}.", models=_listing(having)) if having else None
+        raise RequestError(_also(refusal, also))
     if asked is None:
         return DEFAULT_SPEED if DEFAULT_SPEED in model.speed_modes else model.speed_modes[0]
     if asked not in model.speed_modes:
         raise RequestError(
-            f"{model.display_name} does not offer speed `{asked}`. "
-            f"Choose one of: {_listing(model.speed_modes)}."
+            _(
+                "{model} does not offer speed `{speed}`. Choose one of: {speeds}.",
+                model=model.display_name,
+                speed=asked,
+                speeds=_listing(model.speed_modes),
+            )
         )
     return asked
 
@@ -270,6 +318,11 @@ def new_job(request: ImagineRequest, origin: JobOrigin) -> NewJob:
         speed=request.speed,
         layers=request.layers,
         spoiler=request.spoiler,
+        context=origin.conversation.context.value,
+        installed_by=origin.conversation.installed_by,
+        bot_in_channel=origin.conversation.bot_in_channel,
+        locale=origin.locale,
+        guild_locale=origin.guild_locale,
     )
 
 

@@ -6,7 +6,8 @@ point can be resumed from its record: a submitted task is polled again and its
 images delivered; a submission is never sent twice. It reports to a
 `JobObserver` (the chat adapter) which turns progress, results and failures
 into messages. Failures reach the observer as plain sentences a member can act
-on — never a traceback or JSON.
+on — never a traceback or JSON — as translatable texts (`bot.i18n`): the observer
+writes them in the member's language, the record keeps their English.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot import toapis
+from bot.i18n import Readable, Text, _, _n
 from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_image
 from bot.jobs.news import TaskNews
 from bot.jobs.polling import ModelDurations, PollPlanner, PollRules, PollScheduler
@@ -37,42 +39,38 @@ from bot.references import (
     quoted_filename,
 )
 from bot.telemetry import Telemetry
-from bot.text import clip, limit_size, plural
+from bot.text import clip, limit_size
 from bot.toapis.budget import RateBudget
 
 log = logging.getLogger(__name__)
 
-BUSY = "The image service is busy right now — try again in a minute."
+BUSY = _("The image service is busy right now — try again in a minute.")
 # The provider refused for balance or permission: the member can do nothing but wait.
-BUDGET_USED_UP = "The bot's image budget is used up — the bot's operator has been told."
+BUDGET_USED_UP = _("The bot's image budget is used up — the bot's operator has been told.")
 # How many jobs may hold their downloaded images at once (bounds memory under load).
 DELIVERY_SLOTS = 8
 DOWNLOADS_PER_JOB = 4
 # A plain 503 on a submission (the service is unavailable; it accepted nothing): how many times
 # in all the job is sent before it fails as busy. Refusals for rate never fail a job.
 SERVER_BUSY_ATTEMPTS = 3
-INTERRUPTED_BEFORE_SENDING = (
+INTERRUPTED_BEFORE_SENDING = _(
     "The bot was interrupted (a restart or a database outage) before your request reached the image "
     "service, so you were not charged. "
     "Run the command again."
 )
-INTERRUPTED_WHILE_SENDING = (
+INTERRUPTED_WHILE_SENDING = _(
     "The bot was interrupted (a restart or a database outage) while sending your request and the image "
     "service never confirmed it. "
     "It was not sent again, so you are not charged twice — run the command again if no images arrive."
 )
-WAITED_TOO_LONG = (
-    "The bot was too busy to send your request to the image service within {wait}, so it was not "
-    "sent and nothing was charged. Try again in a few minutes."
-)
-RESULTS_EXPIRED = (
+RESULTS_EXPIRED = _(
     "The images were made, but they expired before the bot could deliver them "
     "(the image service keeps results for about a day)."
 )
 # What a member sees when the bot itself failed (the job runner, a command, a form).
-INTERNAL_ERROR = "Something went wrong inside the bot. The error was logged; try again in a minute."
-NOT_DOWNLOADED = "The images were made, but none could be downloaded from the image service. Try again."
-NOT_POSTED = (
+INTERNAL_ERROR = _("Something went wrong inside the bot. The error was logged; try again in a minute.")
+NOT_DOWNLOADED = _("The images were made, but none could be downloaded from the image service. Try again.")
+NOT_POSTED = _(
     "The images were made, but Discord refused every way the bot tried to post them here, so they "
     "were not counted against your quota. Check that the bot may send messages and attach files in "
     "this channel, then try again."
@@ -128,10 +126,18 @@ class JobObserver(Protocol):
         """Show the images; return, per image, the id of the message carrying it (None: not delivered)."""
         ...
 
-    async def fail(self, message: str, elapsed: float) -> None: ...
+    async def fail(self, message: Readable, elapsed: float) -> None:
+        """The job ended without images: show `message` (in the member's language)."""
+        ...
 
     async def hold(self) -> None:
         """The bot is stopping before this job was sent: say it will be sent after the restart."""
+        ...
+
+    def result_kept(self) -> bool:
+        """No image could be posted, but the member was told where to find the result (a user install
+        whose token expired, with the member's DMs closed: /imagine-history): the job ends done and
+        charged once, rather than failed."""
         ...
 
 
@@ -151,7 +157,14 @@ class JobTimings:
 
 
 class JobFailedError(Exception):
-    """A job ended without images; the message is for the member."""
+    """A job ended without images; `text` is for the member (``str()``: its English, for the record)."""
+
+    def __init__(self, text: Readable) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return str(self.text)
 
 
 class SubmissionsStoppedError(Exception):
@@ -193,46 +206,42 @@ def _result_images(
     return tuple(image.url for image in ordered), layers
 
 
-def duration_words(seconds: float) -> str:
+def duration_words(seconds: float) -> Text:
     """`45 seconds`, `1 minute`, `10 minutes` — for messages."""
     if seconds < 90:
-        value, unit = max(1, round(seconds)), "second"
-    else:
-        value, unit = round(seconds / 60), "minute"
-    return plural(value, unit)
+        return _n("{count} second", "{count} seconds", max(1, round(seconds)))
+    return _n("{count} minute", "{count} minutes", round(seconds / 60))
 
 
 def _provider_text(text: str | None) -> str:
     return clip(" ".join((text or "").split()), PROVIDER_TEXT_LIMIT)
 
 
-def _refusal(lead: str, reason: str | None, otherwise: str) -> str:
-    """`lead: the provider's reason`, or `lead. otherwise` when it gave none."""
-    text = _provider_text(reason)
-    return f"{lead}: {text}" if text else f"{lead}. {otherwise}"
-
-
-def failure_message(exc: BaseException) -> str:
-    """Plain words for an error from the image service."""
+def failure_message(exc: BaseException) -> Text:
+    """Plain words for an error from the image service (the provider's own reason, in its words)."""
     if isinstance(exc, toapis.TaskFailedError):
-        return _refusal(
-            "The image service could not make this image", exc.provider_message, "Try a different prompt."
-        )
+        reason = _provider_text(exc.provider_message)
+        if reason:
+            return _("The image service could not make this image: {reason}", reason=reason)
+        return _("The image service could not make this image. Try a different prompt.")
     if isinstance(exc, toapis.BadRequestError):
-        return _refusal(
-            "The image service refused this request", exc.provider_message, "Try a different prompt."
-        )
+        reason = _provider_text(exc.provider_message)
+        if reason:
+            return _("The image service refused this request: {reason}", reason=reason)
+        return _("The image service refused this request. Try a different prompt.")
     if isinstance(exc, toapis.SubmissionUnconfirmedError):
-        return (
+        return _(
             "The image service did not confirm the request. The bot did not send it again, so you "
             "are not charged twice — try again in a minute."
         )
     if isinstance(exc, toapis.InsufficientBalanceError):
         return BUDGET_USED_UP
     if isinstance(exc, toapis.AuthenticationError):
-        return "The bot's image service account is not working right now. The bot's operator has to fix it."
+        return _(
+            "The bot's image service account is not working right now. The bot's operator has to fix it."
+        )
     if isinstance(exc, toapis.InvalidResponseError):
-        return "The image service sent an answer the bot could not read. Try again in a minute."
+        return _("The image service sent an answer the bot could not read. Try again in a minute.")
     if isinstance(exc, toapis.ToAPIsError):
         return BUSY
     return INTERNAL_ERROR
@@ -345,7 +354,7 @@ class JobRunner:
             log.info("%s: not sent before the bot stopped; it is sent on the next start", name)
             return job
         except JobFailedError as exc:
-            return await self._fail(job, observer, str(exc))
+            return await self._fail(job, observer, exc.text)
         except asyncio.CancelledError:
             log.info("%s: stopped in state %s; it resumes on the next start", name, job.state)
             raise
@@ -375,6 +384,9 @@ class JobRunner:
             len(outcome.images),
             outcome.elapsed,
         )
+        kept = not any(message_id is not None for message_id in posted) and observer.result_kept()
+        if kept:
+            log.warning("%s: no image could be posted; the result is kept for /imagine-history", name)
         # What members actually got, and where (later actions reuse posted images).
         delivered = [
             DeliveredImage(
@@ -387,7 +399,7 @@ class JobRunner:
                 layer=outcome.layer_of(index),
             )
             for index, (i, message_id) in enumerate(zip(outcome.images, posted, strict=True))
-            if message_id is not None
+            if message_id is not None or kept
         ]
         if not delivered:
             # Every route refused every image: not a success with none, a failure refunded in full.
@@ -442,10 +454,11 @@ class JobRunner:
         if finished is not None and self._telemetry is not None:
             self._telemetry.observe_completion_to_final_message(self._clock() - finished)
 
-    async def _fail(self, job: JobRecord, observer: JobObserver, message: str) -> JobRecord:
+    async def _fail(self, job: JobRecord, observer: JobObserver, message: Readable) -> JobRecord:
         self._finished_at.pop(job.id, None)
-        # Written before the message is edited: a crash in between leaves a final, honest record.
-        job = await self._jobs.finish(job.id, JobState.FAILED, delivered_images=0, error=message)
+        # Written before the message is edited: a crash in between leaves a final, honest record
+        # (in English: the record is read by operators and reports; members get `message`).
+        job = await self._jobs.finish(job.id, JobState.FAILED, delivered_images=0, error=str(message))
         await observer.fail(message, self._clock() - job.created_at)
         return job
 
@@ -504,25 +517,44 @@ class JobRunner:
                 data = await self._client.download(source.url, max_bytes=MAX_DOWNLOAD_BYTES)
             except toapis.DownloadTooLargeError as exc:
                 raise JobFailedError(
-                    f"{shown} is larger than {limit_size(MAX_DOWNLOAD_BYTES)}. Attach a smaller image."
+                    _(
+                        "{filename} is larger than {limit}. Attach a smaller image.",
+                        filename=shown,
+                        limit=limit_size(MAX_DOWNLOAD_BYTES),
+                    )
                 ) from exc
             except toapis.ToAPIsError as exc:
                 log.warning("%s: downloading reference %s failed: %s", name, source.filename, exc)
                 raise JobFailedError(
-                    f"{shown} could not be downloaded from Discord. Attach it again and retry."
+                    _(
+                        "{filename} could not be downloaded from Discord. Attach it again and retry.",
+                        filename=shown,
+                    )
                 ) from exc
             try:
                 prepared = await prepare_reference_in_turn(data, filename=source.filename)
             except ReferenceRejectedError as exc:
-                raise JobFailedError(str(exc)) from exc
+                raise JobFailedError(exc.text) from exc
             del data  # one reference in memory at a time
             try:
                 url = await self._client.upload_image(
                     prepared.data, filename=prepared.filename, content_type=prepared.content_type
                 )
             except toapis.BadRequestError as exc:
-                lead = f"The image service refused the reference image {shown}"
-                raise JobFailedError(_refusal(lead, exc.provider_message, "Try another image.")) from exc
+                reason = _provider_text(exc.provider_message)
+                refusal = (
+                    _(
+                        "The image service refused the reference image {filename}: {reason}",
+                        filename=shown,
+                        reason=reason,
+                    )
+                    if reason
+                    else _(
+                        "The image service refused the reference image {filename}. Try another image.",
+                        filename=shown,
+                    )
+                )
+                raise JobFailedError(refusal) from exc
             except toapis.ToAPIsError as exc:
                 self._note_refusal(exc)
                 raise JobFailedError(failure_message(exc)) from exc
@@ -559,7 +591,11 @@ class JobRunner:
             except QueueTimeoutError:
                 log.warning("%s: waited in line longer than %.0fs; not sent", name, self.submit_queue.timeout)
                 raise JobFailedError(
-                    WAITED_TOO_LONG.format(wait=duration_words(self.submit_queue.timeout))
+                    _(
+                        "The bot was too busy to send your request to the image service within {wait}, so "
+                        "it was not sent and nothing was charged. Try again in a few minutes.",
+                        wait=duration_words(self.submit_queue.timeout),
+                    )
                 ) from None
             if self._stopping:
                 ticket.sent()
@@ -701,7 +737,9 @@ class JobRunner:
                     self._note_finished(job, planner, status, now, queried)
                     urls, layers = _result_images(status, job)
                     if not urls:
-                        raise JobFailedError("The image service finished but returned no images. Try again.")
+                        raise JobFailedError(
+                            _("The image service finished but returned no images. Try again.")
+                        )
                     return await self._jobs.update(
                         job.id,
                         state=JobState.DELIVERING,
@@ -726,8 +764,10 @@ class JobRunner:
             throttle.update(JobProgress(phase, stored_progress, slow))
             if now >= deadline:
                 raise JobFailedError(
-                    f"Timed out after {duration_words(self._timings.timeout)} — the image service did not "
-                    "finish in time."
+                    _(
+                        "Timed out after {duration} — the image service did not finish in time.",
+                        duration=duration_words(self._timings.timeout),
+                    )
                 )
             status = None
 

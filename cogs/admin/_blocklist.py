@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Literal
 import discord
 from discord import app_commands
 
+from bot import i18n
 from bot.blocklist import BlockEntry, Blocklist, BlocklistError, describe, validate_entry, validate_exception
 from bot.guild_settings import GuildSettings
+from bot.i18n import Readable, _, _n, join
 from bot.text import MESSAGE_LIMIT, clip
 from cogs.admin._group import AdminGroup, ChangeRefusedError
-from cogs.replies import reply_privately
+from cogs.replies import reply_privately, server_locale
 
 if TYPE_CHECKING:
     from cogs.admin._cog import AdminCog
@@ -42,23 +44,26 @@ def blocklist_group(cog: "AdminCog") -> AdminGroup:
                 cog, interaction, lambda s: ((*s.blocklist, entry), s.blocklist_exceptions)
             )
         except BlocklistError as exc:
-            await reply_privately(interaction, f"Not added: {exc}")
+            await reply_privately(interaction, not_added(exc), locale=server_locale(interaction))
             return
 
         def change(s: GuildSettings) -> GuildSettings:
             if entry in s.blocklist:
-                raise ChangeRefusedError(f"`{describe(entry)}` is already on the blocklist.")
+                raise ChangeRefusedError(_("`{entry}` is already on the blocklist.", entry=describe(entry)))
             try:
                 Blocklist((*s.blocklist, entry))
             except BlocklistError as exc:
-                raise ChangeRefusedError(f"Not added: {exc}") from None
+                raise ChangeRefusedError(not_added(exc)) from None
             return s.replace(blocklist=(*s.blocklist, entry))
 
         await cog.change(
             interaction,
             change,
-            lambda _, new: (
-                f"Added `{describe(entry)}`: prompts matching it are refused.\n" + cog.line(new, "blocklist")
+            lambda _old, new: join(
+                [
+                    _("Added `{entry}`: prompts matching it are refused.", entry=describe(entry)),
+                    cog.line(new, "blocklist"),
+                ]
             ),
         )
 
@@ -69,13 +74,13 @@ def blocklist_group(cog: "AdminCog") -> AdminGroup:
             found = _find_entry(s, pattern)
             if found is None:
                 raise ChangeRefusedError(
-                    "That is not on the blocklist. See `/imagine-admin blocklist list` for the entries."
+                    _("That is not on the blocklist. See `/imagine-admin blocklist list` for the entries.")
                 )
             return s.replace(blocklist=tuple(e for e in s.blocklist if e != found))
 
-        def answer(old: GuildSettings, new: GuildSettings) -> str:
+        def answer(old: GuildSettings, new: GuildSettings) -> Readable:
             gone = next(e for e in old.blocklist if e not in new.blocklist)
-            return f"Removed `{describe(gone)}`.\n" + cog.line(new, "blocklist")
+            return join([_("Removed `{entry}`.", entry=describe(gone)), cog.line(new, "blocklist")])
 
         await cog.change(interaction, change, answer)
 
@@ -105,24 +110,26 @@ def blocklist_group(cog: "AdminCog") -> AdminGroup:
                 cog, interaction, lambda s: (s.blocklist, (*s.blocklist_exceptions, phrase))
             )
         except BlocklistError as exc:
-            await reply_privately(interaction, f"Not added: {exc}")
+            await reply_privately(interaction, not_added(exc), locale=server_locale(interaction))
             return
 
         def change(s: GuildSettings) -> GuildSettings:
             if any(p.casefold() == phrase.casefold() for p in s.blocklist_exceptions):
-                raise ChangeRefusedError(f"`{phrase}` is already an exception.")
+                raise ChangeRefusedError(_("`{phrase}` is already an exception.", phrase=phrase))
             try:
                 Blocklist(s.blocklist, (*s.blocklist_exceptions, phrase))
             except BlocklistError as exc:
-                raise ChangeRefusedError(f"Not added: {exc}") from None
+                raise ChangeRefusedError(not_added(exc)) from None
             return s.replace(blocklist_exceptions=(*s.blocklist_exceptions, phrase))
 
         await cog.change(
             interaction,
             change,
-            lambda _, new: (
-                f"Added the exception `{phrase}`: it is never treated as a blocklist match "
-                f"(it still has to be written as whole words). Exceptions: {len(new.blocklist_exceptions)}."
+            lambda _old, new: _(
+                "Added the exception `{phrase}`: it is never treated as a blocklist match "
+                "(it still has to be written as whole words). Exceptions: {count}.",
+                phrase=phrase,
+                count=len(new.blocklist_exceptions),
             ),
         )
 
@@ -135,13 +142,17 @@ def blocklist_group(cog: "AdminCog") -> AdminGroup:
             kept = tuple(p for p in s.blocklist_exceptions if p.casefold() != wanted)
             if kept == s.blocklist_exceptions:
                 raise ChangeRefusedError(
-                    "That is not an exception. See `/imagine-admin blocklist list` for the exceptions."
+                    _("That is not an exception. See `/imagine-admin blocklist list` for the exceptions.")
                 )
             return s.replace(blocklist_exceptions=kept)
 
-        def answer(old: GuildSettings, new: GuildSettings) -> str:
+        def answer(old: GuildSettings, new: GuildSettings) -> Readable:
             gone = next(p for p in old.blocklist_exceptions if p not in new.blocklist_exceptions)
-            return f"Removed the exception `{gone}`. Exceptions: {len(new.blocklist_exceptions)}."
+            return _(
+                "Removed the exception `{phrase}`. Exceptions: {count}.",
+                phrase=gone,
+                count=len(new.blocklist_exceptions),
+            )
 
         await cog.change(interaction, change, answer)
 
@@ -164,29 +175,48 @@ def blocklist_group(cog: "AdminCog") -> AdminGroup:
     async def list_entries(interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         settings = await cog.bot.guild_settings.get(interaction.guild_id)
+        locale = server_locale(interaction)
         if not settings.blocklist and not settings.blocklist_exceptions:
             await reply_privately(
-                interaction, "The blocklist is empty. Add entries with `/imagine-admin blocklist add`."
+                interaction,
+                _("The blocklist is empty. Add entries with `/imagine-admin blocklist add`."),
+                locale=locale,
             )
             return
         entries = [describe(e) for e in settings.blocklist]
+        # The attached file is data (read back by admins and tools), so its lines stay as written.
         exceptions = [f"except: {p}" for p in settings.blocklist_exceptions]
-        text = f"**Prompt blocklist** ({len(entries)}):\n" + "\n".join(f"• `{e}`" for e in entries)
+        parts: list[Readable] = [
+            _("**Prompt blocklist** ({count}):", count=len(entries)),
+            *(f"• `{e}`" for e in entries),
+        ]
         if exceptions:
-            text += f"\n**Exceptions** ({len(exceptions)}):\n" + "\n".join(
-                f"• `{p}`" for p in settings.blocklist_exceptions
-            )
+            parts += [
+                _("**Exceptions** ({count}):", count=len(exceptions)),
+                *(f"• `{p}`" for p in settings.blocklist_exceptions),
+            ]
+        text = i18n.render(join(parts), locale)
         if len(text) <= MESSAGE_LIMIT:
             await reply_privately(interaction, text)
             return
         listing = io.BytesIO("\n".join(entries + exceptions).encode())
         await reply_privately(
             interaction,
-            f"**Prompt blocklist**: {len(entries)} entries, attached.",
+            _n(
+                "**Prompt blocklist**: {count} entry, attached.",
+                "**Prompt blocklist**: {count} entries, attached.",
+                len(entries),
+            ),
+            locale=locale,
             file=discord.File(listing, filename="blocklist.txt"),
         )
 
     return group
+
+
+def not_added(refusal: BlocklistError) -> Readable:
+    """Why an entry or exception was not added (the refusal names what to change)."""
+    return _("Not added: {reason}", reason=refusal.text)
 
 
 async def _compile_off_loop(

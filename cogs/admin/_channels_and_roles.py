@@ -10,7 +10,15 @@ import discord
 from discord import app_commands
 
 from bot.guild_settings import GuildSettings
-from cogs.admin._group import NOT_MANAGER, AdminGroup, Answer, ChangeRefusedError, may_change_admins
+from bot.i18n import Readable, Text, _, _n, join
+from cogs.admin._group import (
+    NO_QUOTA_ROLE_NOTE,
+    NOT_MANAGER,
+    AdminGroup,
+    Answer,
+    ChangeRefusedError,
+    may_change_admins,
+)
 from cogs.admin._pairs import PairCommand, PairOption, add_pair, with_value, without_value
 
 if TYPE_CHECKING:
@@ -75,10 +83,10 @@ def add_ban_pair(group: AdminGroup, cog: "AdminCog") -> None:
             "Stop a member from generating images in this server",
             "Who may no longer use /imagine here",
             lambda s, member: s.replace(banned_users=with_value(s.banned_users, member.id)),
-            lambda member, old, _: (
-                f"{member.mention} was already banned."
+            lambda member, old, _new: (
+                _("{member} was already banned.", member=member.mention)
                 if member.id in old.banned_users
-                else f"{member.mention} can no longer generate images in this server."
+                else _("{member} can no longer generate images in this server.", member=member.mention)
             ),
         ),
         PairCommand(
@@ -86,10 +94,10 @@ def add_ban_pair(group: AdminGroup, cog: "AdminCog") -> None:
             "Let a banned member generate images again",
             "Who may use /imagine here again",
             lambda s, member: s.replace(banned_users=without_value(s.banned_users, member.id)),
-            lambda member, old, _: (
-                f"{member.mention} can generate images again."
+            lambda member, old, _new: (
+                _("{member} can generate images again.", member=member.mention)
                 if member.id in old.banned_users
-                else f"{member.mention} was not banned."
+                else _("{member} was not banned.", member=member.mention)
             ),
         ),
     )
@@ -103,8 +111,11 @@ _CHANNEL_LINES = ("allowed_channels", "denied_channels")
 def _deny_channel(s: GuildSettings, channel_id: int) -> GuildSettings:
     if s.allowed_channels == (channel_id,):
         raise ChangeRefusedError(
-            f"<#{channel_id}> is the only allowed channel: without it every channel would be allowed. "
-            "Allow another channel first, or use `/imagine-admin disable` to turn generation off."
+            _(
+                "{channel} is the only allowed channel: without it every channel would be allowed. "
+                "Allow another channel first, or use `/imagine-admin disable` to turn generation off.",
+                channel=f"<#{channel_id}>",
+            )
         )
     return s.replace(
         allowed_channels=without_value(s.allowed_channels, channel_id),
@@ -128,19 +139,19 @@ def channel_group(cog: "AdminCog") -> AdminGroup:
                 allowed_channels=with_value(s.allowed_channels, channel.id),
                 denied_channels=without_value(s.denied_channels, channel.id),
             ),
-            lambda channel, _, __: f"/imagine is allowed in <#{channel.id}>.",
+            lambda channel, _old, _new: _("/imagine is allowed in {channel}.", channel=f"<#{channel.id}>"),
         ),
         PairCommand(
             "deny",
             "Forbid /imagine in a channel",
             "A channel (its threads follow it)",
             lambda s, channel: _deny_channel(s, channel.id),
-            lambda channel, _, __: f"/imagine is denied in <#{channel.id}>.",
+            lambda channel, _old, _new: _("/imagine is denied in {channel}.", channel=f"<#{channel.id}>"),
         ),
     )
 
-    def answer(what: str) -> Answer:
-        return lambda _, new: "\n".join([what, *(cog.line(new, key) for key in _CHANNEL_LINES)])
+    def answer(what: Text) -> Answer:
+        return lambda _old, new: join([what, *(cog.line(new, key) for key in _CHANNEL_LINES)])
 
     @group.command(name="clear", description="Take a channel off both lists (empty: clear both lists)")
     @app_commands.describe(channel="The channel to take off the lists; leave empty to allow every channel")
@@ -149,7 +160,7 @@ def channel_group(cog: "AdminCog") -> AdminGroup:
             await cog.change(
                 interaction,
                 lambda s: s.replace(allowed_channels=(), denied_channels=()),
-                answer("Both channel lists are empty: /imagine works in every channel."),
+                answer(_("Both channel lists are empty: /imagine works in every channel.")),
             )
             return
         cid = channel.id
@@ -159,7 +170,7 @@ def channel_group(cog: "AdminCog") -> AdminGroup:
                 allowed_channels=without_value(s.allowed_channels, cid),
                 denied_channels=without_value(s.denied_channels, cid),
             ),
-            answer(f"<#{cid}> is on neither list now."),
+            answer(_("{channel} is on neither list now.", channel=f"<#{cid}>")),
         )
 
     return group
@@ -168,15 +179,15 @@ def channel_group(cog: "AdminCog") -> AdminGroup:
 # -------------------------------------------------------------------- /imagine-admin role …
 
 
-def _role_disallowed(role: discord.Role, old: GuildSettings, new: GuildSettings) -> str:
+def _role_disallowed(role: discord.Role, old: GuildSettings, new: GuildSettings) -> Text:
     if role.id not in old.allowed_roles:
-        return f"{role.mention} was not an allowed role."
+        return _("{role} was not an allowed role.", role=role.mention)
     if not new.allowed_roles:
-        return f"{role.mention} was the last allowed role: every member may generate images now."
-    return f"{role.mention} is no longer an allowed role."
+        return _("{role} was the last allowed role: every member may generate images now.", role=role.mention)
+    return _("{role} is no longer an allowed role.", role=role.mention)
 
 
-def _admin_roles_refusal(cog: "AdminCog", interaction: discord.Interaction) -> str | None:
+def _admin_roles_refusal(cog: "AdminCog", interaction: discord.Interaction) -> Readable | None:
     return None if may_change_admins(cog, interaction) else NOT_MANAGER
 
 
@@ -194,7 +205,7 @@ def role_group(cog: "AdminCog") -> AdminGroup:
             "Let a role generate (then only listed roles may)",
             "The role",
             lambda s, r: s.replace(allowed_roles=with_value(s.allowed_roles, r.id)),
-            lambda r, _, __: f"Members with {r.mention} may generate images.",
+            lambda r, _old, _new: _("Members with {role} may generate images.", role=r.mention),
         ),
         PairCommand(
             "disallow",
@@ -214,9 +225,10 @@ def role_group(cog: "AdminCog") -> AdminGroup:
             "Let a role use /imagine-admin (needs Manage Server)",
             "The role",
             lambda s, r: s.replace(admin_roles=with_value(s.admin_roles, r.id)),
-            lambda r, _, __: (
-                f"Members with {r.mention} may use /imagine-admin. Discord still hides the command from "
-                "members without Manage Server unless you allow the role in Server Settings → Integrations."
+            lambda r, _old, _new: _(
+                "Members with {role} may use /imagine-admin. Discord still hides the command from "
+                "members without Manage Server unless you allow the role in Server Settings → Integrations.",
+                role=r.mention,
             ),
         ),
         PairCommand(
@@ -224,7 +236,7 @@ def role_group(cog: "AdminCog") -> AdminGroup:
             "Stop a role from using /imagine-admin (needs Manage Server)",
             "The role",
             lambda s, r: s.replace(admin_roles=without_value(s.admin_roles, r.id)),
-            lambda r, _, __: f"{r.mention} is not an admin role.",
+            lambda r, _old, _new: _("{role} is not an admin role.", role=r.mention),
         ),
         refusal=_admin_roles_refusal,
     )
@@ -238,19 +250,19 @@ def role_group(cog: "AdminCog") -> AdminGroup:
             others = tuple((r, q) for r, q in s.role_quotas if r != role.id)
             return s.replace(role_quotas=(*others, (role.id, images)) if images else others)
 
-        def answer(_: GuildSettings, new: GuildSettings) -> str:
+        def answer(_old: GuildSettings, new: GuildSettings) -> Readable:
             what = (
-                f"Members with {role.mention} may generate {images} images a day (the best of their roles "
-                "counts)."
+                _n(
+                    "Members with {role} may generate {count} image a day (the best of their roles counts).",
+                    "Members with {role} may generate {count} images a day (the best of their roles counts).",
+                    images,
+                    role=role.mention,
+                )
                 if images
-                else f"{role.mention} has no quota of its own."
+                else _("{role} has no quota of its own.", role=role.mention)
             )
-            note = (
-                "\nNote: members without a quota role have no daily limit."
-                if new.role_quotas and new.daily_member_quota is None
-                else ""
-            )
-            return f"{what}\n{cog.line(new, 'role_quotas')}\n{cog.line(new, 'daily_member_quota')}{note}"
+            note = NO_QUOTA_ROLE_NOTE if new.role_quotas and new.daily_member_quota is None else ""
+            return join([what, cog.line(new, "role_quotas"), cog.line(new, "daily_member_quota"), note])
 
         await cog.change(interaction, change, answer)
 

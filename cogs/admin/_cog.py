@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot import policy, usage
 from bot.catalog import Catalog
 from bot.guild_settings import GuildSettings
+from bot.i18n import Readable, Text, _, join
 from bot.settings_text import setting_lines
 from cogs.admin._allow_lists import model_group, resolution_group, speed_group
 from cogs.admin._blocklist import blocklist_group
@@ -34,8 +35,9 @@ from cogs.admin._group import (
 from cogs.admin._settings import add_number_commands, add_overview_commands, add_watermark_command
 from cogs.admin._spoiler import add_spoiler_command
 from cogs.admin._usage import add_usage_command
+from cogs.installs import ANYWHERE_CONTEXTS, ANYWHERE_INSTALLS, SERVER_CONTEXT_ONLY, SERVER_INSTALL_ONLY
 from cogs.members import requester
-from cogs.replies import reply_privately
+from cogs.replies import reply_privately, server_locale
 
 if TYPE_CHECKING:
     from cogs.app import ImagineBot
@@ -56,6 +58,8 @@ class AdminCog(commands.Cog):
             name=QUOTA_COMMAND,
             description="How many images you can still generate, and when that resets",
             callback=self.quota,
+            allowed_installs=ANYWHERE_INSTALLS,
+            allowed_contexts=ANYWHERE_CONTEXTS,
         )
 
     async def cog_load(self) -> None:
@@ -94,9 +98,10 @@ class AdminCog(commands.Cog):
     async def change(
         self, interaction: discord.Interaction, change: Change, answer: Answer
     ) -> GuildSettings | None:
-        """Apply `change` atomically and answer privately with `answer(old, new)`.
+        """Apply `change` atomically and answer privately with `answer(old, new)`, in the server's
+        language (every admin answer is; the settings belong to the server).
 
-        `change` may raise `ChangeRefusedError`: nothing is written and its message is the answer.
+        `change` may raise `ChangeRefusedError`: nothing is written and its text is the answer.
         """
         assert interaction.guild_id is not None
         before: list[GuildSettings] = []
@@ -108,7 +113,7 @@ class AdminCog(commands.Cog):
         try:
             new = await self.bot.guild_settings.update(interaction.guild_id, apply)
         except ChangeRefusedError as exc:
-            await reply_privately(interaction, str(exc))
+            await reply_privately(interaction, exc.text, locale=server_locale(interaction))
             return None
         log.info(
             "guild %s: settings changed with /%s by user %s",
@@ -116,10 +121,10 @@ class AdminCog(commands.Cog):
             qualified_name(interaction),
             interaction.user.id,
         )
-        await reply_privately(interaction, answer(before[-1], new))
+        await reply_privately(interaction, answer(before[-1], new), locale=server_locale(interaction))
         return new
 
-    def line(self, settings: GuildSettings, key: str) -> str:
+    def line(self, settings: GuildSettings, key: str) -> Text:
         """How one setting reads now (the same line `/imagine-admin show` prints)."""
         return setting_lines(settings, self.bot.catalog, operator_watermark=self.bot.operator.watermark)[key]
 
@@ -128,22 +133,28 @@ class AdminCog(commands.Cog):
     async def quota(self, interaction: discord.Interaction) -> None:
         """Images left today (and this month), when that resets, cooldown: exactly what /imagine enforces."""
         who = requester(interaction)
-        settings = await self.bot.guild_settings.get(who.guild_id) if who.guild_id is not None else None
+        # A server that never installed the bot has no settings of its own: only the operator's apply.
+        settings = (
+            await self.bot.guild_settings.get(who.guild_id)
+            if who.guild_id is not None and who.server_installed
+            else None
+        )
         now = time.time()
         plan = policy.quota_plan(settings, self.bot.operator, who, 1, now)
         keys = [limit.key for limit in (*plan.image_limits, *plan.active_limits)]
         if plan.cooldown is not None:
             keys.append(plan.cooldown.key)
         used = await self.bot.ledger.values(keys)
-        lines = []
+        lines: list[Readable] = []
         if settings is not None and not settings.enabled:
-            lines.append("Image generation is turned off in this server right now.")
+            lines.append(_("Image generation is turned off in this server right now."))
         elif settings is not None and who.user_id in settings.banned_users:
-            lines.append("You are not allowed to generate images in this server.")
+            lines.append(_("You are not allowed to generate images in this server."))
         if who.user_id in self.bot.operator.owner_ids:
-            lines.append("You are one of the bot's owners: no limit, quota or cooldown applies to you.")
+            lines.append(_("You are one of the bot's owners: no limit, quota or cooldown applies to you."))
         lines.append(usage.quota_text(plan, used, now))
-        await reply_privately(interaction, "\n".join(lines))
+        # A member's own answer: in their language (reply_privately's default), not the server's.
+        await reply_privately(interaction, join(lines))
 
 
 def build_admin_group(cog: AdminCog, catalog: Catalog) -> AdminGroup:
@@ -157,7 +168,8 @@ def build_admin_group(cog: AdminCog, catalog: Catalog) -> AdminGroup:
         name=GROUP_NAME,
         description="Control image generation in this server (admins only)",
         guild_only=True,
-        allowed_contexts=app_commands.AppCommandContext(guild=True),
+        allowed_contexts=SERVER_CONTEXT_ONLY,
+        allowed_installs=SERVER_INSTALL_ONLY,
         default_permissions=discord.Permissions(manage_guild=True),
     )
     add_overview_commands(group, cog, catalog)

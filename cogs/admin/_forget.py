@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
+from bot import i18n
 from bot.retention import forget_done
 from cogs import render
 from cogs.admin._group import AdminGroup
-from cogs.replies import reply_privately
+from cogs.replies import reply_privately, server_locale
 
 if TYPE_CHECKING:
     from cogs.admin._cog import AdminCog
@@ -42,17 +43,23 @@ def add_forget_command(group: AdminGroup, cog: "AdminCog") -> None:
             result.unfinished,
             extra={"guild_id": guild_id, "user_id": member.id},
         )
-        await reply_privately(interaction, forget_done(result, member=member.mention))
-        await _audit(cog, guild_id, interaction.user.id, member.id, result.forgotten)
+        await reply_privately(
+            interaction, forget_done(result, member=member.mention), locale=server_locale(interaction)
+        )
+        await _audit(
+            cog, guild_id, interaction.user.id, member.id, result.forgotten, server_locale(interaction)
+        )
 
 
-async def _audit(cog: "AdminCog", guild_id: int, admin_id: int, member_id: int, forgotten: int) -> None:
-    """One line in the server's audit channel, if it has one (no pings)."""
+async def _audit(
+    cog: "AdminCog", guild_id: int, admin_id: int, member_id: int, forgotten: int, locale: str
+) -> None:
+    """One line in the server's audit channel, if it has one (no pings), in the server's language."""
     settings = await cog.bot.guild_settings.get(guild_id)
     if settings.audit_channel_id is None:
         return
     channel = cog.bot.get_partial_messageable(settings.audit_channel_id, guild_id=guild_id)
-    line = render.forget_audit_line(admin_id, member_id, forgotten)
+    line = i18n.render(render.forget_audit_line(admin_id, member_id, forgotten), locale)
     try:
         await cog.bot.pacer.final(
             settings.audit_channel_id, lambda: channel.send(line, allowed_mentions=render.NO_PINGS)

@@ -11,28 +11,40 @@ import discord
 from discord import app_commands
 
 from bot.guild_settings import GuildSettings
+from bot.i18n import Readable, _
 
 if TYPE_CHECKING:
     from cogs.admin._cog import AdminCog
 
-GUILD_ONLY = "These commands only work in a server."
-NOT_ADMIN = (
+GUILD_ONLY = _("These commands only work in a server.")
+NOT_ADMIN = _(
     "Only members with the **Manage Server** permission, or with one of this server's image admin "
     "roles, can change image generation settings."
 )
-NOT_MANAGER = "Only members with the **Manage Server** permission can change the admin roles."
+# Said whenever roles have quotas but members without one have no daily limit.
+NO_QUOTA_ROLE_NOTE = _("Note: members without a quota role have no daily limit.")
+NOT_MANAGER = _("Only members with the **Manage Server** permission can change the admin roles.")
 
 # A change to a server's settings, and the answer `(old, new) -> text` it is reported with.
 Change = Callable[[GuildSettings], GuildSettings]
-Answer = Callable[[GuildSettings, GuildSettings], str]
+Answer = Callable[[GuildSettings, GuildSettings], Readable]
 
 
 class NotAllowedError(app_commands.CheckFailure):
-    """The member may not use this command; the message says why (the tree answers it privately)."""
+    """The member may not use this command; `text` says why, and the tree answers it privately in
+    the member's own language (they may not read the server's)."""
+
+    def __init__(self, text: Readable) -> None:
+        super().__init__(text)
+        self.text = text
 
 
 class ChangeRefusedError(Exception):
-    """A settings change that would make no sense; nothing was written, the message says why."""
+    """A settings change that would make no sense; nothing was written, `text` says why."""
+
+    def __init__(self, text: Readable) -> None:
+        super().__init__(text)
+        self.text = text
 
 
 class AdminGroup(app_commands.Group):

@@ -15,6 +15,7 @@ import discord
 from discord import app_commands
 
 from bot.guild_settings import GuildSettings
+from bot.i18n import Readable, join
 from cogs.admin._group import AdminGroup
 from cogs.replies import reply_privately
 
@@ -34,7 +35,7 @@ class PairCommand(Generic[Value]):
     description: str
     option_description: str
     change: Callable[[GuildSettings, Value], GuildSettings]  # may raise ChangeRefusedError
-    said: Callable[[Value, GuildSettings, GuildSettings], str]  # (value, old, new) -> what happened
+    said: Callable[[Value, GuildSettings, GuildSettings], Readable]  # (value, old, new) -> what happened
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def add_pair(
     add: PairCommand[Any],
     remove: PairCommand[Any],
     *,
-    refusal: Callable[["AdminCog", discord.Interaction], str | None] | None = None,
+    refusal: Callable[["AdminCog", discord.Interaction], Readable | None] | None = None,
 ) -> None:
     """Add `add` then `remove` to `group`; each answers with its line and then the setting `lines`.
 
@@ -70,7 +71,7 @@ def _add_command(
     option: PairOption,
     lines: tuple[str, ...],
     side: PairCommand[Any],
-    refusal: Callable[["AdminCog", discord.Interaction], str | None] | None,
+    refusal: Callable[["AdminCog", discord.Interaction], Readable | None] | None,
 ) -> None:
     option_type = option.type
     # Typed loosely: discord.py's decorators are typed for callbacks whose option types are known statically.
@@ -86,12 +87,13 @@ def _add_command(
     @with_choices
     async def callback(interaction: discord.Interaction, value: option_type) -> None:  # type: ignore[valid-type]
         if refusal is not None and (refused := refusal(cog, interaction)) is not None:
+            # A permission refusal, like the tree's: in the member's own language.
             await reply_privately(interaction, refused)
             return
         await cog.change(
             interaction,
             lambda s: side.change(s, value),
-            lambda old, new: "\n".join([side.said(value, old, new), *(cog.line(new, key) for key in lines)]),
+            lambda old, new: join([side.said(value, old, new), *(cog.line(new, key) for key in lines)]),
         )
 
 

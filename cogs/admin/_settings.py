@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
+from bot import i18n
 from bot.catalog import Catalog
 from bot.guild_settings import DEFAULTS, GuildSettings
-from bot.settings_text import setting_lines, settings_text
-from bot.text import MESSAGE_LIMIT, clip
+from bot.i18n import Readable, Text, _, _n, join
+from bot.settings_text import setting_lines, setting_value, settings_text
+from bot.text import MESSAGE_LIMIT
 from cogs import render
 from cogs.admin._channels_and_roles import AuditPlace
-from cogs.admin._group import AdminGroup, may_change_admins
-from cogs.replies import reply_privately
+from cogs.admin._group import NO_QUOTA_ROLE_NOTE, AdminGroup, may_change_admins
+from cogs.replies import reply_privately, server_locale
 
 if TYPE_CHECKING:
     from cogs.admin._cog import AdminCog
@@ -23,14 +25,31 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def waiting_line(waiting: int) -> str:
+def waiting_line(waiting: int) -> Text:
     """How many of the server's requests wait in line for the image service right now."""
     if not waiting:
-        return "**Waiting in line:** none of this server's requests right now."
-    requests = "request is" if waiting == 1 else "requests are"
-    return (
-        f"**Waiting in line:** {waiting:,} of this server's {requests} waiting for their turn to be sent "
-        "(the image service takes only so many a second; servers take turns)."
+        return _("**Waiting in line:** none of this server's requests right now.")
+    return _n(
+        "**Waiting in line:** {number} of this server's request is waiting for its turn to be sent "
+        "(the image service takes only so many a second; servers take turns).",
+        "**Waiting in line:** {number} of this server's requests are waiting for their turn to be sent "
+        "(the image service takes only so many a second; servers take turns).",
+        waiting,
+        number=f"{waiting:,}",
+    )
+
+
+def settings_summary(
+    cog: "AdminCog", catalog: Catalog, settings: GuildSettings, interaction: discord.Interaction, *, room: int
+) -> str:
+    """Every setting in the server's language, fitted into `room` characters of that language."""
+    locale = server_locale(interaction)
+    return settings_text(
+        settings,
+        catalog,
+        operator_watermark=cog.bot.operator.watermark,
+        read=lambda text: i18n.render(text, locale),
+        room=room,
     )
 
 
@@ -41,10 +60,10 @@ def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) 
     async def show(interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         settings = await cog.bot.guild_settings.get(interaction.guild_id)
-        text = settings_text(settings, catalog, operator_watermark=cog.bot.operator.watermark)
-        waiting = waiting_line(cog.bot.launcher.waiting_in(interaction.guild_id))
+        locale = server_locale(interaction)
+        waiting = i18n.render(waiting_line(cog.bot.launcher.waiting_in(interaction.guild_id)), locale)
         # A long settings text is shortened to fit one message, never the line about waiting.
-        text = clip(text, MESSAGE_LIMIT - len(waiting) - 1)
+        text = settings_summary(cog, catalog, settings, interaction, room=MESSAGE_LIMIT - len(waiting) - 1)
         await reply_privately(interaction, f"{text}\n{waiting}")
 
     @group.command(name="reset", description="Restore every setting of this server to the defaults")
@@ -52,10 +71,9 @@ def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) 
         if may_change_admins(cog, interaction):
             await cog.change(
                 interaction,
-                lambda _: DEFAULTS,
-                lambda _, new: (
-                    "Every setting is back to its default.\n"
-                    + settings_text(new, catalog, operator_watermark=cog.bot.operator.watermark)
+                lambda _current: DEFAULTS,
+                lambda _old, new: _after_reset(
+                    cog, catalog, new, interaction, _("Every setting is back to its default.")
                 ),
             )
             return
@@ -64,10 +82,15 @@ def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) 
         await cog.change(
             interaction,
             lambda s: DEFAULTS.replace(admin_roles=s.admin_roles),
-            lambda _, new: (
-                "Every setting is back to its default, except the admin roles: they were kept, because "
-                "only members with the **Manage Server** permission can change the admin roles.\n"
-                + settings_text(new, catalog, operator_watermark=cog.bot.operator.watermark)
+            lambda _old, new: _after_reset(
+                cog,
+                catalog,
+                new,
+                interaction,
+                _(
+                    "Every setting is back to its default, except the admin roles: they were kept, because "
+                    "only members with the **Manage Server** permission can change the admin roles."
+                ),
             ),
         )
 
@@ -76,10 +99,11 @@ def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) 
         await cog.change(
             interaction,
             lambda s: s.replace(enabled=True),
-            lambda old, new: (
-                ("It was already on." if old.enabled else "Image generation is on again.")
-                + "\n"
-                + cog.line(new, "enabled")
+            lambda old, new: join(
+                [
+                    _("It was already on.") if old.enabled else _("Image generation is on again."),
+                    cog.line(new, "enabled"),
+                ]
             ),
         )
 
@@ -88,14 +112,16 @@ def add_overview_commands(group: AdminGroup, cog: "AdminCog", catalog: Catalog) 
         await cog.change(
             interaction,
             lambda s: s.replace(enabled=False),
-            lambda old, new: (
-                (
-                    "It was already off."
+            lambda old, new: join(
+                [
+                    _("It was already off. Turn it back on with `/imagine-admin enable`.")
                     if not old.enabled
-                    else "Image generation is off: /imagine now refuses every member."
-                )
-                + " Turn it back on with `/imagine-admin enable`.\n"
-                + cog.line(new, "enabled")
+                    else _(
+                        "Image generation is off: /imagine now refuses every member. "
+                        "Turn it back on with `/imagine-admin enable`."
+                    ),
+                    cog.line(new, "enabled"),
+                ]
             ),
         )
 
@@ -115,13 +141,14 @@ def add_watermark_command(group: AdminGroup, cog: "AdminCog") -> None:
         await cog.change(
             interaction,
             lambda s: s.replace(watermark=value),
-            lambda _, new: (
-                {
-                    "on": "New images will carry the image service's watermark.",
-                    "off": "New images will be made without a watermark.",
-                }.get(setting, "New images follow the bot's default.")
-                + "\n"
-                + cog.line(new, "watermark")
+            lambda _old, new: join(
+                [
+                    {
+                        "on": _("New images will carry the image service's watermark."),
+                        "off": _("New images will be made without a watermark."),
+                    }.get(setting, _("New images follow the bot's default.")),
+                    cog.line(new, "watermark"),
+                ]
             ),
         )
 
@@ -189,30 +216,40 @@ def add_number_commands(group: AdminGroup, cog: "AdminCog") -> None:
             target = cog.bot.get_partial_messageable(channel.id, guild_id=interaction.guild_id)
             try:
                 await target.send(
-                    f"📋 Image generation audit: one line per finished /imagine job will be posted here "
-                    f"(set by {interaction.user.mention}).",
+                    i18n.render(
+                        _(
+                            "📋 Image generation audit: one line per finished /imagine job will be posted "
+                            "here (set by {admin}).",
+                            admin=interaction.user.mention,
+                        ),
+                        server_locale(interaction),
+                    ),
                     allowed_mentions=render.NO_PINGS,
                 )
             except discord.HTTPException as exc:
                 log.info("guild %s: cannot post in audit channel (%s)", interaction.guild_id, exc.status)
                 await reply_privately(
                     interaction,
-                    f"I can't post in <#{channel.id}> (Discord said {exc.status}). Give me the **View "
-                    "Channel** and **Send Messages** permissions there and try again. Nothing was changed.",
+                    _(
+                        "I can't post in {channel} (Discord said {status}). Give me the **View Channel** and "
+                        "**Send Messages** permissions there and try again. Nothing was changed.",
+                        channel=f"<#{channel.id}>",
+                        status=exc.status,
+                    ),
+                    locale=server_locale(interaction),
                 )
                 return
         channel_id = channel.id if channel is not None else None
         await cog.change(
             interaction,
             lambda s: s.replace(audit_channel_id=channel_id),
-            lambda _, new: (
-                (
-                    f"Every finished job will be logged in <#{channel_id}>."
+            lambda _old, new: join(
+                [
+                    _("Every finished job will be logged in {channel}.", channel=f"<#{channel_id}>")
                     if channel_id
-                    else "Audit lines are off."
-                )
-                + "\n"
-                + cog.line(new, "audit_channel_id")
+                    else _("Audit lines are off."),
+                    cog.line(new, "audit_channel_id"),
+                ]
             ),
         )
 
@@ -225,23 +262,33 @@ async def _change_numbers(
     if not changes:
         settings = await cog.bot.guild_settings.get(interaction.guild_id)
         lines = [cog.line(settings, key) for key in keys]
-        await reply_privately(interaction, "Nothing given, nothing changed. Now:\n" + "\n".join(lines))
+        await reply_privately(
+            interaction,
+            join([_("Nothing given, nothing changed. Now:"), *lines]),
+            locale=server_locale(interaction),
+        )
         return
 
-    def answer(old: GuildSettings, new: GuildSettings) -> str:
+    def answer(old: GuildSettings, new: GuildSettings) -> Readable:
         before = setting_lines(old, cog.bot.catalog, operator_watermark=cog.bot.operator.watermark)
         after = setting_lines(new, cog.bot.catalog, operator_watermark=cog.bot.operator.watermark)
-        lines = [
-            after[k] + (f" (was: {_value_of(before[k])})" if before[k] != after[k] else "") for k in keys
+        lines: list[Readable] = [
+            _("{setting} (was: {value})", setting=after[k], value=setting_value(before[k]))
+            if before[k] != after[k]
+            else after[k]
+            for k in keys
         ]
-        note = ""
         if new.role_quotas and new.daily_member_quota is None and "daily_member_quota" in keys:
-            note = "\nNote: members without a quota role have no daily limit."
-        return "Updated. Now:\n" + "\n".join(lines) + note
+            lines.append(NO_QUOTA_ROLE_NOTE)
+        return join([_("Updated. Now:"), *lines])
 
     await cog.change(interaction, lambda s: s.replace(**changes), answer)
 
 
-def _value_of(line: str) -> str:
-    """The value part of a `**Label:** value` line."""
-    return line.split(":** ", 1)[-1]
+def _after_reset(
+    cog: "AdminCog", catalog: Catalog, new: GuildSettings, interaction: discord.Interaction, said: Text
+) -> str:
+    """What a reset answers: `said`, then every setting, in the server's language and in one message."""
+    first = i18n.render(said, server_locale(interaction))
+    summary = settings_summary(cog, catalog, new, interaction, room=MESSAGE_LIMIT - len(first) - 1)
+    return f"{first}\n{summary}"

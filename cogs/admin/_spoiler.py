@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 import discord
 from discord import app_commands
 
+from bot.i18n import _, join
 from cogs.admin._group import AdminGroup
 
 if TYPE_CHECKING:
@@ -20,17 +21,18 @@ def add_spoiler_command(group: AdminGroup, cog: "AdminCog") -> None:
     @app_commands.describe(setting="on: every result hidden until clicked · off: each member decides")
     async def spoiler(interaction: discord.Interaction, setting: Literal["on", "off"]) -> None:
         value = setting == "on"
+        said = (
+            _("New results in this server will be posted as spoilers.")
+            if value
+            else _("New results are spoilers only for members who ask for it in /imagine-settings.")
+        )
         await cog.change(
             interaction,
             lambda s: s.replace(spoiler=value),
-            lambda old, new: (
-                (
-                    "New results in this server will be posted as spoilers."
-                    if value
-                    else "New results are spoilers only for members who ask for it in /imagine-settings."
-                )
-                + ("" if old.spoiler != new.spoiler else " (It already was.)")
-                + "\n"
-                + cog.line(new, "spoiler")
+            lambda old, new: join(
+                [
+                    join([said, "" if old.spoiler != new.spoiler else _("(It already was.)")], " "),
+                    cog.line(new, "spoiler"),
+                ]
             ),
         )

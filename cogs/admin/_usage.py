@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Literal
 import discord
 from discord import app_commands
 
-from bot import policy, usage
+from bot import i18n, policy, usage
+from bot.text import MESSAGE_LIMIT, clip
 from cogs.admin._group import AdminGroup
-from cogs.replies import reply_privately
+from cogs.replies import reply_privately, server_locale
 
 if TYPE_CHECKING:
     from cogs.admin._cog import AdminCog
@@ -65,4 +66,6 @@ async def send_usage(cog: "AdminCog", interaction: discord.Interaction, period_n
         cost=cost,
     )
     file = discord.File(io.BytesIO(data), filename=usage.csv_filename(guild_id, period))
-    await reply_privately(interaction, text, file=file)
+    # Read in the server's language, then cut to one message (a translation may run longer).
+    report = clip(i18n.render(text, server_locale(interaction)), MESSAGE_LIMIT)
+    await reply_privately(interaction, report, file=file)

@@ -557,7 +557,7 @@ async def test_a_double_click_on_reroll_starts_one_job_and_another_member_still_
 
     mine = [r for r in (first, second) if not r.ephemeral]
     repeats = [r.callback["data"]["content"] for r in (first, second) if r.ephemeral]
-    assert (len(mine), repeats, theirs.ephemeral) == (1, [ALREADY], False)
+    assert (len(mine), repeats, theirs.ephemeral) == (1, [str(ALREADY)], False)
     await rig.finished(mine[0])
     await rig.finished(theirs)
     my_job, their_job = await job_of(rig, mine[0]), await job_of(rig, theirs)
@@ -585,8 +585,8 @@ async def test_every_button_of_a_job_whose_record_was_deleted_says_so_privately(
         answers.append(private_text(await click(rig, original, button(action, job))))
     assert vary.original is not None
     answers.append(private_text(await click(rig, vary.original, f"imagine:varypick:{job.id}", values=["1"])))
-    assert (answers, len(rig.toapis.submissions), original.deleted) == ([GONE] * 6, 1, False)
-    assert "no longer in the bot's records" in GONE
+    assert (answers, len(rig.toapis.submissions), original.deleted) == ([str(GONE)] * 6, 1, False)
+    assert "no longer in the bot's records" in str(GONE)
 
 
 async def test_the_buttons_of_a_message_naming_a_job_that_never_existed_say_so_privately(start_bot):
@@ -609,7 +609,7 @@ async def test_the_buttons_of_a_message_naming_a_job_that_never_existed_say_so_p
 
     answers = [private_text(await click(rig, stale, button(action, never))) for action in ACTIONS]
     assert (answers, len(rig.toapis.submissions), await job_count(rig), stale.deleted) == (
-        [GONE] * 5,
+        [str(GONE)] * 5,
         1,
         1,
         False,

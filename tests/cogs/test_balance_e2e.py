@@ -35,12 +35,12 @@ async def test_a_submission_refused_for_balance_says_the_budget_is_used_up_and_c
     assert (
         job.state,
         job.error,
-        BUDGET_USED_UP in json.dumps(message.embeds, ensure_ascii=False),
+        str(BUDGET_USED_UP) in json.dumps(message.embeds, ensure_ascii=False),
         set(used.values()),
         len(rig.toapis.submissions),
         line.content.startswith("⚠️ The ToAPIs balance is low: $0.00 left"),
         line.pings,
-    ) == (JobState.FAILED, BUDGET_USED_UP, True, {0}, 0, True, set())
+    ) == (JobState.FAILED, str(BUDGET_USED_UP), True, {0}, 0, True, set())
 
 
 async def test_a_low_balance_is_posted_to_the_operator_channel_once_per_crossing(start_bot):
@@ -87,7 +87,7 @@ async def test_a_reference_upload_refused_for_balance_says_the_same_and_tells_th
     job = await final_job_of(rig, record)
     line = await rig.discord.wait_for_message(lambda m: m.channel_id == operator)
     assert (job.error, len(rig.toapis.submissions), line.content.split(",")[0]) == (
-        BUDGET_USED_UP,
+        str(BUDGET_USED_UP),
         0,
         "⚠️ The ToAPIs balance is low: $0.50 left (100 credits)",
     )

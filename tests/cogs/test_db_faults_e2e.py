@@ -188,7 +188,7 @@ async def test_a_result_no_route_could_post_fails_the_job_refunds_it_and_says_wh
     let_tasks_finish(rig.toapis)
 
     job = await final_job_of(rig, record)
-    notice = await rig.discord.wait_for_message(lambda m: bool(m.embeds) and NOT_POSTED in str(m.embeds))
+    notice = await rig.discord.wait_for_message(lambda m: bool(m.embeds) and str(NOT_POSTED) in str(m.embeds))
     kinds = await counters(rig)
     assert (
         job.state,
@@ -197,7 +197,7 @@ async def test_a_result_no_route_could_post_fails_the_job_refunds_it_and_says_wh
         kinds,
         f"<@{job.user_id}>" in notice.content,
         notice.attachments,
-    ) == (JobState.FAILED, NOT_POSTED, True, settled_as_delivered(kinds, 0), True, [])
+    ) == (JobState.FAILED, str(NOT_POSTED), True, settled_as_delivered(kinds, 0), True, [])
 
 
 async def test_quota_counters_are_pruned_while_the_bot_runs_not_only_at_start(start_bot, monkeypatch):

@@ -39,7 +39,7 @@ async def test_stopping_while_a_reference_uploads_holds_the_job_and_the_restart_
     stored = await final_job_of(again, record)
     used = await again.bot.ledger.values(stored.quota_keys)
     assert (
-        shown.startswith(WAITING_FOR_RESTART),
+        shown.startswith(str(WAITING_FOR_RESTART)),
         held.state,
         len(held.reference_urls),
         uploads_before_restart,
@@ -74,7 +74,7 @@ async def test_a_job_waiting_for_a_submit_slot_when_the_bot_stops_is_not_sent_un
     await eventually(lambda: rig.bot.stopping, what="the bot stopping")
     rig.toapis.release_submission_answers()
     await stopping
-    held = [r for r in records if status_of(r.original).startswith(WAITING_FOR_RESTART)]
+    held = [r for r in records if status_of(r.original).startswith(str(WAITING_FOR_RESTART))]
     sent_before_restart = len(rig.toapis.submissions)
 
     again = await start_bot()

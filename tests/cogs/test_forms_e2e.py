@@ -180,7 +180,7 @@ async def test_a_remix_form_whose_job_record_is_gone_says_so_privately_after_a_r
         await conn.execute(jobs_table.delete().where(jobs_table.c.id == job.id))
 
     record = await submit(again, form, {"Prompt": "a blue fox"})
-    assert (private_text(record), len(again.toapis.submissions), await job_count(again)) == (GONE, 1, 0)
+    assert (private_text(record), len(again.toapis.submissions), await job_count(again)) == (str(GONE), 1, 0)
 
 
 # --------------------------------------------------------------------------- "Imagine with these images"
@@ -254,7 +254,7 @@ async def test_a_menu_form_whose_message_was_deleted_says_so_privately_after_a_r
         again.toapis.uploads,
         await job_count(again),
     ) == (
-        MENU_MESSAGE_GONE,
+        str(MENU_MESSAGE_GONE),
         0,
         [],
         0,
@@ -272,8 +272,9 @@ async def test_a_menu_form_whose_message_has_no_images_any_more_asks_to_open_it_
 
     record = await submit(again, form, {"Prompt": "combine these"})
     text = private_text(record)
-    assert (text.startswith(EXPIRED), again.toapis.submit_attempts, await job_count(again)) == (True, 0, 0)
-    assert text == MENU_IMAGES_GONE
+    expired = text.startswith(str(EXPIRED))
+    assert (expired, again.toapis.submit_attempts, await job_count(again)) == (True, 0, 0)
+    assert text == str(MENU_IMAGES_GONE)
 
 
 # --------------------------------------------------------------------------- forms the bot cannot read
@@ -288,7 +289,7 @@ async def test_a_request_form_the_bot_cannot_read_answers_privately_that_it_expi
     rig = await start_bot()
     payload = rig.discord.modal_submit(custom_id, {"prompt": "a fox"})
     record = await answered(rig, payload)
-    assert (private_text(record), rig.toapis.submit_attempts, await job_count(rig)) == (EXPIRED, 0, 0)
+    assert (private_text(record), rig.toapis.submit_attempts, await job_count(rig)) == (str(EXPIRED), 0, 0)
 
 
 async def test_a_remix_form_of_an_older_layout_without_a_prompt_answers_privately_that_it_expired(start_bot):
@@ -296,4 +297,4 @@ async def test_a_remix_form_of_an_older_layout_without_a_prompt_answers_privatel
     _, job = await imagined(rig, prompt="a fox")
     payload = rig.discord.modal_submit(f"imagine:form:remix:{job.id}", {"9f2c": "a blue fox"})
     record = await answered(rig, payload)
-    assert (private_text(record), len(rig.toapis.submissions), await job_count(rig)) == (EXPIRED, 1, 1)
+    assert (private_text(record), len(rig.toapis.submissions), await job_count(rig)) == (str(EXPIRED), 1, 1)

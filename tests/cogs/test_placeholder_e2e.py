@@ -39,9 +39,9 @@ async def test_a_placeholder_that_times_out_ends_the_job_and_gives_the_quota_bac
     text = await _private_answer(rig, record)
     job, used = await _ended(rig, record)
     assert (text, job.state, job.error, used, rig.toapis.submit_attempts) == (
-        PLACEHOLDER_FAILED,
+        str(PLACEHOLDER_FAILED),
         JobState.FAILED,
-        PLACEHOLDER_FAILED,
+        str(PLACEHOLDER_FAILED),
         {0},
         0,
     )
@@ -55,7 +55,7 @@ async def test_a_placeholder_whose_connection_drops_ends_the_job_and_gives_the_q
     text = await _private_answer(rig, record)
     job, used = await _ended(rig, record)
     assert (text, job.state, used, rig.toapis.submit_attempts) == (
-        PLACEHOLDER_FAILED,
+        str(PLACEHOLDER_FAILED),
         JobState.FAILED,
         {0},
         0,
@@ -73,7 +73,7 @@ async def test_a_placeholder_refused_with_a_discord_server_error_ends_the_job_an
     text = await _private_answer(rig, record)
     job, used = await _ended(rig, record)
     assert (text, job.state, used, rig.toapis.submit_attempts) == (
-        PLACEHOLDER_FAILED,
+        str(PLACEHOLDER_FAILED),
         JobState.FAILED,
         {0},
         0,
@@ -99,4 +99,4 @@ async def test_a_placeholder_whose_message_id_cannot_be_stored_ends_the_job_and_
         job.state,
         used,
         rig.toapis.submit_attempts,
-    ) == ((PLACEHOLDER_FAILED, True), True, JobState.FAILED, {0}, 0)
+    ) == ((str(PLACEHOLDER_FAILED), True), True, JobState.FAILED, {0}, 0)

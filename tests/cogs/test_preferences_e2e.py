@@ -224,7 +224,7 @@ async def test_the_server_spoiler_setting_spoilers_every_result(server):
 
 async def test_only_admins_may_set_the_server_spoiler(server):
     refused = await server.admin("spoiler", {"setting": "on"}, permissions=MEMBER)
-    assert (refused, (await server.stored()).spoiler) == (NOT_ADMIN, False)
+    assert (refused, (await server.stored()).spoiler) == (str(NOT_ADMIN), False)
 
 
 async def test_a_reroll_of_a_spoilered_result_is_a_spoiler_too(server):
@@ -277,7 +277,7 @@ async def test_a_member_whose_defaults_cannot_be_read_still_gets_the_image_and_i
     note = await note_of(server, record)
     message = await finished(server, record)
     assert (note, status_of(message)[:1], server.rig.toapis.submissions[-1]["n"]) == (
-        PREFERENCES_UNREADABLE,
+        str(PREFERENCES_UNREADABLE),
         "✅",
         1,
     )

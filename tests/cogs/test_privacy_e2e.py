@@ -108,7 +108,7 @@ async def test_forget_asks_privately_first_and_cancel_deletes_nothing(start_bot)
     await click(rig, confirmation, f"imagine:forget:no:{member}", user_id=member)
     after = await rig.discord.wait_for(
         lambda fake: (
-            m if (m := fake.messages.get(confirmation.id)) and m.content == FORGET_CANCELLED else None
+            m if (m := fake.messages.get(confirmation.id)) and m.content == str(FORGET_CANCELLED) else None
         )
     )
     assert (
@@ -158,7 +158,7 @@ async def test_confirming_deletes_the_members_history_and_their_buttons_say_it_i
         [],
         ("", 0, True, 1),
         ("a fox", False),
-        GONE,
+        str(GONE),
         "You have no images here yet. Try /imagine.",
     )
 
@@ -179,7 +179,7 @@ async def test_a_database_that_fails_the_deletion_is_said_plainly_and_a_second_p
 
     sa.event.listen(rig.bot.store.engine.sync_engine, "before_cursor_execute", broken)
     await click(rig, confirmation, f"imagine:forget:yes:{member}", user_id=member)
-    failed = await confirmation_reads(rig, confirmation, FORGET_FAILED)
+    failed = await confirmation_reads(rig, confirmation, str(FORGET_FAILED))
     failed_view, kept = list(failed.custom_ids), (await stored(rig, job)).prompt
     await click(rig, failed, f"imagine:forget:yes:{member}", user_id=member)
     done = await confirmation_reads(rig, confirmation, "Deleted")
@@ -199,7 +199,7 @@ async def test_another_member_cannot_press_someone_elses_forget_buttons(start_bo
     record = await click(rig, confirmation, f"imagine:forget:yes:{member}", user_id=intruder)
     assert (record.ephemeral, record.callback["data"]["content"], (await stored(rig, job)).forgotten) == (
         True,
-        NOT_YOURS,
+        str(NOT_YOURS),
         False,
     )
 
@@ -280,7 +280,7 @@ async def test_admin_forget_deletes_a_members_history_in_this_server_with_an_aud
         line.content,
         line.pings,
     ) == (
-        NOT_ADMIN,
+        str(NOT_ADMIN),
         False,
         f"Deleted the details of <@{member}>'s 1 finished job in this server.",
         True,

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bot import i18n
 from bot.balance import BalanceWatch
 from bot.toapis import Balance, ToAPIsConnectionError
 
@@ -111,3 +112,41 @@ async def test_a_refusal_wakes_the_watch_at_once_even_with_the_timer_off() -> No
         assert (account.reads, len(account.posted)) == (2, 1)
     finally:
         runner.cancel()
+
+
+async def test_the_alert_reads_in_the_operator_channels_language_and_logs_in_english(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    account = Account(1)
+    asked: list[str] = []
+
+    def language() -> str:
+        asked.append("fr")
+        return "fr"
+
+    watch = BalanceWatch(account.read, account.notify, low_usd=5, language=language)
+    with caplog.at_level("WARNING"):
+        await watch.check()
+    alert = i18n._(
+        "⚠️ The ToAPIs balance is low: {balance}, below LOW_BALANCE_USD ({threshold}). "
+        "Top up the account, or image requests will start failing.",
+        balance="$1.00 left (200 credits)",
+        threshold="$5.00",
+    )
+    french = i18n.render(alert, "fr")
+    assert (account.posted, french != str(alert), str(alert) in caplog.text, asked) == (
+        [french],
+        True,
+        True,
+        ["fr"],
+    )
+
+
+async def test_without_a_known_language_the_alert_is_english() -> None:
+    account = Account(1)
+    watch = BalanceWatch(account.read, account.notify, low_usd=5, language=lambda: None)
+    await watch.check()
+    assert account.posted == [
+        "⚠️ The ToAPIs balance is low: $1.00 left (200 credits), below LOW_BALANCE_USD ($5.00). "
+        "Top up the account, or image requests will start failing."
+    ]

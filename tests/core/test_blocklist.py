@@ -353,12 +353,17 @@ def test_describe_shows_the_kind_and_the_pattern_as_typed():
 def test_the_module_imports_no_discord_and_only_its_two_matching_libraries():
     tree = ast.parse(Path(bot.blocklist.__file__).read_text(encoding="utf-8"))
     imported = {
-        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
         for node in ast.walk(tree)
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     }
-    assert imported - sys.stdlib_module_names == {"re2", "confusable_homoglyphs"}
+    outside = {str(name).split(".")[0] for name in imported} - sys.stdlib_module_names
+    # Of the bot itself, only the translatable texts its refusals are written in.
+    assert (outside, {name for name in imported if str(name).startswith("bot")}) == (
+        {"re2", "confusable_homoglyphs", "bot"},
+        {"bot.i18n"},
+    )
 
 
 def test_a_stored_entry_that_no_longer_validates_is_skipped_not_fatal():
@@ -565,3 +570,14 @@ def test_an_exception_is_stored_trimmed_and_too_many_are_refused():
     assert validate_exception("  j'ai   hâte ") == "j'ai hâte"
     with pytest.raises(BlocklistError, match=f"at most {MAX_EXCEPTIONS} exceptions"):
         Blocklist([], [f"word{i}" for i in range(MAX_EXCEPTIONS + 1)])
+
+
+def test_a_refusal_carries_a_text_to_translate_whose_english_is_the_message():
+    with pytest.raises(BlocklistError) as excinfo:
+        validate_entry("regex", "(?=a)")
+    text = excinfo.value.text
+    assert (text.message, str(text), str(excinfo.value)) == (
+        "{pattern} can't be used as a regular expression: {reason}.",
+        "`(?=a)` can't be used as a regular expression: look-aheads like `(?=…)` aren't supported.",
+        "`(?=a)` can't be used as a regular expression: look-aheads like `(?=…)` aren't supported.",
+    )

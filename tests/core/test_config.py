@@ -364,3 +364,62 @@ def test_queue_settings_and_the_shard_share_are_read():
 def test_invalid_rate_and_queue_settings_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({**REQUIRED, **env})
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        pytest.param(lambda d: d / "missing.txt", "file not found", id="missing"),
+        pytest.param(lambda d: d, "cannot read the file", id="a-directory"),
+        pytest.param(lambda d: _write(d / "bad.txt", b"\xff\xfe word\n"), "not valid UTF-8", id="not-utf8"),
+        pytest.param(
+            lambda d: _write(d / "bad.txt", b"word: ok\nregex: (a)\\1\n"), "line 2: ", id="a-bad-entry"
+        ),
+    ],
+)
+def test_a_bad_operator_blocklist_file_stops_start_up_in_one_plain_line(tmp_path, make, problem):
+    path = make(tmp_path)
+    result = _run_main({**REQUIRED, "OPERATOR_BLOCKLIST_FILE": str(path)}, cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert (
+        result.returncode,
+        len(lines),
+        lines[0].startswith(f"error: OPERATOR_BLOCKLIST_FILE {path}: "),
+    ) == (
+        2,
+        1,
+        True,
+    )
+    assert problem in lines[0]
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_the_operator_blocklist_file_is_read_in_the_server_blocklist_format(tmp_path):
+    from bot.config import load_operator_blocklist
+
+    path = _write(
+        tmp_path / "list.txt",
+        b"# comments and blank lines are skipped\n\n"
+        b"word: dragon\nregex: /castle\\d+/\nexcept: dragonfly\ngoblin\n",
+    )
+    blocklist = load_operator_blocklist(path)
+    assert blocklist is not None
+    matched = {
+        prompt: getattr(blocklist.match(prompt), "pattern", None)
+        for prompt in ("a DRAG0N", "castle42", "a dragonfly", "goblins", "a goblin", "a meadow")
+    }
+    assert (load_operator_blocklist(None), matched) == (
+        None,
+        {
+            "a DRAG0N": "dragon",
+            "castle42": "castle\\d+",
+            "a dragonfly": None,
+            "goblins": None,
+            "a goblin": "goblin",
+            "a meadow": None,
+        },
+    )

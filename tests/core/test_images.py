@@ -282,7 +282,7 @@ def test_describe_reduction_unchanged():
         original_width=2048,
         original_height=2048,
     )
-    assert describe_reduction(img) == "2048×2048, 3.1 MB (unchanged)"
+    assert str(describe_reduction(img)) == "2048×2048, 3.1 MB (unchanged)"
 
 
 def test_a_truncated_jpeg_within_the_limit_is_refused_not_passed_on():

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot import policy
-from bot.blocklist import validate_entry
+from bot.blocklist import Blocklist, validate_entry
 from bot.catalog import builtin_catalog
 from bot.guild_settings import GuildSettings
 from bot.jobs.request import ImagineRequest, RequestOptions, build_request
@@ -206,4 +206,45 @@ def test_an_owner_is_still_held_to_the_servers_fixed_rules() -> None:
     operator = policy.OperatorRules(owner_ids=frozenset({USER}))
     assert refusal(GuildSettings(enabled=False), operator=operator).startswith(
         "Image generation is turned off"
+    )
+
+
+OPERATOR_LIST = policy.OperatorRules(
+    allow_dms=True,
+    global_daily_cap=5,
+    blocklist=Blocklist([validate_entry("word", "dragon")]),
+)
+OPERATOR_REFUSAL = (
+    "Your prompt contains a word or phrase this bot does not allow. Change the prompt and try again."
+)
+
+
+@pytest.mark.parametrize(
+    ("settings", "who"),
+    [
+        pytest.param(GuildSettings(), member(), id="installing-server"),
+        pytest.param(None, member(server_installed=False), id="user-install-in-another-server"),
+        pytest.param(None, member(guild_id=None), id="dm-or-group-dm"),
+    ],
+)
+def test_the_operators_blocklist_refuses_everywhere(
+    settings: GuildSettings | None, who: policy.Requester
+) -> None:
+    assert refusal(settings, who, request(prompt="a DRAGON at dawn"), OPERATOR_LIST) == OPERATOR_REFUSAL
+
+
+def test_a_server_that_never_installed_the_bot_gets_only_the_operators_rules_and_counter() -> None:
+    who = member(server_installed=False)
+    plan = policy.admit(None, OPERATOR_LIST, who, request(n=15), NOW)
+    assert (plan.image_limits, plan.active_limits, plan.cooldown) == (
+        (Limit(f"u:{USER}:2026-11-21", 5, "global_daily", MIDNIGHT),),
+        (),
+        None,
+    )
+
+
+def test_the_operators_allow_list_also_refuses_a_user_install_in_another_server() -> None:
+    operator = policy.OperatorRules(allowed_guild_ids=frozenset({GUILD + 1}))
+    assert refusal(None, member(server_installed=False), operator=operator) == (
+        "This bot is not available in this server."
     )

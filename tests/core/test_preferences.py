@@ -40,7 +40,16 @@ PICTURE = ReferenceSource(
 
 
 def change(current: MemberPreferences = NO_PREFERENCES, reset: str | None = None, **changes: Any):
-    return change_preferences(current, CATALOG, default_model=DEFAULT_MODEL, changes=changes, reset=reset)
+    """The preferences changed, and their notes in English."""
+    prefs, notes = change_preferences(
+        current, CATALOG, default_model=DEFAULT_MODEL, changes=changes, reset=reset
+    )
+    return prefs, [str(note) for note in notes]
+
+
+def english(text: Any) -> str | None:
+    """A text as an English reader sees it (None stays None)."""
+    return None if text is None else str(text)
 
 
 def filled(prefs: MemberPreferences, settings: GuildSettings | None = None, **asked: Any):
@@ -117,14 +126,14 @@ def test_only_what_the_member_left_out_is_filled():
         2,
         "fast",
     )
-    assert (result.options.resolution, result.note) == ("4K", None)
+    assert (result.options.resolution, english(result.note)) == ("4K", None)
 
 
 def test_defaults_the_chosen_model_cannot_take_are_skipped_with_a_note():
     prefs = MemberPreferences(model="doubao-seedream-4-0", resolution="4K", ratio="auto")
     result = filled(prefs, model_id="doubao-seedream-5-0-pro", references=(PICTURE,))
     assert (result.options.resolution, result.options.ratio) == (None, None)
-    assert result.skipped == (
+    assert tuple(map(str, result.skipped)) == (
         "ratio `auto` (Seedream 5.0 Pro has no `auto` ratio)",
         "resolution `4K` (Seedream 5.0 Pro does not offer resolution `4K`)",
     )
@@ -133,13 +142,13 @@ def test_defaults_the_chosen_model_cannot_take_are_skipped_with_a_note():
 def test_options_a_model_does_not_have_at_all_are_left_out_silently():
     prefs = MemberPreferences(model="doubao-seedream-4-0", speed="fast")
     result = filled(prefs, model_id="doubao-seedream-5-0")
-    assert (result.options.speed, result.note) == (None, None)
+    assert (result.options.speed, english(result.note)) == (None, None)
 
 
 def test_auto_without_a_reference_image_falls_back_silently():
     prefs = MemberPreferences(model="doubao-seedream-4-0", ratio="auto")
     without, with_one = filled(prefs), filled(prefs, references=(PICTURE,))
-    assert (without.options.ratio, without.note, with_one.options.ratio) == (None, None, "auto")
+    assert (without.options.ratio, english(without.note), with_one.options.ratio) == (None, None, "auto")
 
 
 def test_server_rules_skip_defaults_and_say_why():
@@ -152,7 +161,7 @@ def test_server_rules_skip_defaults_and_say_why():
     prefs = MemberPreferences(model="doubao-seedream-4-5", resolution="3K", n=4)
     result = filled(prefs, settings)
     assert (result.options.model_id, result.options.resolution, result.options.n) == (None, None, None)
-    assert result.note == (
+    assert english(result.note) == (
         "Not used from your /imagine-settings: model Seedream 4.5 (this server allows only "
         "`doubao-seedream-5-0`); resolution `3K` (this server allows only `2K`); 4 images "
         "(this server allows at most 2 images per request). Change them with `/imagine-settings`."
@@ -162,12 +171,15 @@ def test_server_rules_skip_defaults_and_say_why():
 def test_images_plus_references_stay_within_fifteen():
     prefs = MemberPreferences(n=14)
     result = filled(prefs, references=(PICTURE, PICTURE))
-    assert (result.options.n, result.skipped) == (None, ("14 images (with 2 reference images, at most 13)",))
+    assert (result.options.n, tuple(map(str, result.skipped))) == (
+        None,
+        ("14 images (with 2 reference images, at most 13)",),
+    )
 
 
 def test_a_model_removed_from_the_catalog_is_skipped_with_a_note():
     result = filled(MemberPreferences(model="doubao-seedream-3-0"))
-    assert (result.options.model_id, result.skipped) == (
+    assert (result.options.model_id, tuple(map(str, result.skipped))) == (
         None,
         ("model `doubao-seedream-3-0` (no longer offered)",),
     )

@@ -95,7 +95,7 @@ def test_the_estimate_counts_the_images_jobs_count_times_their_models_price():
     assert (
         "**Estimated cost today:** $0.20 — partial: 1 image of models without a price "
         "(doubao-seedream-4-5) not counted"
-    ) in text.splitlines()
+    ) in str(text).splitlines()
 
 
 def test_a_fully_priced_period_says_no_more_than_its_cost():
@@ -108,7 +108,7 @@ def test_a_fully_priced_period_says_no_more_than_its_cost():
         settings=GuildSettings(),
         cost=cost,
     )
-    assert "**Estimated cost this month:** $0.11" in text.splitlines()
+    assert "**Estimated cost this month:** $0.11" in str(text).splitlines()
 
 
 def test_without_any_price_there_is_no_estimate():

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bot.catalog import builtin_catalog
+from bot.i18n import Readable
 from bot.jobs.progress import JobProgress, Phase
 from bot.jobs.records import JobRecord, JobState, JobStore, NewJob
 from bot.jobs.request import ImagineRequest, request_for_job
@@ -62,11 +63,14 @@ class RecordingObserver:
         # Every image in one message, as an album would be posted.
         return [FIRST_MESSAGE_ID] * len(outcome.images)
 
-    async def fail(self, message: str, elapsed: float) -> None:
-        self.calls.append(("fail", message))
+    async def fail(self, message: Readable, elapsed: float) -> None:
+        self.calls.append(("fail", str(message)))  # its English
 
     async def hold(self) -> None:
         self.calls.append(("hold", None))
+
+    def result_kept(self) -> bool:
+        return False
 
     async def until_progress_count(self, count: int) -> None:
         """Wait until `count` progress states were shown (the throttle sends in the background)."""
@@ -236,9 +240,9 @@ async def test_results_expired_before_delivery_fail_the_job_without_downloading(
         await counters(store),
     ) == (
         ["delivery_turn", "fail"],
-        ("fail", RESULTS_EXPIRED),
+        ("fail", str(RESULTS_EXPIRED)),
         0,
-        (JobState.FAILED, RESULTS_EXPIRED),
+        (JobState.FAILED, str(RESULTS_EXPIRED)),
         {DAILY: 0, ACTIVE: 0},
     )
 

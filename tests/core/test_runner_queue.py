@@ -155,7 +155,7 @@ async def test_the_service_unavailable_three_times_ends_the_job_as_busy_with_the
         toapis_fake.submit_attempts,
         toapis_fake.submissions,
         await QuotaLedger(store).values([daily(3)]),
-    ) == (JobState.FAILED, BUSY, 3, [], {daily(3): 0})
+    ) == (JobState.FAILED, str(BUSY), 3, [], {daily(3): 0})
 
 
 async def test_a_job_waiting_longer_than_the_queue_timeout_ends_with_its_quota_back(toapis_fake, jobs, store):

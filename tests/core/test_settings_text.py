@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.blocklist import BlockEntry
 from bot.catalog import builtin_catalog
 from bot.guild_settings import GuildSettings
-from bot.settings_text import setting_lines, settings_text
+from bot.settings_text import setting_lines, setting_value, settings_text
 from bot.text import MESSAGE_LIMIT
 
 CATALOG = builtin_catalog()
@@ -60,11 +60,11 @@ def test_settings_name_models_and_mention_ids():
     )
     lines = setting_lines(settings, CATALOG)
     assert (
-        lines["allowed_models"],
-        lines["role_quotas"],
-        lines["blocklist"],
-        lines["audit_channel_id"],
-        lines["cooldown_seconds"],
+        str(lines["allowed_models"]),
+        str(lines["role_quotas"]),
+        str(lines["blocklist"]),
+        str(lines["audit_channel_id"]),
+        str(lines["cooldown_seconds"]),
     ) == (
         "**Models:** Seedream 4.0, gone-model",
         "**Daily images by role:** <@&5>: 30, <@&6>: 40",
@@ -76,7 +76,7 @@ def test_settings_name_models_and_mention_ids():
 
 def test_the_blocklist_line_names_its_exceptions():
     settings = GuildSettings(blocklist=(BlockEntry("word", "hate"),), blocklist_exceptions=("j'ai hâte",))
-    assert setting_lines(settings, CATALOG)["blocklist"] == (
+    assert str(setting_lines(settings, CATALOG)["blocklist"]) == (
         "**Prompt blocklist:** 1 entry: `word: hate` · never matched: `j'ai hâte`"
     )
 
@@ -95,3 +95,25 @@ def test_a_huge_configuration_still_fits_in_one_message():
     text = settings_text(settings, CATALOG)
     assert len(text) <= MESSAGE_LIMIT
     assert "and 195 more" in text and text.endswith("**Audit channel:** off")
+
+
+def test_the_summary_fits_in_the_readers_language_even_when_it_reads_longer():
+    many = tuple(range(10**17, 10**17 + 200))
+    settings = GuildSettings(allowed_channels=many, denied_channels=many, banned_users=many)
+
+    def longer(text: object) -> str:
+        # A language whose every sentence reads three times as long as the English.
+        return "\n".join(line * 3 for line in str(text).splitlines())
+
+    english, other = settings_text(settings, CATALOG), settings_text(settings, CATALOG, read=longer)
+    fits = len(other) <= MESSAGE_LIMIT
+    assert (fits, "and 190 more" in english, "and 198 more" in other) == (True, True, True)
+
+
+def test_setting_lines_are_texts_to_translate_with_their_value_apart():
+    line = setting_lines(GuildSettings(max_n=4), CATALOG)["max_n"]
+    assert (line.message, str(setting_value(line)), str(line)) == (
+        "**Images per request (n):** {value}",
+        "4",
+        "**Images per request (n):** 4",
+    )

@@ -253,3 +253,77 @@ async def test_an_error_that_will_not_pass_is_raised_at_once_and_never_shows_its
     with pytest.raises(sa.exc.IntegrityError) as refused:
         await store.transact(write, what="duplicate")
     assert (attempts, secret in str(refused.value), secret in describe(refused.value)) == (2, False, False)
+
+
+def test_fingerprint_changes_when_where_a_command_may_be_used_changes():
+    server_only = {"name": "imagine", "integration_types": [0], "contexts": [0]}
+    anywhere = {"name": "imagine", "integration_types": [0, 1], "contexts": [0, 1, 2]}
+    assert fingerprint([server_only]) != fingerprint([anywhere])
+
+
+async def test_jobs_from_before_the_job_context_are_server_or_bot_dm_jobs_the_bot_can_reach(
+    store, database_url
+):
+    from bot.config import database_url_for_sqlalchemy
+    from bot.jobs.records import JobStore, NewJob
+    from bot.schema import schema_version
+    from bot.store import Store
+
+    def asked(guild_id: int | None) -> NewJob:
+        return NewJob(
+            guild_id=guild_id,
+            channel_id=2,
+            user_id=3,
+            application_id=4,
+            upload_limit=1,
+            prompt="p",
+            model="m",
+            ratio="1:1",
+            n=1,
+        )
+
+    jobs = JobStore(store)
+    in_server, in_dm = await jobs.create(asked(1)), await jobs.create(asked(None))
+    async with store.engine.begin() as conn:
+        for column in ("context", "installed_by", "bot_in_channel"):
+            await conn.execute(sa.text(f'ALTER TABLE jobs DROP COLUMN "{column}"'))
+        await conn.execute(schema_version.update().values(version=9))
+    again = Store.open(database_url_for_sqlalchemy(database_url))
+    try:
+        await again.migrate()
+        migrated = [await JobStore(again).get(job.id) for job in (in_server, in_dm)]
+    finally:
+        await again.close()
+    assert [
+        (j.context, j.installed_by, j.bot_in_channel, j.token_only) for j in migrated if j is not None
+    ] == [
+        ("guild", "guild", True, False),
+        ("bot_dm", "guild", True, False),
+    ]
+
+
+async def test_a_job_asked_where_the_bot_is_not_a_member_is_stored_as_reachable_only_by_its_token(store):
+    from bot.jobs.records import JobStore, NewJob
+
+    job = await JobStore(store).create(
+        NewJob(
+            guild_id=None,
+            channel_id=2,
+            user_id=3,
+            application_id=4,
+            upload_limit=1,
+            prompt="p",
+            model="m",
+            ratio="1:1",
+            n=1,
+            context="private_channel",
+            installed_by="user",
+            bot_in_channel=False,
+        )
+    )
+    stored = await JobStore(store).get(job.id)
+    assert stored is not None and (stored.conversation.context, stored.installed_by, stored.token_only) == (
+        "private_channel",
+        "user",
+        True,
+    )

@@ -76,7 +76,7 @@ def plan_for(settings: GuildSettings | None, operator: OperatorRules | None = No
 
 def test_quota_text_without_any_quota():
     plan = plan_for(GuildSettings())
-    assert quota_text(plan, {}, NOW) == (
+    assert str(quota_text(plan, {}, NOW)) == (
         "**No image quota applies to you.**\n• You: no daily limit of your own in this server"
     )
 
@@ -90,7 +90,7 @@ def test_quota_text_lists_each_limit_with_what_is_left_and_when_it_resets():
         "g:10:2026-11-21": 30,
         "g:10:2026-11": 995,
     }
-    assert quota_text(plan, used, NOW).splitlines() == [
+    assert str(quota_text(plan, used, NOW)).splitlines() == [
         "**Images left for you: 5**",
         f"• You: 38 of 50 images left today {EVERYWHERE} — resets <t:{MIDNIGHT}:R>",
         f"• You: 6 of 10 images left today in this server — resets <t:{MIDNIGHT}:R>",
@@ -102,7 +102,7 @@ def test_quota_text_lists_each_limit_with_what_is_left_and_when_it_resets():
 def test_quota_text_uses_the_best_role_quota():
     settings = GuildSettings(daily_member_quota=2, role_quotas=((7, 20), (8, 5)))
     plan = plan_for(settings, role_ids=frozenset({7, 8}))
-    assert quota_text(plan, {"m:10:20:2026-11-21": 3}, NOW).splitlines()[:2] == [
+    assert str(quota_text(plan, {"m:10:20:2026-11-21": 3}, NOW)).splitlines()[:2] == [
         "**Images left for you: 17**",
         f"• You: 17 of 20 images left today in this server — resets <t:{MIDNIGHT}:R>",
     ]
@@ -112,7 +112,7 @@ def test_quota_text_when_exhausted_says_when_generation_is_possible_again():
     settings = GuildSettings(daily_member_quota=3, monthly_server_quota=10)
     plan = plan_for(settings)
     used = {"m:10:20:2026-11-21": 3, "g:10:2026-11": 10}
-    lines = quota_text(plan, used, NOW).splitlines()
+    lines = str(quota_text(plan, used, NOW)).splitlines()
     # Both are used up: the member waits for the later reset (the month's).
     assert lines[:2] == ["**Images left for you: 0**", f"You can generate again <t:{NEXT_MONTH}:R>."]
 
@@ -121,18 +121,20 @@ def test_quota_text_shows_running_jobs_and_cooldown():
     settings = GuildSettings(max_concurrent_member=2, max_concurrent_server=5, cooldown_seconds=60)
     plan = plan_for(settings)
     waiting = {"am:10:20": 1, "ag:10": 4, "cd:10:20": int((NOW - 20) * 1000)}
-    assert quota_text(plan, waiting, NOW).splitlines()[2:] == [
+    assert str(quota_text(plan, waiting, NOW)).splitlines()[2:] == [
         "Running jobs: 1 of your 2.",
         "Running jobs: 4 of this server's 5.",
         f"Cooldown: 60 s between requests — you can generate again <t:{int(NOW + 40)}:R>.",
     ]
     ready = {"cd:10:20": int((NOW - 61) * 1000)}
-    assert quota_text(plan, ready, NOW).endswith("Cooldown: 60 s between requests — you can generate now.")
+    assert str(quota_text(plan, ready, NOW)).endswith(
+        "Cooldown: 60 s between requests — you can generate now."
+    )
 
 
 def test_quota_text_in_direct_messages_has_only_the_operator_cap():
     plan = plan_for(None, OperatorRules(global_daily_cap=5))
-    assert quota_text(plan, {"u:20:2026-11-21": 5}, NOW).splitlines() == [
+    assert str(quota_text(plan, {"u:20:2026-11-21": 5}, NOW)).splitlines() == [
         "**Images left for you: 0**",
         f"You can generate again <t:{MIDNIGHT}:R>.",
         f"• You: 0 of 5 images left today {EVERYWHERE} — resets <t:{MIDNIGHT}:R>",
@@ -148,7 +150,7 @@ def test_owners_have_no_quota():
         1,
         NOW,
     )
-    assert quota_text(plan, {}, NOW).splitlines()[0] == "**No image quota applies to you.**"
+    assert str(quota_text(plan, {}, NOW)).splitlines()[0] == "**No image quota applies to you.**"
 
 
 # --------------------------------------------------------------------------- periods and counting
@@ -220,7 +222,7 @@ def test_summary_counts_jobs_images_members_and_failures():
 def test_usage_text():
     jobs = [job(1, user=1, n=2), job(2, user=2, state=JobState.FAILED)]
     settings = GuildSettings(daily_server_quota=100)
-    text = usage_text(period_of("today", NOW), summarize(jobs), today=2, month=1, settings=settings)
+    text = str(usage_text(period_of("today", NOW), summarize(jobs), today=2, month=1, settings=settings))
     assert text.splitlines() == [
         "**Image usage today** (2026-11-21, UTC)",
         "**Today:** 2 images of 100 allowed",
@@ -233,11 +235,15 @@ def test_usage_text():
         "• The service refused it ×1",
         "The attached CSV lists every job of the period.",
     ]
-    empty = usage_text(period_of("month", NOW), summarize([]), today=0, month=0, settings=GuildSettings())
+    empty = str(
+        usage_text(period_of("month", NOW), summarize([]), today=0, month=0, settings=GuildSettings())
+    )
     assert empty.splitlines()[0] == "**Image usage this month** (2026-11, UTC)"
     assert "**Failures:** none" in empty and "CSV" not in empty
-    cut = usage_text(
-        period_of("today", NOW), summarize(jobs), today=2, month=2, settings=settings, truncated=True
+    cut = str(
+        usage_text(
+            period_of("today", NOW), summarize(jobs), today=2, month=2, settings=settings, truncated=True
+        )
     )
     assert cut.endswith("(only the first ones: there were too many).")
 

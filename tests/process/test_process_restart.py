@@ -157,7 +157,7 @@ async def test_sigterm_during_a_burst_lets_submissions_on_the_wire_answer_and_se
     except TimeoutError:
         raise AssertionError(f"the bot did not exit within {SHUTDOWN_LIMIT}s:\n{first.log}") from None
     sent_before_restart = len(toapis_fake.submissions)
-    waiting = [r for r in records if status_of(r.original).startswith(WAITING_FOR_RESTART)]
+    waiting = [r for r in records if status_of(r.original).startswith(str(WAITING_FOR_RESTART))]
 
     second = await _start_online(discord_fake, bot_env, tmp_path, processes)
     finals = [await _final(discord_fake, record, second) for record in records]

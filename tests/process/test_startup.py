@@ -115,17 +115,23 @@ def _env(discord_fake, toapis_fake, tmp_path) -> dict[str, str]:
     }
 
 
-async def test_check_proves_both_credentials_and_prints_the_invite_url(discord_fake, toapis_fake, tmp_path):
+async def test_check_proves_both_credentials_and_prints_both_install_links(
+    discord_fake, toapis_fake, tmp_path
+):
     code, out, _ = await _run_module(_env(discord_fake, toapis_fake, tmp_path), "--check", cwd=tmp_path)
     # View Channel, Send Messages, Embed Links, Attach Files, Read Message History, Send Messages in Threads
     permissions = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 38)
-    invite = (
-        f"https://discord.com/oauth2/authorize?client_id={discord_fake.application_id}"
-        f"&scope=bot+applications.commands&permissions={permissions}"
+    authorize = f"https://discord.com/oauth2/authorize?client_id={discord_fake.application_id}"
+    server_install = (
+        f"{authorize}&scope=bot+applications.commands&permissions={permissions}&integration_type=0"
     )
-    assert (code, out.splitlines()[-1], len(toapis_fake.submissions)) == (
+    user_install = f"{authorize}&scope=applications.commands&integration_type=1"
+    assert (code, out.splitlines()[-2:], len(toapis_fake.submissions)) == (
         0,
-        f"Invite the bot with: {invite}",
+        [
+            f"Add the bot to a server: {server_install}",
+            f"Add it to your own account (use it anywhere): {user_install}",
+        ],
         0,
     )
 

@@ -21,9 +21,15 @@ records it keeps (``records.py``) and the rate-limit hook (``rate_limits.py``); 
 message store (``_messages.py``) and shared payload pieces (``_payloads.py``) are its
 internals — parts of :class:`FakeDiscord` that tests do not call.
 
-Not modelled: guild/role/member management, DMs created through ``/users/@me/channels``,
-threads, reactions beyond a record, MESSAGE_CREATE echoes of the bot's own messages over
-the gateway, ETF encoding, zstd-stream without the ``zstandard`` module, real rate limits
+User installs are modelled: interactions in context 0/1/2 whose
+``authorizing_integration_owners`` name only the user (``slash_command(install="user")``),
+channels the bot cannot see answering 403 Missing Access / 404 Unknown Channel, responses made
+ephemeral where the member lacks Use External Apps, the bot's DMs (``POST /users/@me/channels``)
+and members whose DMs are closed (``closed_dms``: 50007).
+
+Not modelled: guild/role/member management, threads, reactions beyond a record,
+MESSAGE_CREATE echoes of the bot's own messages over the gateway, ETF encoding, zstd-stream
+without the ``zstandard`` module, real rate limits
 (the :class:`RateLimitPolicy` hook is where they go)."""
 
 from tests.fakes.discord._gateway import GatewaySession
@@ -39,6 +45,7 @@ from tests.fakes.discord.records import (
     SEND_MESSAGES,
     SEND_MESSAGES_IN_THREADS,
     USE_APPLICATION_COMMANDS,
+    USE_EXTERNAL_APPS,
     USE_EXTERNAL_EMOJIS,
     VIEW_CHANNEL,
     FakeAttachment,
@@ -61,6 +68,7 @@ __all__ = [
     "SEND_MESSAGES",
     "SEND_MESSAGES_IN_THREADS",
     "USE_APPLICATION_COMMANDS",
+    "USE_EXTERNAL_APPS",
     "USE_EXTERNAL_EMOJIS",
     "VIEW_CHANNEL",
     "FakeAttachment",

@@ -35,6 +35,7 @@ class RequestHandling:
         table: list[tuple[str, str, _Handler, bool]] = [
             ("GET", "/users/@me", self._get_me, True),
             ("DELETE", "/users/@me/guilds/{guild_id}", self._leave_guild, True),
+            ("POST", "/users/@me/channels", self._create_dm, True),
             ("GET", "/oauth2/applications/@me", self._get_application, True),
             ("GET", "/gateway", self._get_gateway, False),
             ("GET", "/gateway/bot", self._get_gateway_bot, True),
@@ -233,8 +234,21 @@ class RequestHandling:
             if any(getattr(v, "status", 400) == 413 for v in violations):
                 return 413, discord_spec.too_large_body(), headers
             return 400, discord_spec.form_error_body(violations), headers
+        hidden = self._hidden_channel(req)
+        if hidden is not None:
+            return (*hidden, headers)
         status, body = await handler(req)
         return status, body, headers
+
+    def _hidden_channel(self, req: RecordedRequest) -> tuple[int, Any] | None:
+        """Discord's answer to a channel endpoint for a channel the bot cannot see, else None."""
+        channel_id = req.params.get("channel_id", "")
+        code = self.hidden_channels.get(int(channel_id)) if channel_id.isdigit() else None
+        if code is None:
+            return None
+        if code == 50001:
+            return 403, {"message": "Missing Access", "code": 50001}
+        return 404, {"message": "Unknown Channel", "code": 10003}
 
     def _pre_route(
         self, req: RecordedRequest

@@ -6,7 +6,15 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from .records import _TRUE, EPHEMERAL, LOADING, FakeMessage, InteractionRecord, RecordedRequest
+from .records import (
+    _TRUE,
+    EPHEMERAL,
+    LOADING,
+    USE_EXTERNAL_APPS,
+    FakeMessage,
+    InteractionRecord,
+    RecordedRequest,
+)
 
 
 class RestRoutes:
@@ -22,6 +30,36 @@ class RestRoutes:
         """The bot leaves a server: recorded in ``left_guilds``."""
         self.left_guilds.append(int(req.params["guild_id"]))
         return 204, None
+
+    async def _create_dm(self, req: RecordedRequest) -> tuple[int, Any]:
+        """``POST /users/@me/channels``: the bot's DM channel with ``recipient_id`` (the same one each
+        time). Opening it always works; sending to a member whose DMs are closed does not (50007)."""
+        recipient = str((req.json or {}).get("recipient_id", ""))
+        if not recipient.isdigit():
+            return 400, {"message": "Invalid Form Body", "code": 50035}
+        channel_id = self.dm_channels.setdefault(int(recipient), self.snowflake())
+        channel = self.channels.setdefault(
+            channel_id,
+            {
+                "id": str(channel_id),
+                "type": 1,
+                "recipients": [self.user_payload(int(recipient))],
+                "last_message_id": None,
+                "flags": 0,
+            },
+        )
+        return 200, channel
+
+    def _forced_ephemeral(self, record: InteractionRecord) -> bool:
+        """Discord makes every response ephemeral for an app the member installed themselves, used in
+        a server that did not install it, where the member lacks Use External Apps."""
+        payload = record.payload
+        guild_id = payload.get("guild_id")
+        owners = payload.get("authorizing_integration_owners") or {}
+        if not guild_id or owners.get("0") == guild_id:
+            return False
+        permissions = int((payload.get("member") or {}).get("permissions") or 0)
+        return not permissions & USE_EXTERNAL_APPS
 
     async def _get_application(self, req: RecordedRequest) -> tuple[int, Any]:
         return 200, {
@@ -136,6 +174,8 @@ class RestRoutes:
         body = req.json or {}
         channel_id = int(req.params["channel_id"])
         channel = self.channel(channel_id)
+        if channel.get("type") == 1 and any(int(r["id"]) in self.closed_dms for r in channel["recipients"]):
+            return 403, {"message": "Cannot send messages to this user", "code": 50007}
         guild_id = int(channel["guild_id"]) if channel.get("guild_id") else None
         reference = body.get("message_reference")
         msg = FakeMessage(
@@ -200,6 +240,9 @@ class RestRoutes:
         body = req.json or {}
         kind = body.get("type")
         data = body.get("data") or {}
+        if kind in (4, 5) and self._forced_ephemeral(record):
+            data = {**data, "flags": int(data.get("flags") or 0) | EPHEMERAL}
+            body = {**body, "data": data}
         record.callback, record.callback_type, record.callback_at = body, kind, req.at
         message: FakeMessage | None = None
         if kind == 4:
@@ -260,6 +303,8 @@ class RestRoutes:
         if not record.acknowledged:
             return 404, {"message": "Unknown Webhook", "code": 10015}
         body = req.json or {}
+        if self._forced_ephemeral(record):
+            body = {**body, "flags": int(body.get("flags") or 0) | EPHEMERAL}
         original = record.original
         if original is not None and original.loading:
             # The first followup after a deferred ("thinking") response replaces the placeholder.

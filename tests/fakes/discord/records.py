@@ -61,6 +61,11 @@ SEND_MESSAGES_IN_THREADS = 1 << 38
 MANAGE_MESSAGES = 1 << 13  # not in the defaults: moderators only
 
 
+# Lets apps a member installed to their own account answer publicly in a server that did not
+# install them; without it Discord makes every response of such an app ephemeral.
+USE_EXTERNAL_APPS = 1 << 50
+
+
 DEFAULT_MEMBER_PERMISSIONS = (
     VIEW_CHANNEL
     | SEND_MESSAGES

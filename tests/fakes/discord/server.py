@@ -83,6 +83,8 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
         self.guild_id = self.guild_ids[0] if self.guild_ids else self.snowflake()
         self.channel_id = self.snowflake()  # default text channel
         self.user_id = self.snowflake()  # default invoking member
+        # Each server's language (its "community" locale, sent as `guild_locale`); en-US unless set.
+        self.guild_locales: dict[int, str] = {}
         self.bot_user: dict[str, Any] = {
             "id": str(self.bot_user_id),
             "username": bot_name,
@@ -104,6 +106,12 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
         self.attachments: dict[int, FakeAttachment] = {}
         self.left_guilds: list[int] = []  # servers the bot left (DELETE /users/@me/guilds/{id})
         self.channels: dict[int, dict[str, Any]] = {}
+        # Channels the bot cannot see (a user install used where the bot is not a member), with the
+        # error code Discord answers channel endpoints there: 50001 Missing Access (a server channel),
+        # 10003 Unknown Channel (a group DM).
+        self.hidden_channels: dict[int, int] = {}
+        self.dm_channels: dict[int, int] = {}  # user id → the bot's DM channel with them
+        self.closed_dms: set[int] = set()  # users whose DMs are closed to the bot (50007)
         self.commands: dict[str | int, list[dict[str, Any]]] = {}  # "global" or guild id
         self.command_syncs: list[tuple[str | int, Any]] = []
         self.violations: list[str] = []
@@ -219,6 +227,10 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
         now = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
         self._last_snowflake = max(now, self._last_snowflake + 1)
         return self._last_snowflake
+
+    def guild_locale(self, guild_id: int) -> str:
+        """The language a server set in its settings, as interactions from it carry it."""
+        return self.guild_locales.get(guild_id, "en-US")
 
     def channel(self, channel_id: int | None = None, *, guild_id: int | None = None) -> dict[str, Any]:
         """The (auto-created) guild text channel object for ``channel_id``.
@@ -391,7 +403,7 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
             "mfa_level": 0,
             "nsfw_level": 0,
             "premium_tier": 0,
-            "preferred_locale": "en-US",
+            "preferred_locale": self.guild_locale(guild_id),
             "features": [],
             "roles": [
                 {
@@ -467,6 +479,9 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
         locale: str = "en-US",
         dm: bool = False,
         command_guild_id: int | None = None,
+        install: str = "guild",
+        private_channel: bool = False,
+        external_apps: bool = True,
     ) -> dict[str, Any]:
         """An ``INTERACTION_CREATE`` payload for a chat-input command.
 
@@ -477,6 +492,8 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
         fake's ``upload_limit``.
         ``data.guild_id`` is set when the command was synced to that guild (or given as
         ``command_guild_id``), like Discord does for guild commands.
+        ``install="user"``, ``private_channel`` and ``external_apps``: a user install used where the
+        bot is not a member (see ``_interaction_base``); use a server the bot is not in.
         """
         parts = name.split()
         option_list = self._option_payloads(options)
@@ -492,7 +509,13 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
             option_list = [{"name": parts[1], "type": 1, "options": option_list}]
         root = parts[0]
         target_guild = guild_id or self.guild_id
-        if command_guild_id is None and not dm and self._find_command(target_guild, root) is not None:
+        if (
+            command_guild_id is None
+            and not dm
+            and not private_channel
+            and install == "guild"
+            and self._find_command(target_guild, root) is not None
+        ):
             command_guild_id = target_guild
         command = self._find_command(command_guild_id or "global", root)
         command_id = (
@@ -522,6 +545,9 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
             attachment_size_limit=attachment_size_limit,
             locale=locale,
             dm=dm,
+            install=install,
+            private_channel=private_channel,
+            external_apps=external_apps,
         )
 
     def component_interaction(
@@ -538,9 +564,14 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
         attachment_size_limit: int | None = None,
         resolved: dict[str, Any] | None = None,
         locale: str = "en-US",
+        external_apps: bool = True,
     ) -> dict[str, Any]:
-        """An ``INTERACTION_CREATE`` payload for a button (2) / select (3, 5-8) click on ``message``."""
+        """An ``INTERACTION_CREATE`` payload for a button (2) / select (3, 5-8) click on ``message``.
+
+        A click on a message in a channel the bot cannot see comes from the member's user install,
+        like the command that posted it."""
         msg = message if isinstance(message, FakeMessage) else self.messages[message]
+        hidden = msg.channel_id in self.hidden_channels
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": component_type}
         if values is not None:
             data["values"] = list(values)
@@ -557,7 +588,10 @@ class FakeDiscord(RequestHandling, RestRoutes, MessageStore, GatewayHandlers, In
             app_permissions=app_permissions,
             attachment_size_limit=attachment_size_limit,
             locale=locale,
-            dm=msg.guild_id is None,
+            dm=msg.guild_id is None and not hidden,
+            install="user" if hidden else "guild",
+            private_channel=hidden and msg.guild_id is None,
+            external_apps=external_apps,
         )
         payload["message"] = msg.to_payload()
         return payload
