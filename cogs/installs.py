@@ -39,13 +39,12 @@ def usable_anywhere(command: Usable) -> Usable:
 def server_installed(interaction: discord.Interaction) -> bool:
     """The interaction's server installed the bot (so the bot is a member there, with its settings).
 
-    An interaction without `authorizing_integration_owners` predates user installs: only a server
-    install could have sent it.
+    An interaction that names no user install (e.g. one without `authorizing_integration_owners`,
+    from before user installs) can only have come through the server's install.
     """
     if interaction.guild_id is None:
         return False
-    owners = interaction._integration_owners  # discord.py keeps Discord's map only here
-    return not owners or owners.get(0) == interaction.guild_id
+    return interaction.is_guild_integration() or not interaction.is_user_integration()
 
 
 def conversation(interaction: discord.Interaction) -> Conversation:
@@ -57,12 +56,11 @@ def conversation(interaction: discord.Interaction) -> Conversation:
         kind = JobContext.GUILD
     else:
         kind = JobContext.BOT_DM
-    owners = interaction._integration_owners
     if kind is JobContext.GUILD:
         reachable = server_installed(interaction)
         installed_by = "guild" if reachable else "user"
     else:
         # The bot's own DM with the member is always open to it; a group DM never is.
         reachable = kind is JobContext.BOT_DM
-        installed_by = "user" if 1 in owners else "guild"
+        installed_by = "user" if interaction.is_user_integration() else "guild"
     return Conversation(context=kind, installed_by=installed_by, bot_in_channel=reachable)
