@@ -438,6 +438,28 @@ async def test_reroll_there_delivers_the_new_job_through_the_clicks_own_token(st
     ) == (0, True, True, ("a red balloon", False), [])
 
 
+async def test_remix_there_opens_the_form_and_runs_the_edited_prompt_through_the_submits_token(start_bot):
+    rig = await start_bot()
+    first = await imagine_there(rig, prompt="a red balloon")
+    message = await rig.finished(first)
+    job = await final_job_of(rig, first)
+    click = await rig.discord.send_interaction(
+        rig.discord.component_interaction(message, f"imagine:remix:{job.id}")
+    )
+    await rig.discord.wait_for(lambda _: click.acknowledged)
+    submit = await rig.discord.send_interaction(rig.discord.modal_reply(click, {"Prompt": "a blue balloon"}))
+    remixed = await rig.finished(submit)
+    again = await final_job_of(rig, submit)
+    assert (
+        click.callback["type"],  # 9: the form, Discord's modal answer
+        submit.payload["context"],
+        status_of(remixed).startswith("✅ 1 image"),
+        (again.prompt, again.bot_in_channel, again.installed_by),
+        rig.toapis.submissions[-1]["prompt"],
+        hidden_channel_requests(rig.discord),
+    ) == (9, 0, True, ("a blue balloon", False, "user"), "a blue balloon", [])
+
+
 async def test_vary_there_takes_the_image_from_the_clicked_message(start_bot):
     rig = await start_bot()
     first = await imagine_there(rig, prompt="a blue vase")
