@@ -6,30 +6,16 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import sqlalchemy as sa
 
 from bot import toapis
-from bot.config import database_url_for_sqlalchemy
 from bot.i18n import Joined, Text
-from bot.jobs.records import JobOrigin, JobStore, NewJob
+from bot.jobs.records import JobOrigin, JobStore
 from bot.jobs.runner import JobFailedError, duration_words, failure_message
 from bot.references import ReferenceRejectedError, ReferenceSource, check_sources
-from bot.schema import MIGRATIONS, schema_version
-from bot.store import Store
+from bot.schema import MIGRATIONS, _m011_job_locales
+from tests.core.older_databases import as_before, asked, reopened
 
-ASKED = NewJob(
-    guild_id=1,
-    channel_id=2,
-    user_id=3,
-    application_id=4,
-    upload_limit=1,
-    prompt="p",
-    model="doubao-seedream-5-0",
-    ratio="1:1",
-    n=1,
-    locale="ja",
-    guild_locale="fr",
-)
+ASKED = asked(model="doubao-seedream-5-0", locale="ja", guild_locale="fr")
 
 
 async def test_a_job_keeps_the_languages_it_was_asked_in(store):
@@ -40,18 +26,12 @@ async def test_a_job_keeps_the_languages_it_was_asked_in(store):
 
 async def test_jobs_from_before_the_locale_columns_read_english_and_new_ones_keep_theirs(store, database_url):
     job = await JobStore(store).create(ASKED)
-    async with store.engine.begin() as conn:
-        for column in ("locale", "guild_locale"):
-            await conn.execute(sa.text(f'ALTER TABLE jobs DROP COLUMN "{column}"'))
-        await conn.execute(schema_version.update().values(version=len(MIGRATIONS) - 1))
-    again = Store.open(database_url_for_sqlalchemy(database_url))
-    try:
+    await as_before(store, _m011_job_locales, columns=("locale", "guild_locale"))
+    async with reopened(database_url) as again:
         assert await again.migrate() == len(MIGRATIONS)
         migrated = await JobStore(again).get(job.id)
         created = await JobStore(again).create(dataclasses.replace(ASKED, locale="pt-BR", guild_locale=None))
         fresh = await JobStore(again).get(created.id)
-    finally:
-        await again.close()
     assert migrated is not None and fresh is not None
     assert ((migrated.locale, migrated.guild_locale), (fresh.locale, fresh.guild_locale)) == (
         (None, None),

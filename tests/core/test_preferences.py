@@ -4,7 +4,6 @@ server's rules, stored per member (SQLite, and PostgreSQL when TEST_DATABASE_URL
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 from typing import Any
 
@@ -26,6 +25,7 @@ from bot.preferences import (
 from bot.references import ReferenceSource
 from bot.schema import member_preferences_table
 from bot.store import Store
+from tests.core.older_databases import as_before, asked, reopened
 
 CATALOG = builtin_catalog()
 DEFAULT_MODEL = "doubao-seedream-5-0"
@@ -270,36 +270,18 @@ async def test_a_failed_read_reaches_every_waiting_request_and_the_next_read_tri
 async def test_a_database_from_before_preferences_gets_the_table_and_its_jobs_are_not_spoilers(
     store, database_url
 ):
-    from bot.config import database_url_for_sqlalchemy
-    from bot.jobs.records import JobStore, NewJob
-    from bot.schema import MIGRATIONS, schema_version
+    from bot.jobs.records import JobStore
+    from bot.schema import MIGRATIONS, _m009_member_preferences_and_spoilers
 
-    asked = NewJob(
-        guild_id=1,
-        channel_id=2,
-        user_id=3,
-        application_id=4,
-        upload_limit=1,
-        prompt="p",
-        model="m",
-        ratio="1:1",
-        n=1,
+    job = await JobStore(store).create(asked())
+    await as_before(
+        store, _m009_member_preferences_and_spoilers, columns=("spoiler",), tables=("member_preferences",)
     )
-    job = await JobStore(store).create(asked)
-    async with store.engine.begin() as conn:
-        await conn.execute(sa.text('ALTER TABLE jobs DROP COLUMN "spoiler"'))
-        await conn.execute(sa.text("DROP TABLE member_preferences"))
-        # The version before this feature's migration, whatever number it gets.
-        before = next(i for i, m in enumerate(MIGRATIONS) if "member_preferences" in m.__name__)
-        await conn.execute(schema_version.update().values(version=before))
-    again = Store.open(database_url_for_sqlalchemy(database_url))
-    try:
+    async with reopened(database_url) as again:
         assert await again.migrate() == len(MIGRATIONS)
         migrated = await JobStore(again).get(job.id)
         await PreferencesStore(again).update(3, lambda _: MemberPreferences(spoiler=True))
-        fresh = await JobStore(again).create(dataclasses.replace(asked, spoiler=True))
+        fresh = await JobStore(again).create(asked(spoiler=True))
         stored = (await JobStore(again).get(fresh.id), await PreferencesStore(again).get(3))
-    finally:
-        await again.close()
     assert migrated is not None and stored[0] is not None
     assert (migrated.spoiler, stored[0].spoiler, stored[1]) == (False, True, MemberPreferences(spoiler=True))

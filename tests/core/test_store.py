@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from bot.registration import CommandRegistry, fingerprint
 from bot.schema import bot_state
 from bot.store import MIGRATIONS, Retry, describe, is_transient
+from tests.core.older_databases import as_before, asked, reopened
 
 
 async def test_migrating_twice_is_harmless(store):
@@ -49,73 +50,31 @@ def test_fingerprint_ignores_order_of_commands_and_keys():
 
 
 async def test_jobs_from_before_reference_counts_get_theirs_from_the_uploaded_references(store, database_url):
-    import sqlalchemy as sa
+    from bot.jobs.records import JobStore
+    from bot.schema import _m004_reference_count
 
-    from bot.config import database_url_for_sqlalchemy
-    from bot.jobs.records import JobStore, NewJob
-    from bot.schema import schema_version
-    from bot.store import Store
-
-    job = await JobStore(store).create(
-        NewJob(
-            guild_id=1,
-            channel_id=2,
-            user_id=3,
-            application_id=4,
-            upload_limit=1,
-            prompt="p",
-            model="m",
-            ratio="1:1",
-            n=1,
-            reference_urls=("https://files/a.png", "https://files/b.png"),
-        )
-    )
-    async with store.engine.begin() as conn:
-        await conn.execute(sa.text('ALTER TABLE jobs DROP COLUMN "reference_count"'))
-        await conn.execute(schema_version.update().values(version=3))
-    again = Store.open(database_url_for_sqlalchemy(database_url))
-    try:
+    job = await JobStore(store).create(asked(reference_urls=("https://files/a.png", "https://files/b.png")))
+    await as_before(store, _m004_reference_count, columns=("reference_count",))
+    async with reopened(database_url) as again:
         await again.migrate()
         migrated = await JobStore(again).get(job.id)
-    finally:
-        await again.close()
     assert migrated is not None and (migrated.reference_count, migrated.references_lost) == (2, False)
 
 
 async def test_jobs_from_before_the_watermark_column_show_their_models_default(store, database_url):
     from bot.catalog import builtin_catalog
-    from bot.config import database_url_for_sqlalchemy
-    from bot.jobs.records import JobStore, NewJob
+    from bot.jobs.records import JobStore
     from bot.jobs.request import request_for_job
-    from bot.schema import schema_version
-    from bot.store import Store
+    from bot.schema import _m005_watermark_and_speed
 
-    asked = NewJob(
-        guild_id=1,
-        channel_id=2,
-        user_id=3,
-        application_id=4,
-        upload_limit=1,
-        prompt="p",
-        model="doubao-seedream-4-0",
-        ratio="1:1",
-        n=1,
-        watermark=False,
-        speed="fast",
-    )
-    job = await JobStore(store).create(asked)
-    async with store.engine.begin() as conn:
-        for column in ("watermark", "speed"):
-            await conn.execute(sa.text(f'ALTER TABLE jobs DROP COLUMN "{column}"'))
-        await conn.execute(schema_version.update().values(version=4))
-    again = Store.open(database_url_for_sqlalchemy(database_url))
-    try:
+    seedream_4 = asked(model="doubao-seedream-4-0", watermark=False, speed="fast")
+    job = await JobStore(store).create(seedream_4)
+    await as_before(store, _m005_watermark_and_speed, columns=("watermark", "speed"))
+    async with reopened(database_url) as again:
         await again.migrate()
         migrated = await JobStore(again).get(job.id)
-        created = await JobStore(again).create(dataclasses.replace(asked, watermark=True))
+        created = await JobStore(again).create(dataclasses.replace(seedream_4, watermark=True))
         fresh = await JobStore(again).get(created.id)
-    finally:
-        await again.close()
     assert migrated is not None and fresh is not None
     request = request_for_job(migrated, builtin_catalog())
     # Seedream 4.0 watermarks unless told otherwise, which older jobs never did.
@@ -126,39 +85,19 @@ async def test_jobs_from_before_the_watermark_column_show_their_models_default(s
 async def test_jobs_from_before_the_layers_columns_keep_watermark_and_speed_and_have_no_layers(
     store, database_url
 ):
-    from bot.config import database_url_for_sqlalchemy
-    from bot.jobs.records import JobStore, NewJob
-    from bot.schema import MIGRATIONS, schema_version
-    from bot.store import Store
+    from bot.jobs.records import JobStore
+    from bot.schema import MIGRATIONS, _m006_layers
 
-    asked = NewJob(
-        guild_id=1,
-        channel_id=2,
-        user_id=3,
-        application_id=4,
-        upload_limit=1,
-        prompt="p",
-        model="doubao-seedream-4-0",
-        ratio="1:1",
-        n=1,
-        watermark=True,
-        speed="fast",
-    )
-    job = await JobStore(store).create(asked)
-    async with store.engine.begin() as conn:
-        for column in ("layers", "result_layers"):
-            await conn.execute(sa.text(f'ALTER TABLE jobs DROP COLUMN "{column}"'))
-        await conn.execute(schema_version.update().values(version=5))
-    again = Store.open(database_url_for_sqlalchemy(database_url))
-    try:
+    seedream_4 = asked(model="doubao-seedream-4-0", watermark=True, speed="fast")
+    job = await JobStore(store).create(seedream_4)
+    await as_before(store, _m006_layers, columns=("layers", "result_layers"))
+    async with reopened(database_url) as again:
         assert await again.migrate() == len(MIGRATIONS)
         migrated = await JobStore(again).get(job.id)
         created = await JobStore(again).create(
-            dataclasses.replace(asked, model="doubao-seedream-5-0-pro", speed=None, layers=True)
+            dataclasses.replace(seedream_4, model="doubao-seedream-5-0-pro", speed=None, layers=True)
         )
         fresh = await JobStore(again).get(created.id)
-    finally:
-        await again.close()
     assert migrated is not None and fresh is not None
     assert (migrated.watermark, migrated.speed, migrated.layers, migrated.result_layers) == (
         True,
@@ -264,36 +203,15 @@ def test_fingerprint_changes_when_where_a_command_may_be_used_changes():
 async def test_jobs_from_before_the_job_context_are_server_or_bot_dm_jobs_the_bot_can_reach(
     store, database_url
 ):
-    from bot.config import database_url_for_sqlalchemy
-    from bot.jobs.records import JobStore, NewJob
-    from bot.schema import schema_version
-    from bot.store import Store
-
-    def asked(guild_id: int | None) -> NewJob:
-        return NewJob(
-            guild_id=guild_id,
-            channel_id=2,
-            user_id=3,
-            application_id=4,
-            upload_limit=1,
-            prompt="p",
-            model="m",
-            ratio="1:1",
-            n=1,
-        )
+    from bot.jobs.records import JobStore
+    from bot.schema import _m010_job_context
 
     jobs = JobStore(store)
-    in_server, in_dm = await jobs.create(asked(1)), await jobs.create(asked(None))
-    async with store.engine.begin() as conn:
-        for column in ("context", "installed_by", "bot_in_channel"):
-            await conn.execute(sa.text(f'ALTER TABLE jobs DROP COLUMN "{column}"'))
-        await conn.execute(schema_version.update().values(version=9))
-    again = Store.open(database_url_for_sqlalchemy(database_url))
-    try:
+    in_server, in_dm = await jobs.create(asked(guild_id=1)), await jobs.create(asked(guild_id=None))
+    await as_before(store, _m010_job_context, columns=("context", "installed_by", "bot_in_channel"))
+    async with reopened(database_url) as again:
         await again.migrate()
         migrated = [await JobStore(again).get(job.id) for job in (in_server, in_dm)]
-    finally:
-        await again.close()
     assert [
         (j.context, j.installed_by, j.bot_in_channel, j.token_only) for j in migrated if j is not None
     ] == [
@@ -303,23 +221,10 @@ async def test_jobs_from_before_the_job_context_are_server_or_bot_dm_jobs_the_bo
 
 
 async def test_a_job_asked_where_the_bot_is_not_a_member_is_stored_as_reachable_only_by_its_token(store):
-    from bot.jobs.records import JobStore, NewJob
+    from bot.jobs.records import JobStore
 
     job = await JobStore(store).create(
-        NewJob(
-            guild_id=None,
-            channel_id=2,
-            user_id=3,
-            application_id=4,
-            upload_limit=1,
-            prompt="p",
-            model="m",
-            ratio="1:1",
-            n=1,
-            context="private_channel",
-            installed_by="user",
-            bot_in_channel=False,
-        )
+        asked(guild_id=None, context="private_channel", installed_by="user", bot_in_channel=False)
     )
     stored = await JobStore(store).get(job.id)
     assert stored is not None and (stored.conversation.context, stored.installed_by, stored.token_only) == (
