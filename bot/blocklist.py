@@ -89,7 +89,7 @@ from typing import Literal
 import re2
 from confusable_homoglyphs.confusables import confusables_data as _HOMOGLYPHS
 
-from bot.i18n import Readable, Text, _, _n
+from bot.i18n import Readable, Text, TextError, _, _n
 
 #: Longest entry or exception (as typed) an admin may add.
 MAX_ENTRY_LENGTH = 200
@@ -454,13 +454,8 @@ def _join_spaced_letters(text: str) -> str:
 # --- entries ------------------------------------------------------------------------------
 
 
-class BlocklistError(ValueError):
-    """An entry or list an admin tried to save is refused; ``text`` is the message to show them
-    (``str(error)`` is its English)."""
-
-    def __init__(self, text: Readable) -> None:
-        super().__init__(text)
-        self.text = text
+class BlocklistError(TextError, ValueError):
+    """An entry or list an admin tried to save is refused; ``text`` is the message to show them."""
 
 
 @dataclass(frozen=True)

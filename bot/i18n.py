@@ -213,6 +213,15 @@ def join(parts: Iterable[Readable], separator: str = "\n") -> Joined:
     return Joined(tuple(part for part in parts if part != ""), separator)
 
 
+class TextError(Exception):
+    """An error whose message is for a member or an admin: `text`, shown in the reader's language
+    by whoever answers; ``str(exc)`` is its English (for logs and records)."""
+
+    def __init__(self, text: Readable) -> None:
+        super().__init__(str(text))
+        self.text = text
+
+
 def render(text: Readable | Any, locale: str | None = None) -> str:
     """`text` in the language of `locale` (a Discord locale code, or one of :data:`LANGUAGES`)."""
     if isinstance(text, Text | Joined):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bot.blocklist import Blocklist
 from bot.guild_settings import GuildSettings
-from bot.i18n import Readable, Text, _, _n
+from bot.i18n import Text, TextError, _, _n
 from bot.jobs.request import ImagineRequest
 from bot.quota import Cooldown, Limit, QuotaExceededError, QuotaPlan, day_key, month_key, next_day, next_month
 from bot.text import relative_time
@@ -48,12 +48,8 @@ class Requester:
     server_installed: bool = True
 
 
-class RefusedError(Exception):
-    """The request is not allowed; `text` tells the member why and what to do (``str(exc)``: its English)."""
-
-    def __init__(self, text: Readable) -> None:
-        super().__init__(str(text))
-        self.text = text
+class RefusedError(TextError):
+    """The request is not allowed; `text` tells the member why and what to do."""
 
 
 def _channels(ids: tuple[int, ...]) -> str:

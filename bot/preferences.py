@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from bot import i18n
 from bot.catalog import AUTO_RATIO, MAX_TOTAL_IMAGES, Catalog, ModelSpec
 from bot.guild_settings import GuildSettings
-from bot.i18n import Readable, Text, _, _n, _p, join
+from bot.i18n import Readable, Text, TextError, _, _n, _p, join
 from bot.jobs.request import RequestOptions
 from bot.schema import member_preferences_table
 from bot.store import Store
@@ -79,12 +79,8 @@ class MemberPreferences:
 NO_PREFERENCES = MemberPreferences()
 
 
-class PreferenceError(Exception):
-    """A value a member tried to set does not fit; `text` says what to change (``str(exc)``: its English)."""
-
-    def __init__(self, text: Readable) -> None:
-        super().__init__(str(text))
-        self.text = text
+class PreferenceError(TextError):
+    """A value a member tried to set does not fit; `text` says what to change."""
 
 
 def _listing(values: tuple[str, ...] | list[str]) -> str:

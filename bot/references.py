@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from PIL import Image
 
 from bot.catalog import MAX_TOTAL_IMAGES
-from bot.i18n import Readable, Text, _, _n, join
+from bot.i18n import Readable, Text, TextError, _, _n, join
 from bot.images import (
     ImageCorruptError,
     ImageDecodeError,
@@ -144,7 +144,7 @@ class ReferenceSource:
     height: int | None = None
 
 
-class ReferenceRejectedError(Exception):
+class ReferenceRejectedError(TextError):
     """A reference image the bot cannot use. ``text`` is written for the member, to be read in
     their language; ``str(exc)`` and ``message`` are its English (for logs and records).
 
@@ -154,12 +154,8 @@ class ReferenceRejectedError(Exception):
 
     def __init__(self, text: Readable, *, filenames: Sequence[str] = ()) -> None:
         super().__init__(text)
-        self.text = text
-        self.message = str(text)
+        self.message = str(self)
         self.filenames = tuple(filenames)
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True)

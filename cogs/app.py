@@ -29,6 +29,7 @@ from bot.catalog import Catalog
 from bot.config import Settings, load_operator_blocklist
 from bot.guild_settings import GuildSettingsStore
 from bot.http_server import HealthChecks, HttpServer, HttpServerError
+from bot.i18n import TextError
 from bot.jobs.news import TaskNews
 from bot.jobs.pacing import ChannelPacer
 from bot.jobs.queue import SubmitQueue
@@ -142,11 +143,7 @@ class ImagineTree(app_commands.CommandTree):
         if isinstance(error, app_commands.CheckFailure) and str(error):
             # A refusal meant for the member (e.g. /imagine-admin without the permission): say why,
             # in the member's own language when the refusal is a text to translate.
-            # (A translatable text has `render`; any other message is shown as it is.)
-            reason = (
-                error.args[0] if len(error.args) == 1 and hasattr(error.args[0], "render") else str(error)
-            )
-            await reply_privately(interaction, reason)
+            await reply_privately(interaction, error.text if isinstance(error, TextError) else str(error))
             return
         log.error(
             "command %s failed (guild %s, user %s)",

@@ -132,15 +132,6 @@ def missing_permissions_text(missing: list[Text]) -> Readable:
     )
 
 
-def _refusal_text(exc: Exception) -> Readable:
-    """What a refusal of the request or the policy says to the member: its text when it carries
-    one (``exc.text``), else its English."""
-    for text in (getattr(exc, "text", None), *exc.args[:1]):
-        if isinstance(text, i18n.Text | i18n.Joined):
-            return text
-    return str(exc)
-
-
 class JobLauncher:
     """Starts, resumes and audits jobs; owns the registry of jobs with a runner in this process."""
 
@@ -237,7 +228,7 @@ class JobLauncher:
                 request, watermark=policy.watermark(settings, self._operator), spoiler=completed.spoiler
             )
         except (RequestError, policy.RefusedError) as exc:
-            await reply_privately(interaction, _refusal_text(exc))
+            await reply_privately(interaction, exc.text)
             return False
 
         missing = missing_permissions(interaction)

@@ -14,19 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.catalog import AUTO_RATIO, DEFAULT_SPEED, MAX_TOTAL_IMAGES, Catalog, ModelSpec
-from bot.i18n import Readable, _, join
+from bot.i18n import Readable, TextError, _, join
 from bot.jobs.records import JobOrigin, JobRecord, NewJob
 from bot.references import ReferenceRejectedError, ReferenceSource, check_sources
 
 DEFAULT_RATIO = "1:1"
 
 
-class RequestError(Exception):
-    """The request cannot be run as given; `text` says what to change (``str(exc)`` is its English)."""
-
-    def __init__(self, text: Readable) -> None:
-        super().__init__(str(text))
-        self.text = text
+class RequestError(TextError):
+    """The request cannot be run as given; `text` says what to change."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot import toapis
-from bot.i18n import Readable, Text, _, _n
+from bot.i18n import Readable, Text, TextError, _, _n
 from bot.images import FittedImage, ImageDecodeError, ImageTooLargeError, fit_image
 from bot.jobs.news import TaskNews
 from bot.jobs.polling import ModelDurations, PollPlanner, PollRules, PollScheduler
@@ -156,15 +156,8 @@ class JobTimings:
     progress_interval: float = 2.0
 
 
-class JobFailedError(Exception):
+class JobFailedError(TextError):
     """A job ended without images; `text` is for the member (``str()``: its English, for the record)."""
-
-    def __init__(self, text: Readable) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return str(self.text)
 
 
 class SubmissionsStoppedError(Exception):

@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 
 from bot.guild_settings import GuildSettings
-from bot.i18n import Readable, _
+from bot.i18n import Readable, TextError, _
 
 if TYPE_CHECKING:
     from cogs.admin._cog import AdminCog
@@ -30,21 +30,13 @@ Change = Callable[[GuildSettings], GuildSettings]
 Answer = Callable[[GuildSettings, GuildSettings], Readable]
 
 
-class NotAllowedError(app_commands.CheckFailure):
+class NotAllowedError(TextError, app_commands.CheckFailure):
     """The member may not use this command; `text` says why, and the tree answers it privately in
     the member's own language (they may not read the server's)."""
 
-    def __init__(self, text: Readable) -> None:
-        super().__init__(text)
-        self.text = text
 
-
-class ChangeRefusedError(Exception):
+class ChangeRefusedError(TextError):
     """A settings change that would make no sense; nothing was written, `text` says why."""
-
-    def __init__(self, text: Readable) -> None:
-        super().__init__(text)
-        self.text = text
 
 
 class AdminGroup(app_commands.Group):
